@@ -1,0 +1,37 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+// Dependencies point one way: dim-dist (CLI) -> DIMTrain -> DIMCore (numerics, model), with the
+// services DIMMPI (collectives) and DIMIO (HDF5 files) beside them.
+let package = Package(
+    name: "dim-dist",
+    products: [
+        .executable(name: "dim-dist", targets: ["dim-dist"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries from Debian, found through pkg-config. Each is a module map plus a shim
+        // header that re-exports the C macros Swift cannot import.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "DIMCore", dependencies: ["CBLAS"]),
+        .target(name: "DIMMPI", dependencies: ["DIMCore", "CMPI"]),
+        .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib"]),
+        .target(name: "DIMTrain", dependencies: ["DIMCore", "DIMIO"]),
+        .executableTarget(
+            name: "dim-dist",
+            dependencies: [
+                "DIMCore", "DIMIO", "DIMTrain", "DIMMPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "DIMCoreTests", dependencies: ["DIMCore"]),
+        .testTarget(name: "DIMIOTests", dependencies: ["DIMIO", "DIMCore"]),
+        .testTarget(name: "DIMTrainTests", dependencies: ["DIMTrain", "DIMIO", "DIMCore", "DIMMPI"]),
+    ]
+)

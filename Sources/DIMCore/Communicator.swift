@@ -1,0 +1,73 @@
+/// The collective operations that distributed DIM needs (Horovod-style: the model and the trainer
+/// only see this protocol; DIMMPI implements it over MPI, `SingleProcess` is the stand-in that
+/// makes every collective the identity for one process).
+///
+/// Every rank must call the same collectives in the same order with the same counts.
+public protocol Communicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+
+    /// In-place elementwise sum over ranks.
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int)
+    /// In-place elementwise max over ranks.
+    func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int)
+    /// Concatenates `count` floats from every rank, in rank order, into `output` (size * count).
+    func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>)
+    /// Sums `size * count` floats over ranks and leaves this rank's block of `count` in `output`.
+    func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>)
+    /// Copies `count` bytes from `root` to every rank.
+    func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)
+    func barrier()
+    /// Ends the whole job (every rank) with `code` after printing `message` on this rank.
+    func abort(_ message: String, code: Int32) -> Never
+    /// Seconds spent inside collectives since the last reset (for the communication share of a step).
+    var communicationSeconds: Double { get set }
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+
+    public func broadcast(_ tensor: Tensor, root: Int = 0) {
+        broadcast(UnsafeMutableRawPointer(tensor.data), bytes: tensor.count * 4, root: root)
+    }
+
+    /// Sum of a scalar over ranks.
+    public func sum(_ value: Double) -> Double {
+        var v = value
+        allreduceSum(&v, count: 1)
+        return v
+    }
+
+    public func max(_ value: Double) -> Double {
+        var v = value
+        allreduceMax(&v, count: 1)
+        return v
+    }
+
+    /// True on every rank when it is true on any rank (used to make error handling collective).
+    public func any(_ flag: Bool) -> Bool { max(flag ? 1 : 0) > 0 }
+}
+
+/// One process: every collective is a copy or nothing.
+public final class SingleProcess: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public var communicationSeconds: Double = 0
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
+    public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
+    public func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
+        if UnsafePointer(output) != input { output.update(from: input, count: count) }
+    }
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
+        if UnsafePointer(output) != input { output.update(from: input, count: count) }
+    }
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
+    public func barrier() {}
+    public func abort(_ message: String, code: Int32) -> Never {
+        printError(message)
+        exit(code)
+    }
+}

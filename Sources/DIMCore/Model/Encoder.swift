@@ -1,0 +1,66 @@
+/// E = f ∘ C (DESIGN.md §1): conv blocks (conv, BN, ReLU), flatten, an fc block (linear, BN, ReLU)
+/// and a final linear layer to the global vector Y. The output of conv `localMapIndex` is the
+/// local map C.
+public final class Encoder {
+    public let config: ModelConfig
+    public let convs: [Conv2D]
+    public let convNorms: [BatchNorm]
+    public let fc: Linear
+    public let fcNorm: BatchNorm
+    public let head: Linear
+    private let flat = Tensor([0])
+    private let gradMap = Tensor([0])
+
+    public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "encoder") {
+        self.config = config
+        let g = config.architecture.convGeometry
+        var convs: [Conv2D] = [], norms: [BatchNorm] = []
+        var cin = config.inChannels
+        for (i, cout) in config.convChannels.enumerated() {
+            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: cin, out: cout, kernel: g.kernel, stride: g.stride, padding: g.padding))
+            norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: cout, relu: true))
+            cin = cout
+        }
+        self.convs = convs
+        self.convNorms = norms
+        let n = config.convCount
+        fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false)
+        fcNorm = BatchNorm(params, buffers: buffers, "\(prefix).bn\(n + 1)", channels: config.fcUnits, relu: true)
+        head = Linear(params, "\(prefix).fc\(n + 2)", in: config.fcUnits, out: config.globalDim, bias: true)
+    }
+
+    /// The local map C: `[C, N, H, W]` (valid after forward).
+    public var localMap: Tensor { convNorms[config.localMapIndex].output }
+    /// The last conv block's output (the "conv" features of the probes).
+    public var convFeatures: Tensor { convNorms[convNorms.count - 1].output }
+    /// The fc block's output `[fc, N]` (the "fc" features).
+    public var fcFeatures: Tensor { fcNorm.output }
+    /// The global vector Y `[globalDim, N]`.
+    public var globalVector: Tensor { head.output }
+
+    /// x: images `[Cin, N, H, W]`, pixels in [-1, 1].
+    public func forward(_ x: Tensor, training: Bool, comm: Communicator) {
+        var h = x
+        for i in convs.indices {
+            h = convNorms[i].forward(convs[i].forward(h), training: training, comm: comm)
+        }
+        flattenMap(h, into: flat)
+        head.forward(fcNorm.forward(fc.forward(flat), training: training, comm: comm))
+    }
+
+    /// Back-propagates dL/dY and, when given, dL/dC (added at the local map).
+    public func backward(gradY: Tensor, gradLocalMap: Tensor?, comm: Communicator) {
+        let dfc = head.backward(gradY)
+        let dflat = fc.backward(fcNorm.backward(dfc, comm: comm))
+        let last = convNorms[convNorms.count - 1].output
+        unflattenMap(dflat, channels: last.shape[0], height: last.shape[2], width: last.shape[3], into: gradMap)
+        var d = gradMap
+        for i in stride(from: convs.count - 1, through: 0, by: -1) {
+            if i == config.localMapIndex, let dC = gradLocalMap {
+                precondition(dC.count == d.count)
+                for j in 0..<d.count { d.data[j] += dC.data[j] }
+            }
+            d = convs[i].backward(convNorms[i].backward(d, comm: comm), inputGrad: i > 0)
+        }
+    }
+}

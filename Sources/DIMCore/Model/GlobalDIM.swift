@@ -1,0 +1,62 @@
+/// The global-DIM critic (DESIGN.md §2b): scores (Y of image i, local map of image j) with one
+/// score per pair. The map side runs fresh copies of the encoder's layers *after* the local map
+/// (own weights), then `out`: linear(fc -> units); the Y side is `y`: linear(globalDim -> units).
+/// Scores and estimators are the local ones with P = 1, distributed the same way.
+public final class GlobalDIMCritic {
+    public let convs: [Conv2D]
+    public let convNorms: [BatchNorm]
+    public let fc: Linear
+    public let fcNorm: BatchNorm
+    public let out: Linear
+    public let yLayer: Linear
+    public let scorer = Scorer()
+    private let flat = Tensor([0])
+    private let gradMap = Tensor([0])
+    public let gradLocalMap = Tensor([0])
+    private var mapInput: Tensor?
+
+    public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "gdim") {
+        let g = config.architecture.convGeometry
+        var convs: [Conv2D] = [], norms: [BatchNorm] = []
+        for i in (config.localMapIndex + 1)..<config.convCount {
+            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: config.convChannels[i - 1], out: config.convChannels[i],
+                                kernel: g.kernel, stride: g.stride, padding: g.padding))
+            norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: config.convChannels[i], relu: true))
+        }
+        self.convs = convs
+        self.convNorms = norms
+        let n = config.convCount
+        fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false)
+        fcNorm = BatchNorm(params, buffers: buffers, "\(prefix).bn\(n + 1)", channels: config.fcUnits, relu: true)
+        out = Linear(params, "\(prefix).out", in: config.fcUnits, out: config.miUnits, bias: true)
+        yLayer = Linear(params, "\(prefix).y", in: config.globalDim, out: config.miUnits, bias: true)
+    }
+
+    /// Returns weight * the global-DIM loss.
+    public func forward(localMap: Tensor, Y: Tensor, estimator: Estimator, weight: Double, maskValue: Double,
+                        training: Bool, comm: Communicator) -> Double {
+        mapInput = localMap
+        var h = localMap
+        for i in convs.indices { h = convNorms[i].forward(convs[i].forward(h), training: training, comm: comm) }
+        flattenMap(h, into: flat)
+        let mapSide = out.forward(fcNorm.forward(fc.forward(flat), training: training, comm: comm))
+        let ySide = yLayer.forward(Y)
+        return scorer.forward(G: ySide, L: mapSide, positions: 1, estimator: estimator, weight: weight,
+                              maskValue: maskValue, comm: comm)
+    }
+
+    /// Returns (dL/dC, dL/dY): gradLocalMap and the y layer's gradInput.
+    public func backward(comm: Communicator) -> (gradLocalMap: Tensor, gradY: Tensor) {
+        scorer.backward(comm: comm)
+        let dY = yLayer.backward(scorer.gradG)
+        let dflat = fc.backward(fcNorm.backward(out.backward(scorer.gradL), comm: comm))
+        let lastShape = convNorms.last?.output.shape ?? mapInput!.shape
+        unflattenMap(dflat, channels: lastShape[0], height: lastShape[2], width: lastShape[3], into: gradMap)
+        var d = gradMap
+        for i in stride(from: convs.count - 1, through: 0, by: -1) {
+            d = convs[i].backward(convNorms[i].backward(d, comm: comm))
+        }
+        gradLocalMap.copy(from: d)
+        return (gradLocalMap, dY)
+    }
+}

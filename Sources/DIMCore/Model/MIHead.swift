@@ -1,0 +1,48 @@
+/// `MI1x1ConvNet` (DESIGN.md §2): h = LayerNorm(conv_b(ReLU(BN(conv_a(x)))) + shortcut(x)).
+/// On the local map every layer is a 1x1 convolution; on Y the same net is an MLP. Both are the
+/// same GEMMs on channel-major `[C, M]` tensors; only names and stored shapes differ.
+public final class MIHead {
+    public let inFeatures: Int, units: Int
+    public let layerA: Linear
+    public let norm: BatchNorm
+    public let layerB: Linear
+    public let shortcut: Linear
+    public let layerNorm: LayerNorm
+    private let residual = Tensor([0])
+
+    /// `convolutional` selects the local head's names (conv_a, conv_b, 4-D weights) over the
+    /// global head's (fc_a, fc_b).
+    public init(_ params: ParameterStore, buffers: ParameterStore, _ name: String, in inFeatures: Int,
+                units: Int, convolutional: Bool) {
+        self.inFeatures = inFeatures; self.units = units
+        let (a, b) = convolutional ? ("conv_a", "conv_b") : ("fc_a", "fc_b")
+        func shape(_ o: Int, _ i: Int) -> [Int] { convolutional ? [o, i, 1, 1] : [o, i] }
+        layerA = Linear(params, "\(name).\(a)", in: inFeatures, out: units, bias: false, weightShape: shape(units, inFeatures))
+        norm = BatchNorm(params, buffers: buffers, "\(name).bn", channels: units, relu: true)
+        layerB = Linear(params, "\(name).\(b)", in: units, out: units, bias: true, weightShape: shape(units, units))
+        shortcut = Linear(params, "\(name).shortcut", in: inFeatures, out: units, bias: false,
+                          weightShape: shape(units, inFeatures), weightInit: .identityPlusUniform(inFeatures: inFeatures))
+        layerNorm = LayerNorm(params, "\(name).ln", channels: units)
+    }
+
+    public var output: Tensor { layerNorm.output }
+
+    /// x: `[in, ...]`; returns `[units, ...]`.
+    @discardableResult
+    public func forward(_ x: Tensor, training: Bool, comm: Communicator) -> Tensor {
+        let r = norm.forward(layerA.forward(x), training: training, comm: comm)
+        shortcut.forward(x, into: residual)
+        layerB.forward(r, into: residual, accumulate: true)
+        return layerNorm.forward(residual)
+    }
+
+    /// Returns dL/dx (in layerA's gradInput).
+    @discardableResult
+    public func backward(_ dOut: Tensor, comm: Communicator) -> Tensor {
+        let dh = layerNorm.backward(dOut)
+        let dr = layerB.backward(dh)
+        let dx = layerA.backward(norm.backward(dr, comm: comm))
+        shortcut.backward(dh, accumulateInto: dx)
+        return dx
+    }
+}

@@ -1,0 +1,91 @@
+/// How a parameter starts before any checkpoint or reference file overwrites it.
+public enum Initializer {
+    case zeros
+    case ones
+    /// U(-bound, bound): PyTorch's default for conv and linear weights and biases, bound = 1/sqrt(fan_in).
+    case uniform(Float)
+    /// The MI heads' shortcut: U(-0.01, 0.01) with W[i][i] = 1 for i < n_in (DESIGN.md §2).
+    case identityPlusUniform(inFeatures: Int)
+}
+
+/// One named tensor of a ParameterStore: its value and (for trainable stores) its gradient, both
+/// views into the store's flat buffers.
+public final class Parameter {
+    public let name: String
+    /// PyTorch shape, as in DESIGN.md §7 (conv weights [out, in, kh, kw], linear weights [out, in]).
+    public let shape: [Int]
+    public let count: Int
+    public let offset: Int
+    let initializer: Initializer
+    public fileprivate(set) var value: Tensor!
+    public fileprivate(set) var grad: Tensor!
+
+    init(name: String, shape: [Int], offset: Int, initializer: Initializer) {
+        self.name = name; self.shape = shape; self.count = shape.reduce(1, *)
+        self.offset = offset; self.initializer = initializer
+    }
+}
+
+/// All parameters of one optimiser group in two flat buffers (values and gradients), so that the
+/// gradient allreduce is a few large calls and Adam is one loop. Layers declare their parameters
+/// while the model is built; `allocate(seed:)` then creates the buffers and initialises them in
+/// declaration order.
+public final class ParameterStore {
+    public private(set) var parameters: [Parameter] = []
+    public private(set) var count = 0
+    public let trainable: Bool
+    public private(set) var values: UnsafeMutablePointer<Float>? = nil
+    public private(set) var grads: UnsafeMutablePointer<Float>? = nil
+    private var byName: [String: Parameter] = [:]
+
+    public init(trainable: Bool = true) { self.trainable = trainable }
+
+    deinit {
+        values?.deallocate()
+        grads?.deallocate()
+    }
+
+    public func declare(_ name: String, _ shape: [Int], _ initializer: Initializer) -> Parameter {
+        precondition(values == nil, "ParameterStore: declare after allocate")
+        precondition(byName[name] == nil, "ParameterStore: duplicate parameter \(name)")
+        let p = Parameter(name: name, shape: shape, offset: count, initializer: initializer)
+        parameters.append(p)
+        byName[name] = p
+        count += p.count
+        return p
+    }
+
+    public subscript(name: String) -> Parameter? { byName[name] }
+
+    /// Creates the flat buffers and initialises every parameter from `seed`.
+    public func allocate(seed: UInt64) {
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        v.initialize(repeating: 0, count: max(count, 1))
+        values = v
+        if trainable {
+            let g = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            g.initialize(repeating: 0, count: max(count, 1))
+            grads = g
+        }
+        var rng = SplitMix64(seed: seed, stream: 1)
+        for p in parameters {
+            p.value = Tensor(view: v + p.offset, shape: p.shape)
+            if let g = grads { p.grad = Tensor(view: g + p.offset, shape: p.shape) }
+            let x = p.value.data
+            switch p.initializer {
+            case .zeros: x.update(repeating: 0, count: p.count)
+            case .ones: x.update(repeating: 1, count: p.count)
+            case .uniform(let bound):
+                for i in 0..<p.count { x[i] = rng.uniform(bound) }
+            case .identityPlusUniform(let nIn):
+                for i in 0..<p.count { x[i] = rng.uniform(0.01) }
+                let cols = p.count / p.shape[0]
+                for i in 0..<min(nIn, p.shape[0]) { x[i * cols + i] = 1 }
+            }
+        }
+    }
+
+    public func zeroGrads() { grads?.update(repeating: 0, count: count) }
+
+    public var names: [String] { parameters.map(\.name) }
+}

@@ -1,0 +1,125 @@
+/// BatchNorm over the channels of a channel-major `[C, M]` tensor, optionally followed by ReLU
+/// (in DIM every BatchNorm is followed by ReLU, and fusing saves two passes over the largest
+/// activations).
+///
+/// PyTorch's conventions: eps 1e-5, momentum 0.1, normalisation by the biased batch variance,
+/// running variance updated with the unbiased one; eval mode uses the running statistics.
+/// Training-mode statistics are taken over the **global** batch: per-channel sums are allreduced
+/// over the communicator in forward and backward (synchronised BatchNorm), so np ranks compute what
+/// one process computes on the whole batch.
+public final class BatchNorm {
+    public let channels: Int
+    public let relu: Bool
+    public let eps: Float, momentum: Float
+    public let weight: Parameter, bias: Parameter
+    public let runningMean: Parameter, runningVar: Parameter
+    public var batchesTracked = 0
+    public let output = Tensor([0])
+    public let gradInput = Tensor([0])
+    private let xhat = Tensor([0])
+    private var invStd: [Float]
+    private var stats: [Double]
+    private var training = true
+
+    public init(_ store: ParameterStore, buffers: ParameterStore, _ name: String, channels: Int,
+                relu: Bool, eps: Float = 1e-5, momentum: Float = 0.1) {
+        self.channels = channels; self.relu = relu; self.eps = eps; self.momentum = momentum
+        weight = store.declare("\(name).weight", [channels], .ones)
+        bias = store.declare("\(name).bias", [channels], .zeros)
+        runningMean = buffers.declare("\(name).running_mean", [channels], .zeros)
+        runningVar = buffers.declare("\(name).running_var", [channels], .ones)
+        invStd = Array(repeating: 0, count: channels)
+        stats = Array(repeating: 0, count: 2 * channels)
+    }
+
+    public var name: String { String(weight.name.dropLast(".weight".count)) }
+
+    @discardableResult
+    public func forward(_ x: Tensor, training: Bool, comm: Communicator) -> Tensor {
+        precondition(x.shape[0] == channels, "BatchNorm \(name): \(x.shape[0]) channels, expected \(channels)")
+        self.training = training
+        let m = x.count / channels
+        output.resize(x.shape)
+        xhat.resize(x.shape)
+        let gamma = weight.value.data, beta = bias.value.data
+        if training {
+            // Per-channel sum and sum of squares in Double, summed over ranks in one allreduce.
+            stats.withUnsafeMutableBufferPointer { s in
+                for c in 0..<channels {
+                    let row = x.data + c * m
+                    var s1 = 0.0, s2 = 0.0
+                    for j in 0..<m { let v = Double(row[j]); s1 += v; s2 += v * v }
+                    s[c] = s1; s[channels + c] = s2
+                }
+                comm.allreduceSum(s.baseAddress!, count: 2 * channels)
+            }
+            let total = Double(m * comm.size)
+            let rm = runningMean.value.data, rv = runningVar.value.data
+            for c in 0..<channels {
+                let mean = stats[c] / total
+                let variance = max(stats[channels + c] / total - mean * mean, 0)
+                invStd[c] = Float(1 / (variance + Double(eps)).squareRoot())
+                let unbiased = total > 1 ? variance * total / (total - 1) : variance
+                rm[c] = (1 - momentum) * rm[c] + momentum * Float(mean)
+                rv[c] = (1 - momentum) * rv[c] + momentum * Float(unbiased)
+                stats[c] = mean
+            }
+            batchesTracked += 1
+        } else {
+            let rm = runningMean.value.data, rv = runningVar.value.data
+            for c in 0..<channels {
+                invStd[c] = 1 / (rv[c] + eps).squareRoot()
+                stats[c] = Double(rm[c])
+            }
+        }
+        for c in 0..<channels {
+            let mean = Float(stats[c]), r = invStd[c], g = gamma[c], b = beta[c]
+            let src = x.data + c * m, xh = xhat.data + c * m, dst = output.data + c * m
+            if relu {
+                for j in 0..<m { let v = (src[j] - mean) * r; xh[j] = v; dst[j] = max(g * v + b, 0) }
+            } else {
+                for j in 0..<m { let v = (src[j] - mean) * r; xh[j] = v; dst[j] = g * v + b }
+            }
+        }
+        return output
+    }
+
+    /// dy: gradient at the output (after the ReLU when fused). Accumulates dgamma and dbeta
+    /// (this rank's share; the trainer's gradient allreduce sums them) and returns dL/dx.
+    @discardableResult
+    public func backward(_ dy: Tensor, comm: Communicator) -> Tensor {
+        let m = dy.count / channels
+        gradInput.resize(dy.shape)
+        let gamma = weight.value.data
+        let dgamma = weight.grad.data, dbeta = bias.grad.data
+        // Pass 1: the ReLU mask, and the per-channel sums of dy and dy * xhat.
+        stats.withUnsafeMutableBufferPointer { s in
+            for c in 0..<channels {
+                let g = dy.data + c * m, xh = xhat.data + c * m, out = output.data + c * m
+                let d = gradInput.data + c * m
+                var s1: Float = 0, s2: Float = 0
+                if relu {
+                    for j in 0..<m { let v = out[j] > 0 ? g[j] : 0; d[j] = v; s1 += v; s2 += v * xh[j] }
+                } else {
+                    for j in 0..<m { let v = g[j]; d[j] = v; s1 += v; s2 += v * xh[j] }
+                }
+                s[c] = Double(s1); s[channels + c] = Double(s2)
+                dbeta[c] += s1; dgamma[c] += s2
+            }
+            if training { comm.allreduceSum(s.baseAddress!, count: 2 * channels) }
+        }
+        let total = Float(m * comm.size)
+        // Pass 2: dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+        for c in 0..<channels {
+            let k = gamma[c] * invStd[c]
+            let d = gradInput.data + c * m, xh = xhat.data + c * m
+            if training {
+                let m1 = Float(stats[c]) / total, m2 = Float(stats[channels + c]) / total
+                for j in 0..<m { d[j] = k * (d[j] - m1 - xh[j] * m2) }
+            } else {
+                for j in 0..<m { d[j] = k * d[j] }
+            }
+        }
+        return gradInput
+    }
+}

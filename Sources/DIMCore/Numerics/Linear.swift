@@ -1,0 +1,76 @@
+/// y[out, M] = W[out, in] * x[in, M] (+ b): a fully connected layer on channel-major vectors, and
+/// equally a 1x1 convolution on a channel-major map (M = images x positions).
+public final class Linear {
+    public let inFeatures: Int, outFeatures: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    public let output = Tensor([0])
+    public let gradInput = Tensor([0])
+    private var input: Tensor?
+
+    /// `weightShape` lets 1x1 convolutions keep PyTorch's 4-D [out, in, 1, 1] shape in files.
+    public init(_ store: ParameterStore, _ name: String, in inFeatures: Int, out outFeatures: Int,
+                bias: Bool, weightShape: [Int]? = nil, weightInit: Initializer? = nil) {
+        self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        let bound = 1 / Float(inFeatures).squareRoot()
+        weight = store.declare("\(name).weight", weightShape ?? [outFeatures, inFeatures],
+                               weightInit ?? .uniform(bound))
+        self.bias = bias ? store.declare("\(name).bias", [outFeatures], .uniform(bound)) : nil
+    }
+
+    /// x: [in, ...] with M = x.count / in columns. Writes into `into` (default: own output); with
+    /// `accumulate` the result is added to what `into` holds (a residual sum without a pass).
+    /// The input must stay unchanged until backward.
+    @discardableResult
+    public func forward(_ x: Tensor, into: Tensor? = nil, accumulate: Bool = false) -> Tensor {
+        precondition(x.shape[0] == inFeatures, "Linear \(weight.name): input has \(x.shape[0]) channels, expected \(inFeatures)")
+        let m = x.count / inFeatures
+        input = x
+        let y = into ?? output
+        var shape = x.shape
+        shape[0] = outFeatures
+        if !accumulate { y.resize(shape) }
+        sgemm(m: outFeatures, n: m, k: inFeatures, a: weight.value.data, lda: inFeatures,
+              b: x.data, ldb: m, beta: accumulate ? 1 : 0, c: y.data, ldc: m)
+        if let b = bias { addRowBias(y.data, b.value.data, rows: outFeatures, cols: m) }
+        return y
+    }
+
+    /// Accumulates dW (and db) from dy and returns dL/dx in `gradInput`, or adds it into
+    /// `accumulateInto`. With `inputGrad: false` only the parameter gradients are computed.
+    @discardableResult
+    public func backward(_ dy: Tensor, inputGrad: Bool = true, accumulateInto: Tensor? = nil) -> Tensor {
+        guard let x = input else { preconditionFailure("Linear.backward before forward") }
+        let m = x.count / inFeatures
+        sgemm(transB: true, m: outFeatures, n: inFeatures, k: m, a: dy.data, lda: m,
+              b: x.data, ldb: m, beta: 1, c: weight.grad.data, ldc: inFeatures)
+        if let b = bias { addRowSums(dy.data, rows: outFeatures, cols: m, into: b.grad.data) }
+        guard inputGrad else { return gradInput }
+        let dx = accumulateInto ?? gradInput
+        if accumulateInto == nil { dx.resize(x.shape) }
+        sgemm(transA: true, m: inFeatures, n: m, k: outFeatures, a: weight.value.data, lda: inFeatures,
+              b: dy.data, ldb: m, beta: accumulateInto == nil ? 0 : 1, c: dx.data, ldc: m)
+        return dx
+    }
+}
+
+/// y[r, :] += b[r]
+@inline(__always)
+func addRowBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let row = y + r * cols
+        let v = b[r]
+        for j in 0..<cols { row[j] += v }
+    }
+}
+
+/// out[r] += sum_j x[r, j]
+@inline(__always)
+func addRowSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let row = x + r * cols
+        var s: Float = 0
+        for j in 0..<cols { s += row[j] }
+        out[r] += s
+    }
+}

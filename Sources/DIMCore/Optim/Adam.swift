@@ -1,0 +1,44 @@
+/// Adam with PyTorch's update rule (bias-corrected, eps added to sqrt(v_hat)), over the flat
+/// buffers of a ParameterStore: one tight loop per step.
+public final class Adam {
+    public var lr: Float, beta1: Float, beta2: Float, eps: Float
+    public private(set) var step = 0
+    public let count: Int
+    public let m: UnsafeMutablePointer<Float>
+    public let v: UnsafeMutablePointer<Float>
+
+    public init(count: Int, lr: Float = 1e-4, beta1: Float = 0.5, beta2: Float = 0.999, eps: Float = 1e-8) {
+        self.count = count; self.lr = lr; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+        m = .allocate(capacity: max(count, 1)); m.initialize(repeating: 0, count: max(count, 1))
+        v = .allocate(capacity: max(count, 1)); v.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { m.deallocate(); v.deallocate() }
+
+    /// Restores the state saved in a checkpoint.
+    public func restore(step: Int) { self.step = step }
+
+    /// One step. With `recordUpdate`, the step each parameter receives is also written there (the
+    /// reference check compares it: a float32 weight near 1 cannot hold a 1e-4 step to better than
+    /// ~3e-4 relative, so params_after - params would measure storage rounding, not Adam).
+    public func update(_ store: ParameterStore, recordUpdate: UnsafeMutablePointer<Float>? = nil) {
+        precondition(store.count == count)
+        guard let p = store.values, let g = store.grads else { return }
+        step += 1
+        let bc1 = 1 - pow(Double(beta1), Double(step))
+        let bc2 = 1 - pow(Double(beta2), Double(step))
+        let stepSize = Float(Double(lr) / bc1)
+        let invSqrtBC2 = Float(1 / bc2.squareRoot())
+        let (b1, b2, e) = (beta1, beta2, eps)
+        let (m, v) = (self.m, self.v)
+        for i in 0..<count {
+            let gi = g[i]
+            let mi = b1 * m[i] + (1 - b1) * gi
+            let vi = b2 * v[i] + (1 - b2) * gi * gi
+            m[i] = mi; v[i] = vi
+            let delta = -stepSize * mi / (vi.squareRoot() * invSqrtBC2 + e)
+            p[i] += delta
+            recordUpdate?[i] = delta
+        }
+    }
+}

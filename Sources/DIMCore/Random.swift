@@ -1,0 +1,55 @@
+/// SplitMix64: a small, fast, fully deterministic generator. dim-dist derives every random stream
+/// (initial weights, data order, augmentation, prior samples) from the run's seed and a purpose, so
+/// a run is a pure function of its seed whatever the number of ranks.
+public struct SplitMix64 {
+    public private(set) var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    /// A generator for one purpose of one run, e.g. `SplitMix64(seed: s, stream: 3, index: epoch)`.
+    public init(seed: UInt64, stream: UInt64, index: UInt64 = 0) {
+        var g = SplitMix64(seed: seed ^ 0x9E37_79B9_7F4A_7C15)
+        state = g.next() ^ (stream &* 0xD1B5_4A32_D192_ED03)
+        state = next() ^ (index &* 0x94D0_49BB_1331_11EB)
+        _ = next()
+    }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 24 random bits (exactly representable in Float).
+    @inline(__always)
+    public mutating func nextFloat() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
+
+    /// Uniform in [-bound, bound).
+    @inline(__always)
+    public mutating func uniform(_ bound: Float) -> Float { (nextFloat() * 2 - 1) * bound }
+
+    /// Uniform integer in 0..<n.
+    @inline(__always)
+    public mutating func nextInt(_ n: Int) -> Int { Int((next() >> 11) % UInt64(n)) }
+
+    /// A standard normal sample (Box-Muller).
+    public mutating func normal() -> Float {
+        let u1 = max(Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0), 1e-300)
+        let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
+        return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+    }
+
+    /// Fisher-Yates permutation of 0..<n.
+    public mutating func permutation(_ n: Int) -> [Int] {
+        var p = Array(0..<n)
+        if n < 2 { return p }
+        for i in stride(from: n - 1, to: 0, by: -1) {
+            let j = nextInt(i + 1)
+            p.swapAt(i, j)
+        }
+        return p
+    }
+}

@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+@_exported import Glibc
+#endif
+
+/// Writes one line to standard error.
+public func printError(_ message: String) {
+    var line = message
+    if !line.hasSuffix("\n") { line += "\n" }
+    fputs(line, stderr)
+}
+
+/// Wall-clock seconds from a monotonic clock (for throughput and timing splits).
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// An error whose text is the whole message shown to the user (file and cause).
+public struct DIMError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Fixed-point formatting without Foundation.
+public func fmt(_ x: Double, _ digits: Int = 3) -> String {
+    if x.isNaN { return "nan" }
+    if x.isInfinite { return x > 0 ? "inf" : "-inf" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let r = (abs(x) * scale).rounded()
+    let ip = Int(r / scale)
+    var frac = String(Int(r - Double(ip) * scale))
+    while frac.count < digits { frac = "0" + frac }
+    let sign = (x < 0 && r != 0) ? "-" : ""
+    return digits > 0 ? "\(sign)\(ip).\(frac)" : "\(sign)\(ip)"
+}
+
+/// Scientific notation with `digits` significant decimals, e.g. 3.21e-07.
+public func sci(_ x: Double, _ digits: Int = 2) -> String {
+    if x == 0 { return "0" }
+    if !x.isFinite { return fmt(x) }
+    var e = Int(floor(log10(abs(x))))
+    var m = x / pow(10, Double(e))
+    if abs((abs(m) * pow(10, Double(digits))).rounded()) >= 10 * pow(10, Double(digits)) { m /= 10; e += 1 }
+    let es = e < 0 ? "-" + (abs(e) < 10 ? "0" : "") + String(abs(e)) : "+" + (e < 10 ? "0" : "") + String(e)
+    return fmt(m, digits) + "e" + es
+}
+
+/// Pads on the left to `width`.
+public func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
+}
+
+/// Pads on the right to `width`.
+public func padRight(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+}

@@ -1,0 +1,184 @@
+import DIMCore
+import DIMIO
+
+/// Compares dim-dist with a PyTorch reference file (../shared/oracle, layout and tolerance in its
+/// README): every activation, BatchNorm statistic, loss, gradient, the prior-matching terms, one
+/// Adam step and a ten-step trajectory.
+public struct ReferenceCheck {
+    public struct Line {
+        public let name: String
+        public let error: Double      // ||mine - ref|| / allowed scale, or relative error for scalars
+        public let tolerance: Double
+        public var passed: Bool { error <= tolerance && !error.isNaN }
+    }
+
+    public let path: String
+    public private(set) var lines: [Line] = []
+    public var passed: Bool { !lines.isEmpty && lines.allSatisfy(\.passed) }
+
+    public init(path: String) { self.path = path }
+
+    /// Builds the model the file describes (with the critic and the discriminator).
+    public static func model(from file: HDF5File) throws -> (DIMModel, batch: Int) {
+        let format = try file.stringAttribute("format")
+        guard format.hasPrefix("dim-dist-reference/") else { throw DIMError("\(file.path): unknown format '\(format)'") }
+        let name = try file.stringAttribute("model")
+        guard let arch = Architecture(rawValue: name) else { throw DIMError("\(file.path): unknown model '\(name)'") }
+        func int(_ k: String) throws -> Int { Int(try file.scalarAttribute(k, as: Int64.self)) }
+        let config = ModelConfig(
+            architecture: arch, inChannels: try int("in_channels"),
+            convChannels: try file.attribute("conv_channels", as: Int64.self).map { Int($0) },
+            fcUnits: try int("fc_units"), globalDim: try int("global_dim"), miUnits: try int("mi_units"),
+            discUnits: try file.attribute("disc_units", as: Int64.self).map { Int($0) })
+        try config.validate()
+        guard try int("image_size") == config.imageSize else { throw DIMError("\(file.path): image_size does not match \(name)") }
+        var loss = LossConfig()
+        loss.gradientPenaltyWeight = try file.scalarAttribute("gp_weight", as: Double.self)
+        loss.nceMaskValue = try file.scalarAttribute("nce_mask_value", as: Double.self)
+        let model = DIMModel(config: config, loss: loss, withGlobalDIM: true, withPrior: true)
+        return (model, try int("batch"))
+    }
+
+    public mutating func run(log: (String) -> Void = { print($0) }) throws {
+        let file = try HDF5File(path)
+        let (model, batch) = try Self.model(from: file)
+        let comm = SingleProcess()
+        let cfg = model.config
+        try file.loadParameters(model.params, group: "params")
+        try file.loadParameters(model.discParams, group: "prior/params", rename: { String($0.dropFirst("prior_disc.".count)) })
+        let initial = Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
+        let (xs, xshape): ([Float], [Int]) = try file.read("input/x")
+        guard xshape == [batch, cfg.inChannels, cfg.imageSize, cfg.imageSize] else {
+            throw DIMError("\(path): input/x has shape \(xshape)")
+        }
+        let x = Tensor([0])
+        xs.withUnsafeBufferPointer { nchwToChannelMajor($0.baseAddress!, n: batch, c: cfg.inChannels, h: cfg.imageSize, w: cfg.imageSize, into: x) }
+        let gamma = try file.scalarAttribute("gamma", as: Double.self)
+        let baseLoss = model.lossConfig
+
+        func report(_ line: Line) {
+            lines.append(line)
+            log("  \(line.passed ? "ok  " : "FAIL") \(padRight(line.name, 52)) \(sci(line.error)) (tol \(sci(line.tolerance, 0)))")
+        }
+        // Tensors of one group share a floor: 1e-3 x the largest reference norm in the group.
+        func compareGroup(_ items: [(name: String, mine: [Float])],
+                          reference: (String) throws -> [Double] = { try file.read($0).values }) throws {
+            var refs: [[Double]] = []
+            for item in items {
+                let r = try reference(item.name)
+                guard r.count == item.mine.count else { throw DIMError("\(path): '\(item.name)' has \(r.count) values, computed \(item.mine.count)") }
+                refs.append(r)
+            }
+            let groupMax = refs.map(norm).max() ?? 0
+            for (item, r) in zip(items, refs) {
+                var diff = 0.0
+                for i in r.indices { let d = Double(item.mine[i]) - r[i]; diff += d * d }
+                let scale = max(norm(r), 1e-3 * groupMax)
+                report(Line(name: item.name, error: scale > 0 ? diff.squareRoot() / scale : diff.squareRoot(), tolerance: 1e-4))
+            }
+        }
+        func compareScalar(_ name: String, _ mine: Double, tol: Double = 1e-5) throws {
+            let (v, _): ([Double], [Int]) = try file.read(name)
+            guard let r = v.first else { throw DIMError("\(path): '\(name)' is empty") }
+            report(Line(name: name, error: abs(mine - r) / max(abs(r), 1e-12), tolerance: tol))
+        }
+        func values(_ p: Parameter, grad: Bool) -> [Float] { (grad ? p.grad! : p.value!).array }
+        func gradItems(_ group: String, _ store: ParameterStore, rename: (String) -> String = { $0 }) throws -> [(name: String, mine: [Float])] {
+            try store.parameters.compactMap { p in
+                let key = "\(group)/\(rename(p.name))"
+                return file.exists(key) ? (key, values(p, grad: true)) : nil
+            }
+        }
+
+        // 1. Local DIM with each estimator; activations and BN statistics after the first forward.
+        for est in Estimator.allCases {
+            var lc = baseLoss
+            lc.estimator = est
+            model.lossConfig = lc
+            let losses = model.forwardBackward(x, comm: comm)
+            if est == .jsd {
+                try compareGroup([
+                    ("activations/C", channelMajorToNCHW(model.encoder.localMap)),
+                    ("activations/f", channelMajorToNCHW(model.encoder.fcFeatures)),
+                    ("activations/Y", channelMajorToNCHW(model.encoder.globalVector)),
+                    ("activations/L", channelMajorToNCHW(model.localHead.output)),
+                    ("activations/G", channelMajorToNCHW(model.globalHead.output)),
+                    ("activations/u", model.localScorer.scores.array),
+                ])
+                try compareGroup(model.buffers.parameters.compactMap { p in
+                    let key = "bn_running/\(p.name)"
+                    return file.exists(key) ? (key, p.value.array) : nil
+                })
+            }
+            try compareScalar("loss/\(est.rawValue)", losses.local)
+            try compareGroup(try gradItems("grads/\(est.rawValue)", model.params))
+        }
+        // 2. Global DIM alone (alpha = 1, beta = 0).
+        for est in Estimator.allCases {
+            var lc = baseLoss
+            lc.estimator = est; lc.alpha = 1; lc.beta = 0
+            model.lossConfig = lc
+            let losses = model.forwardBackward(x, comm: comm)
+            try compareScalar("global/loss/\(est.rawValue)", losses.global)
+            if est == .jsd { try compareGroup([("global/u", model.globalDIM!.scorer.scores.array)]) }
+            try compareGroup(try gradItems("global/grads/\(est.rawValue)", model.params))
+        }
+        // 3. Prior matching: JSD + gamma * prior term, and the discriminator's loss.
+        do {
+            var lc = baseLoss
+            lc.gamma = gamma
+            model.lossConfig = lc
+            let (zs, zshape): ([Float], [Int]) = try file.read("prior/z_prior")
+            let zp = Tensor([zshape[1], zshape[0]])
+            zs.withUnsafeBufferPointer { transpose($0.baseAddress!, rows: zshape[0], cols: zshape[1], into: zp.data) }
+            let losses = model.forwardBackward(x, priorSample: zp, comm: comm)
+            try compareScalar("prior/prior_term", losses.prior)
+            try compareScalar("prior/loss", losses.total)
+            try compareGroup(try gradItems("prior/grads", model.params))
+            try compareScalar("prior/disc_loss", losses.discriminator)
+            try compareGroup(try gradItems("prior/disc_grads", model.discParams, rename: { String($0.dropFirst("prior_disc.".count)) }))
+        }
+        // 4. One Adam step on the JSD loss, then the loss after it.
+        let lr = Float(try file.scalarAttribute("adam_lr", as: Double.self))
+        let b1 = Float(try file.scalarAttribute("adam_beta1", as: Double.self))
+        let b2 = Float(try file.scalarAttribute("adam_beta2", as: Double.self))
+        let eps = Float(try file.scalarAttribute("adam_eps", as: Double.self))
+        func resetParameters() {
+            initial.withUnsafeBufferPointer { model.params.values!.update(from: $0.baseAddress!, count: initial.count) }
+        }
+        model.lossConfig = baseLoss
+        do {
+            resetParameters()
+            let adam = Adam(count: model.params.count, lr: lr, beta1: b1, beta2: b2, eps: eps)
+            model.forwardBackward(x, comm: comm)
+            var update = [Float](repeating: 0, count: model.params.count)
+            update.withUnsafeMutableBufferPointer { adam.update(model.params, recordUpdate: $0.baseAddress!) }
+            try compareGroup(model.params.parameters.compactMap { p in
+                let key = "adam/params_after/\(p.name)"
+                guard file.exists(key) else { return nil }
+                return (key, Array(update[p.offset..<(p.offset + p.count)]))
+            }, reference: { key in
+                // The reference is the update params_after - params.
+                let after: [Double] = try file.read(key).values
+                let before: [Double] = try file.read("params/" + key.dropFirst("adam/params_after/".count)).values
+                return zip(after, before).map { $0 - $1 }
+            })
+            try compareScalar("adam/loss_after", model.forwardBackward(x, comm: comm).local)
+        }
+        // 5. Ten Adam steps on the same batch.
+        do {
+            resetParameters()
+            let adam = Adam(count: model.params.count, lr: lr, beta1: b1, beta2: b2, eps: eps)
+            let (ref, _): ([Double], [Int]) = try file.read("trajectory/jsd_losses")
+            var worst = 0.0
+            for r in ref {
+                let l = model.forwardBackward(x, comm: comm).local
+                adam.update(model.params)
+                worst = max(worst, abs(l - r) / max(abs(r), 1e-12))
+            }
+            report(Line(name: "trajectory/jsd_losses (\(ref.count) steps, worst)", error: worst, tolerance: 1e-4))
+        }
+    }
+}
+
+private func norm(_ v: [Double]) -> Double { v.reduce(0) { $0 + $1 * $1 }.squareRoot() }

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct DimDist: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dim-dist",
+        abstract: "Deep InfoMax self-supervised representation learning, data-parallel over MPI.",
+        subcommands: [CheckReference.self, Bench.self])
+}
