@@ -1,0 +1,160 @@
+import XCTest
+@testable import DIMCore
+
+/// Every layer's backward pass against central finite differences.
+final class LayerGradientTests: XCTestCase {
+    let comm = SingleProcess()
+
+    func testLinearWithBias() {
+        let store = ParameterStore()
+        let layer = Linear(store, "fc", in: 7, out: 5, bias: true)
+        store.allocate(seed: 1)
+        let x = randomTensor([7, 6], seed: 2)
+        let proj = Projection(count: 30, seed: 3)
+        store.zeroGrads()
+        layer.forward(x)
+        let dx = layer.backward(proj.gradient(shape: [5, 6])).array
+        let f = { proj.loss(layer.forward(x)) }
+        checkGradient("linear dx", value: x.data, count: x.count, analytic: dx, loss: f)
+        checkGradient("linear dW", value: layer.weight.value.data, count: 35, analytic: layer.weight.grad.array, loss: f)
+        checkGradient("linear db", value: layer.bias!.value.data, count: 5, analytic: layer.bias!.grad.array, loss: f)
+    }
+
+    func testConvolutionGeometries() {
+        // The kernels of the three encoders: k4 s2 p1 (32x32, 64x64) and k5 s2 p2 (28x28), plus k3 s1 p1.
+        for (k, s, p, size) in [(4, 2, 1, 8), (5, 2, 2, 7), (3, 1, 1, 5)] {
+            let store = ParameterStore()
+            let conv = Conv2D(store, "conv", in: 3, out: 4, kernel: k, stride: s, padding: p)
+            store.allocate(seed: 4)
+            let x = randomTensor([3, 2, size, size], seed: 5)
+            conv.forward(x)
+            let outShape = conv.output.shape
+            let proj = Projection(count: conv.output.count, seed: 6)
+            store.zeroGrads()
+            let dx = conv.backward(proj.gradient(shape: outShape)).array
+            let f = { proj.loss(conv.forward(x)) }
+            checkGradient("conv k\(k)s\(s)p\(p) dx", value: x.data, count: x.count, analytic: dx, loss: f)
+            checkGradient("conv k\(k)s\(s)p\(p) dW", value: conv.weight.value.data, count: conv.weight.count,
+                          analytic: conv.weight.grad.array, loss: f)
+        }
+    }
+
+    func testIm2colIsTheAdjointOfCol2im() {
+        let g = ConvGeometry(inChannels: 2, height: 7, width: 6, kernel: 3, stride: 2, padding: 1)
+        let x = randomTensor([2, 3, 7, 6], seed: 8)
+        let cols = Tensor([g.patchSize, 3 * g.outHeight * g.outWidth])
+        im2col(x.data, batch: 3, g, into: cols.data)
+        let c = randomTensor(cols.shape, seed: 9)
+        let back = Tensor(x.shape)
+        col2im(c.data, batch: 3, g, into: back.data)
+        var lhs = 0.0, rhs = 0.0
+        for i in 0..<cols.count { lhs += Double(cols.data[i]) * Double(c.data[i]) }
+        for i in 0..<x.count { rhs += Double(x.data[i]) * Double(back.data[i]) }
+        XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * abs(lhs))
+    }
+
+    func testBatchNormTrainingAndEval() {
+        for relu in [false, true] {
+            let store = ParameterStore(), buffers = ParameterStore(trainable: false)
+            let bn = BatchNorm(store, buffers: buffers, "bn", channels: 3, relu: relu)
+            store.allocate(seed: 1); buffers.allocate(seed: 1)
+            // Non-trivial affine parameters so their gradients are exercised.
+            for c in 0..<3 { bn.weight.value.data[c] = 0.5 + Float(c) * 0.3; bn.bias.value.data[c] = 0.1 * Float(c) - 0.05 }
+            let x = randomTensor([3, 4, 2, 2], seed: 11, scale: 2)
+            let proj = Projection(count: x.count, seed: 12)
+            for training in [true, false] {
+                if !training { for c in 0..<3 { bn.runningMean.value.data[c] = 0.2; bn.runningVar.value.data[c] = 1.5 } }
+                store.zeroGrads()
+                bn.forward(x, training: training, comm: comm)
+                let dx = bn.backward(proj.gradient(shape: x.shape), comm: comm).array
+                let f = { proj.loss(bn.forward(x, training: training, comm: self.comm)) }
+                let label = "bn relu=\(relu) training=\(training)"
+                checkGradient("\(label) dx", value: x.data, count: x.count, analytic: dx, loss: f)
+                checkGradient("\(label) dgamma", value: bn.weight.value.data, count: 3, analytic: bn.weight.grad.array, loss: f)
+                checkGradient("\(label) dbeta", value: bn.bias.value.data, count: 3, analytic: bn.bias.grad.array, loss: f)
+            }
+        }
+    }
+
+    func testBatchNormStatisticsFollowPyTorch() {
+        let store = ParameterStore(), buffers = ParameterStore(trainable: false)
+        let bn = BatchNorm(store, buffers: buffers, "bn", channels: 1, relu: false)
+        store.allocate(seed: 1); buffers.allocate(seed: 1)
+        let x = Tensor([1, 4], values: [1, 2, 3, 6])
+        let y = bn.forward(x, training: true, comm: comm)
+        // mean 3, biased variance 3.5, unbiased 14/3.
+        XCTAssertEqual(y[0], Float((1 - 3) / (3.5 + 1e-5).squareRoot()), accuracy: 1e-6)
+        XCTAssertEqual(bn.runningMean.value[0], 0.3, accuracy: 1e-6)
+        XCTAssertEqual(bn.runningVar.value[0], 0.9 + 0.1 * 14 / 3, accuracy: 1e-6)
+        XCTAssertEqual(bn.batchesTracked, 1)
+    }
+
+    func testLayerNormOverChannels() {
+        let store = ParameterStore()
+        let ln = LayerNorm(store, "ln", channels: 5)
+        store.allocate(seed: 1)
+        for c in 0..<5 { ln.weight.value.data[c] = 1 + 0.2 * Float(c); ln.bias.value.data[c] = 0.1 * Float(c) }
+        let x = randomTensor([5, 3, 2, 2], seed: 13, scale: 3)
+        for i in 0..<x.count { x.data[i] += 4 }  // an offset, as the heads' residual sums have
+        let proj = Projection(count: x.count, seed: 14)
+        store.zeroGrads()
+        ln.forward(x)
+        let dx = ln.backward(proj.gradient(shape: x.shape)).array
+        let f = { proj.loss(ln.forward(x)) }
+        checkGradient("ln dx", value: x.data, count: x.count, analytic: dx, eps: 1e-2, loss: f)
+        checkGradient("ln dw", value: ln.weight.value.data, count: 5, analytic: ln.weight.grad.array, loss: f)
+        checkGradient("ln db", value: ln.bias.value.data, count: 5, analytic: ln.bias.grad.array, loss: f)
+    }
+
+    /// A composite of the layers above: BN+ReLU kinks and float32 rounding bound how close a finite
+    /// difference can get, hence the looser tolerance (the heads are also checked against PyTorch).
+    func testMIHead() {
+        for conv in [true, false] {
+            let store = ParameterStore(), buffers = ParameterStore(trainable: false)
+            let head = MIHead(store, buffers: buffers, "head", in: 4, units: 6, convolutional: conv)
+            store.allocate(seed: 3); buffers.allocate(seed: 3)
+            let x = conv ? randomTensor([4, 3, 2, 2], seed: 15) : randomTensor([4, 5], seed: 15)
+            head.forward(x, training: true, comm: comm)
+            let proj = Projection(count: head.output.count, seed: 16)
+            store.zeroGrads()
+            let dx = head.backward(proj.gradient(shape: head.output.shape), comm: comm).array
+            let f = { proj.loss(head.forward(x, training: true, comm: self.comm)) }
+            checkGradient("head dx", value: x.data, count: x.count, analytic: dx, eps: 1e-2, loss: f)
+            for p in store.parameters {
+                checkGradient("head \(p.name)", value: p.value.data, count: p.count, analytic: p.grad.array, eps: 1e-3, tolerance: 3e-2, loss: f)
+            }
+        }
+    }
+
+    func testFlattenRoundTrip() {
+        let x = randomTensor([3, 2, 2, 2], seed: 17)
+        let flat = Tensor([0]), back = Tensor([0])
+        flattenMap(x, into: flat)
+        XCTAssertEqual(flat.shape, [12, 2])
+        // PyTorch order: feature c*HW + p of image n is x[n, c, p].
+        XCTAssertEqual(flat.data[(1 * 4 + 3) * 2 + 1], x.data[(1 * 2 + 1) * 4 + 3])
+        unflattenMap(flat, channels: 3, height: 2, width: 2, into: back)
+        XCTAssertEqual(back.array, x.array)
+    }
+
+    func testAdamFollowsPyTorchsRule() {
+        let store = ParameterStore()
+        let p = store.declare("w", [2], .zeros)
+        store.allocate(seed: 0)
+        p.value.data[0] = 1; p.value.data[1] = -2
+        let adam = Adam(count: 2, lr: 0.1, beta1: 0.5, beta2: 0.999, eps: 1e-8)
+        var m = [0.0, 0.0], v = [0.0, 0.0], w = [1.0, -2.0]
+        for step in 1...3 {
+            let g = [0.3 * Double(step), -1.0 / Double(step)]
+            p.grad.data[0] = Float(g[0]); p.grad.data[1] = Float(g[1])
+            adam.update(store)
+            for i in 0..<2 {
+                m[i] = 0.5 * m[i] + 0.5 * g[i]
+                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i]
+                let mhat = m[i] / (1 - pow(0.5, Double(step))), vhat = v[i] / (1 - pow(0.999, Double(step)))
+                w[i] -= 0.1 * mhat / (vhat.squareRoot() + 1e-8)
+                XCTAssertEqual(Double(p.value.data[i]), w[i], accuracy: 1e-6)
+            }
+        }
+    }
+}
