@@ -258,3 +258,42 @@ extension Double: HDF5Scalar { public static var hdf5Type: hid_t { dim_H5T_NATIV
 extension UInt8: HDF5Scalar { public static var hdf5Type: hid_t { dim_H5T_NATIVE_UINT8() } }
 extension Int64: HDF5Scalar { public static var hdf5Type: hid_t { dim_H5T_NATIVE_INT64() } }
 extension Int32: HDF5Scalar { public static var hdf5Type: hid_t { dim_H5T_NATIVE_INT32() } }
+
+extension HDF5File {
+    /// Reads the rows `rows` (sorted ascending, no duplicates) of a dataset whose first dimension
+    /// is the row index, in that order, with one H5Dread over a union of hyperslabs (consecutive
+    /// rows become one block).
+    public func readRowSet<T: HDF5Scalar>(_ name: String, rows: [Int], into buffer: UnsafeMutablePointer<T>) throws {
+        guard !rows.isEmpty else { return }
+        let d = try openDataset(name)
+        defer { H5Dclose(d) }
+        let fileSpace = H5Dget_space(d)
+        defer { H5Sclose(fileSpace) }
+        let rank = Int(H5Sget_simple_extent_ndims(fileSpace))
+        var dims = [hsize_t](repeating: 0, count: rank)
+        H5Sget_simple_extent_dims(fileSpace, &dims, nil)
+        guard let last = rows.last, last < Int(dims[0]), rows[0] >= 0 else {
+            throw DIMError("\(path): row \(rows.last ?? -1) outside '\(name)' of \(dims.first ?? 0) rows")
+        }
+        var first = true
+        var i = 0
+        while i < rows.count {
+            var j = i
+            while j + 1 < rows.count && rows[j + 1] == rows[j] + 1 { j += 1 }
+            var offset = [hsize_t](repeating: 0, count: rank)
+            offset[0] = hsize_t(rows[i])
+            var count = dims
+            count[0] = hsize_t(j - i + 1)
+            H5Sselect_hyperslab(fileSpace, first ? H5S_SELECT_SET : H5S_SELECT_OR, &offset, nil, &count, nil)
+            first = false
+            i = j + 1
+        }
+        var memDims = dims
+        memDims[0] = hsize_t(rows.count)
+        let memSpace = H5Screate_simple(Int32(rank), &memDims, nil)
+        defer { H5Sclose(memSpace) }
+        if H5Dread(d, T.hdf5Type, memSpace, fileSpace, dim_H5P_DEFAULT(), buffer) < 0 {
+            throw DIMError("\(path): cannot read rows of '\(name)' (damaged file?)")
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import CMPI
+import DIMCore
+
+/// The Communicator over MPI_COMM_WORLD. MPI is initialised once per process (with
+/// MPI_THREAD_FUNNELED: only the training thread calls MPI) and finalised at exit, so that
+/// mpirun sees a clean shutdown.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    public var communicationSeconds: Double = 0
+    private let world: MPI_Comm
+
+    public init() {
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            var provided: Int32 = 0
+            MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+            atexit {
+                var finalized: Int32 = 0
+                MPI_Finalized(&finalized)
+                if finalized == 0 { MPI_Finalize() }
+            }
+        }
+        world = dim_MPI_COMM_WORLD()
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(world, &r)
+        MPI_Comm_size(world, &s)
+        rank = Int(r); size = Int(s)
+    }
+
+    /// True when this process was started by mpirun (or another PMI launcher) with more than one rank.
+    public static var launchedWithSeveralRanks: Bool {
+        for key in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"] {
+            if let v = getenv(key), let n = Int(String(cString: v)), n > 1 { return true }
+        }
+        return false
+    }
+
+    @inline(__always)
+    private func timed(_ body: () -> Int32) {
+        let t0 = monotonicSeconds()
+        let rc = body()
+        communicationSeconds += monotonicSeconds() - t0
+        if rc != 0 { abort("rank \(rank): MPI call failed with error \(rc)", code: 3) }
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        timed { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
+        timed { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_SUM(), world) }
+    }
+
+    public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
+        timed { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_MAX(), world) }
+    }
+
+    public func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
+        timed { MPI_Allgather(input, Int32(count), dim_MPI_FLOAT(), output, Int32(count), dim_MPI_FLOAT(), world) }
+    }
+
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
+        timed { MPI_Reduce_scatter_block(input, output, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {
+        timed { MPI_Bcast(buffer, Int32(bytes), dim_MPI_BYTE(), Int32(root), world) }
+    }
+
+    public func barrier() { timed { MPI_Barrier(world) } }
+
+    public func abort(_ message: String, code: Int32) -> Never {
+        printError(message)
+        fflush(stdout)
+        MPI_Abort(world, code)
+        exit(code)
+    }
+}

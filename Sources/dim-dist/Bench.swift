@@ -1,4 +1,36 @@
 import ArgumentParser
+import DIMCore
+import DIMTrain
+
 struct Bench: ParsableCommand {
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        abstract: "Time training steps on random data: images/s, GFLOP/s and where the time goes.",
+        discussion: """
+        Runs forward, backward, gradient allreduce and Adam on random images of the chosen model.
+        Under mpirun, --batch-size is the global batch and the time in collectives is reported.
+        Use OPENBLAS_NUM_THREADS to choose threads per rank.
+        """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Global batch size.") var batchSize = 64
+    @Option(help: "Timed steps.") var steps = 5
+    @Option(help: "Untimed warm-up steps.") var warmup = 1
+
+    func run() throws {
+        let comm = try makeCommunicator()
+        let config = try model.config(imageSize: nil, channels: nil)
+        let loss = model.lossConfig()
+        if comm.isRoot {
+            print("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), global batch \(batchSize), \(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
+        }
+        let r = try runBenchmark(config: config, loss: loss, globalBatch: batchSize, steps: steps, warmup: warmup,
+                                 comm: comm, log: { _ in })
+        if comm.isRoot {
+            let perStep = r.seconds / Double(r.steps)
+            print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, \(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = \(fmt(r.gflopPerStep * Double(comm.size) / Double(batchSize), 3)) GFLOP/image)")
+            for (name, s) in r.phases {
+                print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
+            }
+        }
+    }
 }

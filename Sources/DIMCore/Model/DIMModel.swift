@@ -19,6 +19,8 @@ public final class DIMModel {
     private let gradY = Tensor([0])
     private let gradC = Tensor([0])
     private let z = Tensor([0])
+    /// Per-phase wall time of forwardBackward (enable for benchmarks).
+    public let timer = PhaseTimer()
 
     public struct Losses: Equatable {
         public var local = 0.0, global = 0.0, prior = 0.0, discriminator = 0.0
@@ -65,7 +67,9 @@ public final class DIMModel {
         discParams.zeroGrads()
         let lc = lossConfig
         var losses = Losses()
+        timer.start()
         encoder.forward(x, training: true, comm: comm)
+        timer.mark("encoder")
         let C = encoder.localMap, Y = encoder.globalVector
         let n = Y.shape[1], N = n * comm.size
         gradY.resize(Y.shape, zero: true)
@@ -73,11 +77,14 @@ public final class DIMModel {
         if lc.beta != 0 {
             let L = localHead.forward(C, training: true, comm: comm)
             let G = globalHead.forward(Y, training: true, comm: comm)
+            timer.mark("heads")
             losses.local = localScorer.forward(G: G, L: L, positions: config.localPositions, estimator: lc.estimator,
                                                weight: lc.beta, maskValue: lc.nceMaskValue, comm: comm) / lc.beta
             localScorer.backward(comm: comm)
+            timer.mark("scores+loss")
             add(localHead.backward(localScorer.gradL, comm: comm), into: gradC)
             add(globalHead.backward(localScorer.gradG, comm: comm), into: gradY)
+            timer.mark("heads backward")
         }
         if lc.alpha != 0 {
             guard let critic = globalDIM else { preconditionFailure("alpha > 0 needs the global-DIM critic") }
@@ -107,13 +114,16 @@ public final class DIMModel {
             }
             losses.prior = comm.sum(term) / Double(N)
         }
+        timer.mark("global DIM + prior")
         encoder.backward(gradY: gradY, gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm)
+        timer.mark("encoder backward")
         losses.total = lc.beta * losses.local + lc.alpha * losses.global + lc.gamma * losses.prior
         if lc.gamma != 0, trainDiscriminator, let disc = discriminator, let zp = priorSample {
             // z_q = sigmoid(Y), detached: the discriminator's loss reaches only its own weights.
             var d = disc.lossAndBackward(zp, real: true, globalBatch: N, penaltyWeight: lc.gradientPenaltyWeight)
             d += disc.lossAndBackward(z, real: false, globalBatch: N, penaltyWeight: lc.gradientPenaltyWeight)
             losses.discriminator = comm.sum(d)
+            timer.mark("discriminator")
         }
         return losses
     }

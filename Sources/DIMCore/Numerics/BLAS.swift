@@ -9,6 +9,7 @@ public func sgemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     if m == 0 || n == 0 { return }
+    FlopCounter.gemmFlops += 2 * Double(m) * Double(n) * Double(k)
     if k == 0 {
         // BLAS leaves C untouched when K = 0 only if beta = 1; make the result well defined.
         if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }

@@ -1,0 +1,60 @@
+import DIMCore
+
+/// Times training steps (forward, backward, gradient allreduce, Adam) of a model on random data.
+/// Rank 0's figures are what `dim-dist bench` prints.
+public struct BenchmarkResult {
+    public var steps: Int
+    public var globalBatch: Int
+    public var seconds: Double
+    public var gflopPerStep: Double   // this rank's GEMM work
+    public var phases: [(String, Double)]  // seconds per step
+    public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
+    public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
+}
+
+public func runBenchmark(config: ModelConfig, loss: LossConfig, globalBatch: Int, steps: Int, warmup: Int,
+                         comm: Communicator, log: (String) -> Void) throws -> BenchmarkResult {
+    guard globalBatch % comm.size == 0 else {
+        throw DIMError("batch size \(globalBatch) does not divide by \(comm.size) ranks")
+    }
+    let n = globalBatch / comm.size
+    let model = DIMModel(config: config, loss: loss, seed: 1)
+    let sync = GradientSync(comm: comm)
+    let adam = Adam(count: model.params.count)
+    let discAdam = Adam(count: model.discParams.count)
+    var rng = SplitMix64(seed: 42, stream: UInt64(comm.rank))
+    let x = Tensor([config.inChannels, n, config.imageSize, config.imageSize])
+    for i in 0..<x.count { x.data[i] = rng.uniform(1) }
+    let zp = Tensor([config.globalDim, n])
+    for i in 0..<zp.count { zp.data[i] = rng.nextFloat() }
+    func step() {
+        model.forwardBackward(x, priorSample: zp, comm: comm)
+        model.timer.start()
+        let before = comm.communicationSeconds
+        sync.allreduce(model.params)
+        if model.discriminator != nil { sync.allreduce(model.discParams) }
+        model.timer.mark("gradient allreduce")
+        _ = before
+        adam.update(model.params)
+        if model.discriminator != nil { discAdam.update(model.discParams) }
+        model.timer.mark("optimizer")
+    }
+    for _ in 0..<warmup { step() }
+    comm.barrier()
+    model.timer.enabled = true
+    model.timer.reset()
+    comm.communicationSeconds = 0
+    FlopCounter.gemmFlops = 0
+    let t0 = monotonicSeconds()
+    for s in 0..<steps {
+        step()
+        if comm.isRoot { log("  step \(s + 1)/\(steps): \(fmt(monotonicSeconds() - t0, 2)) s") }
+    }
+    comm.barrier()
+    let elapsed = monotonicSeconds() - t0
+    let phases = model.timer.order.map { ($0, model.timer.seconds[$0]! / Double(steps)) }
+    var result = BenchmarkResult(steps: steps, globalBatch: globalBatch, seconds: elapsed,
+                                 gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(steps), phases: phases)
+    result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(steps)))
+    return result
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import DIMCore
+import DIMIO
+import Foundation
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Create and inspect sharded HDF5 datasets.",
+        subcommands: [Import.self, Synth.self, Inspect.self])
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case mnist, cifar10, idx }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Convert IDX files (gzip or raw) into a sharded dataset with train and test splits.",
+            discussion: """
+            --format mnist and cifar10 know the file names of ../shared/datasets/{mnist,cifar10-jpeg}
+            (the CIFAR copy's HWC images become CHW; whatever train parts exist are used).
+            --format idx takes explicit --train-images/--train-labels/--test-images/--test-labels lists.
+            """)
+        @Option(help: "mnist, cifar10 or idx.") var format: Format
+        @Option(help: "Directory with the IDX files (mnist, cifar10).") var source: String?
+        @Option(help: "Output dataset directory.") var out: String
+        @Option(help: "Shards of the train split (the test split gets half as many).") var shards = 4
+        @Option(help: "Train image files (idx format), in order.") var trainImages: [String] = []
+        @Option(help: "Train label files, one per image file.") var trainLabels: [String] = []
+        @Option(help: "Test image files.") var testImages: [String] = []
+        @Option(help: "Test label files.") var testLabels: [String] = []
+
+        func run() throws {
+            let files: DatasetImporter.Files
+            var classes: [String] = [], order = "gray", name = format.rawValue
+            switch format {
+            case .mnist:
+                guard let s = source else { throw ValidationError("--source DIR is needed for --format mnist") }
+                files = DatasetImporter.mnistFiles(s)
+            case .cifar10:
+                guard let s = source else { throw ValidationError("--source DIR is needed for --format cifar10") }
+                files = try DatasetImporter.cifarFiles(s)
+                classes = DatasetImporter.cifarClasses; order = "RGB"
+            case .idx:
+                files = .init(train: (trainImages, trainLabels), test: (testImages, testLabels))
+                name = "idx"
+            }
+            let t0 = monotonicSeconds()
+            print("data import: \(name) -> \(out)")
+            let m = try DatasetImporter.importDataset(name: name, files: files, out: out, shards: shards, classNames: classes,
+                                                      channelOrder: order, source: source ?? "idx files", log: { print($0) })
+            print("  wrote \(m.splits.values.reduce(0) { $0 + $1.shards.count }) shards and manifest.json in \(fmt(monotonicSeconds() - t0, 1)) s")
+        }
+    }
+
+    struct Synth: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a procedurally generated labelled dataset (oriented bars; the label is visible).")
+        @Option(help: "Output dataset directory.") var out: String
+        @Option(help: "Training images.") var train = 2000
+        @Option(help: "Test images.") var test = 500
+        @Option(help: "Classes.") var classes = 4
+        @Option(help: "Image channels.") var channels = 1
+        @Option(help: "Image size (28, 32 or 64 match an encoder).") var size = 28
+        @Option(help: "Shards of each split.") var shards = 2
+        @Option(help: "Random seed.") var seed: UInt64 = 0
+
+        func run() throws {
+            let m = try SyntheticDataset.write(directory: out, trainCount: train, testCount: test, classes: classes,
+                                               channels: channels, size: size, seed: seed, shards: shards)
+            print("data synth: \(out): \(m.splits["train"]?.count ?? 0) train + \(m.splits["test"]?.count ?? 0) test images, \(channels)x\(size)x\(size), \(classes) classes")
+        }
+    }
+
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print counts, shapes, class histograms and checksums of a dataset.")
+        @Argument(help: "Dataset directory.") var directory: String
+        @Flag(help: "Recompute every shard's checksum.") var verify = false
+        @Flag(help: "Measure read throughput of the training reader (shuffled batches).") var bench = false
+        @Option(help: "Batch size for --bench.") var batchSize = 64
+
+        func run() throws {
+            let m = try DatasetManifest.load(directory: directory)
+            print("\(directory): \(m.name), \(m.channels)x\(m.height)x\(m.width) \(m.channelOrder), \(m.classNames.count) classes")
+            print("  fingerprint \(m.fingerprint)   source: \(m.source)")
+            for name in m.splits.keys.sorted() {
+                let s = m.splits[name]!
+                print("  \(name): \(s.count) images in \(s.shards.count) shard(s)")
+                print("    mean \(s.mean.map { fmt($0, 4) }.joined(separator: " "))   std \(s.std.map { fmt($0, 4) }.joined(separator: " ")) (pixels/255)")
+                print("    classes " + s.classCounts.enumerated().map { "\(m.classNames.indices.contains($0.offset) ? m.classNames[$0.offset] : String($0.offset))=\($0.element)" }.joined(separator: " "))
+                for sh in s.shards { print("    \(sh.file): \(sh.count) images, crc32 \(sh.checksum)") }
+                let split = try ShardedSplit(directory: directory, split: name, verify: verify)
+                if verify { print("    checksums verified") }
+                if bench && name == "train" {
+                    let reader = try BatchReader(data: split, globalBatch: min(batchSize, split.count), rank: 0, ranks: 1, seed: 1)
+                    let batches = min(reader.batchesPerEpoch, max(20, 20_000 / reader.globalBatch))
+                    _ = try reader.batch(epoch: 0, index: 0)
+                    let t0 = monotonicSeconds()
+                    for b in 1..<batches { _ = try reader.batch(epoch: 0, index: b) }
+                    let dt = monotonicSeconds() - t0
+                    reader.drain()
+                    print("    read bench: \(fmt(Double((batches - 1) * reader.globalBatch) / dt, 0)) images/s (shuffled batches of \(reader.globalBatch), \(batches - 1) batches, HDF5 selections + [-1,1] floats)")
+                }
+            }
+        }
+    }
+}

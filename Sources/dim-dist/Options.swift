@@ -1,0 +1,67 @@
+import ArgumentParser
+import DIMCore
+import DIMMPI
+
+/// The communicator for this process: MPI when started by mpirun with several ranks, otherwise
+/// the single-process stand-in (no MPI initialisation at all).
+func makeCommunicator() throws -> Communicator {
+    MPICommunicator.launchedWithSeveralRanks ? MPICommunicator() : SingleProcess()
+}
+
+/// Model and loss options shared by train and bench.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Encoder: basic28x28, basic32x32 or basic64x64 (default: from the image size; basic32x32 for bench).")
+    var model: Architecture?
+    @Option(help: "Image channels (default: from the data; 3 for bench).") var channels: Int?
+    @Option(help: "Conv widths, comma-separated (default: 64,128 / 64,128,256 / 64,128,256,512).") var convChannels: String?
+    @Option(help: "Width of the fc layer.") var fcUnits = 1024
+    @Option(help: "Size of the global vector Y.") var globalDim = 64
+    @Option(help: "Units of the MI heads.") var miUnits = 2048
+    @Option(help: "Hidden widths of the prior discriminator, comma-separated.") var discUnits = "1000,200"
+    @Option(help: "MI estimator: jsd, nce or dv.") var estimator: Estimator = .jsd
+    @Option(help: "Weight of local DIM.") var beta = 1.0
+    @Option(help: "Weight of global DIM (0 = off).") var alpha = 0.0
+    @Option(help: "Weight of prior matching (0 = off; the paper uses 0.1).") var gamma = 0.0
+
+    func config(imageSize: Int?, channels dataChannels: Int?) throws -> ModelConfig {
+        let arch: Architecture
+        if let m = model {
+            arch = m
+        } else if let size = imageSize {
+            guard let a = Architecture.forImageSize(size) else {
+                throw ValidationError("no encoder for \(size)x\(size) images (have 28, 32, 64); pass --model")
+            }
+            arch = a
+        } else {
+            arch = .basic32x32
+        }
+        if let size = imageSize, size != arch.imageSize {
+            throw ValidationError("--model \(arch.rawValue) expects \(arch.imageSize)x\(arch.imageSize) images, the data has \(size)x\(size)")
+        }
+        let inChannels = channels ?? dataChannels ?? 3
+        if let c = channels, let d = dataChannels, c != d {
+            throw ValidationError("--channels \(c) but the data has \(d) channel(s)")
+        }
+        let cfg = ModelConfig(architecture: arch, inChannels: inChannels,
+                              convChannels: try convChannels.map { try parseList($0, "--conv-channels") },
+                              fcUnits: fcUnits, globalDim: globalDim, miUnits: miUnits,
+                              discUnits: try parseList(discUnits, "--disc-units"))
+        do { try cfg.validate() } catch { throw ValidationError("\(error)") }
+        return cfg
+    }
+
+    func lossConfig() -> LossConfig {
+        LossConfig(estimator: estimator, beta: beta, alpha: alpha, gamma: gamma)
+    }
+}
+
+func parseList(_ s: String, _ flag: String) throws -> [Int] {
+    let parts = s.split(separator: ",").map { Int($0.filter { $0 != " " }) }
+    guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else {
+        throw ValidationError("\(flag) wants positive integers separated by commas, got '\(s)'")
+    }
+    return parts.map { $0! }
+}
+
+extension Architecture: ExpressibleByArgument {}
+extension Estimator: ExpressibleByArgument {}
