@@ -25,7 +25,8 @@ public final class HDF5File {
         if id < 0 { throw DIMError("\(path): cannot open as HDF5 (damaged or unreadable)") }
     }
 
-    deinit { H5Fclose(id) }
+    // At process exit HDF5 may already have closed every id (its own atexit handler).
+    deinit { if id >= 0 && H5Iis_valid(id) > 0 { H5Fclose(id) } }
 
     /// Flushes HDF5's buffers to the operating system.
     public func flush() { H5Fflush(id, H5F_SCOPE_GLOBAL) }
