@@ -5,7 +5,7 @@ import DIMMPI
 /// The communicator for this process: MPI when started by mpirun with several ranks, otherwise
 /// the single-process stand-in (no MPI initialisation at all).
 func makeCommunicator() throws -> Communicator {
-    MPICommunicator.launchedWithSeveralRanks ? MPICommunicator() : SingleProcess()
+    (MPICommunicator.launchedWithSeveralRanks || getenv("DIM_FORCE_MPI") != nil) ? MPICommunicator() : SingleProcess()
 }
 
 /// Model and loss options shared by train and bench.

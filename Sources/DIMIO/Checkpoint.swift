@@ -1,0 +1,187 @@
+import Foundation
+import DIMCore
+
+/// An HDF5 checkpoint, written by rank 0: parameters under `/params` with PyTorch names and shapes
+/// (DESIGN.md §7), BatchNorm buffers under `/buffers` (running_mean, running_var,
+/// num_batches_tracked), Adam moments under `/adam/{m,v}/<name>`, the discriminator under
+/// `/prior_disc/...`, and the run's state and configuration as root attributes.
+public enum CheckpointFile {
+    public static let formatVersion = "dim-dist-checkpoint/1"
+
+    /// What a checkpoint says about the run besides tensors.
+    public struct Info {
+        public var step = 0
+        public var epoch = 0
+        public var batchInEpoch = 0
+        public var seed: UInt64 = 0
+        public var globalBatch = 0
+        public var ranks = 1
+        public var adamStep = 0
+        public var discAdamStep = 0
+        public var loss = 0.0
+        public var configJSON = ""
+        public var datasetFingerprint = ""
+        public var datasetCount = 0
+        public var format = CheckpointFile.formatVersion
+        public var created = ""
+        public init() {}
+    }
+
+    /// Writes `path` directly (use `saveAtomically` for the crash-safe sequence).
+    public static func write(path: String, model: DIMModel, adam: Adam, discAdam: Adam, info: Info) throws {
+        let f = try HDF5File(path, mode: .create)
+        try f.saveParameters(model.params, group: "params")
+        try f.saveParameters(model.discParams, group: "prior_disc_params")
+        try writeBuffers(f, model)
+        try writeMoments(f, store: model.params, adam: adam, group: "adam")
+        try writeMoments(f, store: model.discParams, adam: discAdam, group: "prior_disc_adam")
+        try f.setAttribute("format", info.format)
+        try f.setAttribute("step", Int64(info.step))
+        try f.setAttribute("epoch", Int64(info.epoch))
+        try f.setAttribute("batch_in_epoch", Int64(info.batchInEpoch))
+        try f.setAttribute("seed", Int64(bitPattern: info.seed))
+        try f.setAttribute("global_batch", Int64(info.globalBatch))
+        try f.setAttribute("ranks", Int64(info.ranks))
+        try f.setAttribute("adam_step", Int64(info.adamStep))
+        try f.setAttribute("prior_disc_adam_step", Int64(info.discAdamStep))
+        try f.setAttribute("loss", info.loss)
+        try f.setAttribute("config", info.configJSON)
+        try f.setAttribute("dataset_fingerprint", info.datasetFingerprint)
+        try f.setAttribute("dataset_count", Int64(info.datasetCount))
+        try f.setAttribute("created", info.created)
+        try f.setAttribute("parameter_count", Int64(model.params.count))
+        // Written last: a file without it was interrupted.
+        try f.setAttribute("complete", Int64(1))
+        f.flush()
+    }
+
+    private static func writeBuffers(_ f: HDF5File, _ model: DIMModel) throws {
+        try f.saveParameters(model.buffers, group: "buffers")
+        for bn in model.batchNorms {
+            try f.write("buffers/\(bn.name).num_batches_tracked", [Int64(bn.batchesTracked)], shape: [])
+        }
+    }
+
+    private static func writeMoments(_ f: HDF5File, store: ParameterStore, adam: Adam, group: String) throws {
+        for p in store.parameters {
+            try f.write("\(group)/m/\(p.name)", UnsafeBufferPointer(start: adam.m + p.offset, count: p.count), shape: p.shape)
+            try f.write("\(group)/v/\(p.name)", UnsafeBufferPointer(start: adam.v + p.offset, count: p.count), shape: p.shape)
+        }
+    }
+
+    public static func readInfo(_ f: HDF5File) throws -> Info {
+        var info = Info()
+        guard f.hasAttribute("format") else { throw DIMError("\(f.path): not a dim-dist checkpoint (no format attribute)") }
+        info.format = try f.stringAttribute("format")
+        guard info.format == formatVersion else {
+            throw DIMError("\(f.path): unknown checkpoint format '\(info.format)' (this build reads \(formatVersion))")
+        }
+        guard f.hasAttribute("complete") else { throw DIMError("\(f.path): incomplete checkpoint (the write was interrupted)") }
+        func int(_ k: String) throws -> Int { Int(try f.scalarAttribute(k, as: Int64.self)) }
+        info.step = try int("step")
+        info.epoch = try int("epoch")
+        info.batchInEpoch = try int("batch_in_epoch")
+        info.seed = UInt64(bitPattern: try f.scalarAttribute("seed", as: Int64.self))
+        info.globalBatch = try int("global_batch")
+        info.ranks = try int("ranks")
+        info.adamStep = try int("adam_step")
+        info.discAdamStep = try int("prior_disc_adam_step")
+        info.loss = try f.scalarAttribute("loss", as: Double.self)
+        info.configJSON = try f.stringAttribute("config")
+        info.datasetFingerprint = try f.stringAttribute("dataset_fingerprint")
+        info.datasetCount = try int("dataset_count")
+        info.created = (try? f.stringAttribute("created")) ?? ""
+        return info
+    }
+
+    /// Loads tensors into a model whose configuration was already checked.
+    public static func load(_ f: HDF5File, model: DIMModel, adam: Adam, discAdam: Adam, info: Info) throws {
+        try f.loadParameters(model.params, group: "params")
+        try f.loadParameters(model.discParams, group: "prior_disc_params")
+        try f.loadParameters(model.buffers, group: "buffers")
+        for bn in model.batchNorms {
+            let (v, _): ([Int64], [Int]) = try f.read("buffers/\(bn.name).num_batches_tracked")
+            bn.batchesTracked = Int(v.first ?? 0)
+        }
+        try loadMoments(f, store: model.params, adam: adam, group: "adam")
+        try loadMoments(f, store: model.discParams, adam: discAdam, group: "prior_disc_adam")
+        adam.restore(step: info.adamStep)
+        discAdam.restore(step: info.discAdamStep)
+    }
+
+    private static func loadMoments(_ f: HDF5File, store: ParameterStore, adam: Adam, group: String) throws {
+        for p in store.parameters {
+            for (kind, dst) in [("m", adam.m), ("v", adam.v)] {
+                let key = "\(group)/\(kind)/\(p.name)"
+                let (vals, shape): ([Float], [Int]) = try f.read(key)
+                guard shape == p.shape else { throw DIMError("\(f.path): '\(key)' has shape \(shape), expected \(p.shape)") }
+                vals.withUnsafeBufferPointer { (dst + p.offset).update(from: $0.baseAddress!, count: p.count) }
+            }
+        }
+    }
+}
+
+/// The checkpoint directory: `ckpt-<step>.h5` files, a `latest` pointer, and the crash-safe write
+/// sequence (temporary file in the same directory, fsync, rename, then the pointer).
+public struct CheckpointDirectory {
+    public let path: String
+    public var keep = 3
+
+    public init(path: String, keep: Int = 3) { self.path = path; self.keep = keep }
+
+    public static func fileName(step: Int) -> String {
+        let s = String(step)
+        return "ckpt-" + String(repeating: "0", count: max(0, 8 - s.count)) + s + ".h5"
+    }
+
+    /// Writes a checkpoint so that a crash at any moment leaves the previous one and `latest` intact.
+    @discardableResult
+    public func save(step: Int, write: (String) throws -> Void) throws -> String {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let name = Self.fileName(step: step)
+        let tmp = "\(path)/.\(name).tmp-\(getpid())"
+        do {
+            try write(tmp)
+            try fsyncFile(tmp)
+            guard rename(tmp, "\(path)/\(name)") == 0 else { throw DIMError("\(path)/\(name): rename failed (\(String(cString: strerror(errno))))") }
+            try fsyncFile(path)
+            // The pointer: written to a temporary file and renamed, so it is always whole.
+            let ptmp = "\(path)/.latest.tmp-\(getpid())"
+            guard FileManager.default.createFile(atPath: ptmp, contents: Array((name + "\n").utf8).withUnsafeBufferPointer { Data(buffer: $0) }) else {
+                throw DIMError("\(ptmp): cannot write")
+            }
+            try fsyncFile(ptmp)
+            guard rename(ptmp, "\(path)/latest") == 0 else { throw DIMError("\(path)/latest: rename failed") }
+            try fsyncFile(path)
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        prune()
+        return "\(path)/\(name)"
+    }
+
+    /// Deletes all but the newest `keep` checkpoints (never the one `latest` names).
+    public func prune() {
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+            .filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".h5") }.sorted()
+        let current = latestName()
+        for f in files.dropLast(keep) where f != current { unlink("\(path)/\(f)") }
+    }
+
+    public func latestName() -> String? {
+        guard let d = FileManager.default.contents(atPath: "\(path)/latest"),
+              let s = String(data: d, encoding: .utf8)?.split(separator: "\n").first else { return nil }
+        return String(s)
+    }
+
+    /// The checkpoint `latest` points to, if any.
+    public func latest() -> String? { latestName().map { "\(path)/\($0)" } }
+}
+
+func fsyncFile(_ path: String) throws {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw DIMError("\(path): cannot open for fsync") }
+    defer { close(fd) }
+    if fsync(fd) != 0 && errno != EINVAL { throw DIMError("\(path): fsync failed (\(String(cString: strerror(errno))))") }
+}

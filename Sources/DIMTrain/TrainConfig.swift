@@ -1,0 +1,33 @@
+import DIMCore
+import DIMIO
+
+/// Everything that decides what a training run computes. Stored in every checkpoint; a resume
+/// must ask for the same values (steps, output and checkpoint settings may change).
+public struct TrainConfig: Codable, Equatable {
+    public var model: ModelConfig
+    public var loss: LossConfig
+    public var globalBatch: Int
+    public var learningRate: Float = 1e-4
+    public var beta1: Float = 0.5
+    public var beta2: Float = 0.999
+    public var seed: UInt64 = 0
+    public var augmentation = Augmentation()
+    public init(model: ModelConfig, loss: LossConfig, globalBatch: Int) {
+        self.model = model; self.loss = loss; self.globalBatch = globalBatch
+    }
+
+    /// Human-readable differences from another configuration (for resume errors).
+    public func differences(from other: TrainConfig) -> [String] {
+        var d: [String] = []
+        if model != other.model { d.append("model \(other.model.architecture.rawValue) conv=\(other.model.convChannels) fc=\(other.model.fcUnits) y=\(other.model.globalDim) mi=\(other.model.miUnits) disc=\(other.model.discUnits) vs \(model.architecture.rawValue) conv=\(model.convChannels) fc=\(model.fcUnits) y=\(model.globalDim) mi=\(model.miUnits) disc=\(model.discUnits)") }
+        if loss.estimator != other.loss.estimator { d.append("estimator \(other.loss.estimator.rawValue) vs \(loss.estimator.rawValue)") }
+        if loss.alpha != other.loss.alpha || loss.beta != other.loss.beta || loss.gamma != other.loss.gamma {
+            d.append("loss weights alpha/beta/gamma \(other.loss.alpha)/\(other.loss.beta)/\(other.loss.gamma) vs \(loss.alpha)/\(loss.beta)/\(loss.gamma)")
+        }
+        if globalBatch != other.globalBatch { d.append("global batch \(other.globalBatch) vs \(globalBatch)") }
+        if learningRate != other.learningRate || beta1 != other.beta1 || beta2 != other.beta2 { d.append("Adam settings lr \(other.learningRate) vs \(learningRate)") }
+        if seed != other.seed { d.append("seed \(other.seed) vs \(seed)") }
+        if augmentation != other.augmentation { d.append("augmentation \(other.augmentation) vs \(augmentation)") }
+        return d
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+import DIMCore
+import DIMIO
+
+/// The training loop of `dim-dist train`, the same on one process or many:
+/// reader -> model.forwardBackward (gather, scores, reduce-scatter inside) -> gradient allreduce
+/// -> Adam -> metrics and checkpoints on rank 0.
+public final class Trainer {
+    public struct Options {
+        public var dataDirectory: String
+        public var outDirectory: String
+        public var totalSteps: Int
+        public var logEvery = 10
+        public var checkpointEvery = 0       // 0: only at the end
+        public var keepCheckpoints = 3
+        public var resume: String? = nil     // a path, or "auto"
+        public var verifyData = true
+        public var quiet = false
+        /// Stop after this many steps of this process (for tests that simulate a crash).
+        public var stopAfter: Int? = nil
+        public init(dataDirectory: String, outDirectory: String, totalSteps: Int) {
+            self.dataDirectory = dataDirectory; self.outDirectory = outDirectory; self.totalSteps = totalSteps
+        }
+    }
+
+    public let config: TrainConfig
+    public let options: Options
+    public let comm: Communicator
+    public let state: TrainingState
+    public let data: ShardedSplit
+    public let reader: BatchReader
+    private let sync: GradientSync
+    private let priorSample = Tensor([0])
+    private var metrics: UnsafeMutablePointer<FILE>?
+    public private(set) var history: [DIMModel.Losses] = []
+
+    public init(config: TrainConfig, options: Options, comm: Communicator) throws {
+        self.config = config; self.options = options; self.comm = comm
+        try config.model.validate()
+        guard config.globalBatch >= 2 else { throw DIMError("--batch-size must be at least 2 (DIM needs negatives)") }
+        guard config.globalBatch % comm.size == 0 else {
+            throw DIMError("--batch-size \(config.globalBatch) does not divide by \(comm.size) ranks")
+        }
+        data = try ShardedSplit(directory: options.dataDirectory, split: "train", verify: options.verifyData && comm.isRoot)
+        let m = data.manifest
+        guard m.height == config.model.imageSize, m.width == config.model.imageSize, m.channels == config.model.inChannels else {
+            throw DIMError("\(options.dataDirectory): images are \(m.channels)x\(m.height)x\(m.width), the \(config.model.architecture.rawValue) model wants \(config.model.inChannels)x\(config.model.imageSize)x\(config.model.imageSize)")
+        }
+        reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
+                                 seed: config.seed, augmentation: config.augmentation)
+        state = TrainingState(config: config)
+        sync = GradientSync(comm: comm)
+        state.broadcast(comm: comm)
+    }
+
+    public var checkpoints: CheckpointDirectory {
+        CheckpointDirectory(path: options.outDirectory + "/checkpoints", keep: options.keepCheckpoints)
+    }
+
+    // MARK: checkpoints
+
+    public func checkpointInfo(loss: Double) -> CheckpointFile.Info {
+        var info = CheckpointFile.Info()
+        info.step = state.step
+        info.epoch = state.step / reader.batchesPerEpoch
+        info.batchInEpoch = state.step % reader.batchesPerEpoch
+        info.seed = config.seed
+        info.globalBatch = config.globalBatch
+        info.ranks = comm.size
+        info.adamStep = state.adam.step
+        info.discAdamStep = state.discAdam.step
+        info.loss = loss
+        info.configJSON = Self.encode(config)
+        info.datasetFingerprint = data.manifest.fingerprint
+        info.datasetCount = data.count
+        info.created = ISO8601DateFormatter().string(from: Date())
+        return info
+    }
+
+    static func encode(_ c: TrainConfig) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = .sortedKeys
+        return String(data: try! e.encode(c), encoding: .utf8)!
+    }
+
+    /// Rank 0 writes; every rank waits so no rank runs ahead of a checkpoint it may need.
+    public func saveCheckpoint() throws {
+        var failure: String? = nil
+        if comm.isRoot {
+            do {
+                let path = try checkpoints.save(step: state.step) { tmp in
+                    try CheckpointFile.write(path: tmp, model: state.model, adam: state.adam, discAdam: state.discAdam,
+                                             info: checkpointInfo(loss: state.lastLosses.total))
+                }
+                if !options.quiet { log("checkpoint: \(path)") }
+            } catch { failure = "\(error)" }
+        }
+        if comm.any(failure != nil) { throw DIMError(failure ?? "checkpoint failed on rank 0") }
+    }
+
+    /// Loads a checkpoint on rank 0, checks it against this run, and broadcasts it.
+    public func resume(from spec: String) throws {
+        var path: String? = spec
+        if spec == "auto" { path = checkpoints.latest() }
+        var failure: String? = nil
+        if comm.isRoot, let p = path {
+            do {
+                let f = try HDF5File(p)
+                let info = try CheckpointFile.readInfo(f)
+                guard let saved = try? JSONDecoder().decode(TrainConfig.self, from: Data(info.configJSON.utf8)) else {
+                    throw DIMError("\(p): unreadable training configuration")
+                }
+                let diffs = config.differences(from: saved)
+                if !diffs.isEmpty { throw DIMError("\(p): made with a different configuration: " + diffs.joined(separator: "; ")) }
+                if info.datasetFingerprint != data.manifest.fingerprint || info.datasetCount != data.count {
+                    throw DIMError("\(p): made on a different dataset (fingerprint \(info.datasetFingerprint), \(info.datasetCount) examples; \(options.dataDirectory) has \(data.manifest.fingerprint), \(data.count))")
+                }
+                try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
+                state.step = info.step
+                if !options.quiet { log("resumed from \(p): step \(info.step), epoch \(info.epoch), saved by \(info.ranks) rank(s), loss \(fmt(info.loss, 4))") }
+            } catch { failure = "\(error)" }
+        }
+        if comm.any(failure != nil) { throw DIMError(failure ?? "resume failed on rank 0") }
+        if spec != "auto" && path == nil { throw DIMError("\(spec): no checkpoint") }
+        // Everyone takes rank 0's state (the file need not be visible on every host).
+        var counters = [Double(state.step), Double(state.adam.step), Double(state.discAdam.step)] + state.model.batchNorms.map { Double($0.batchesTracked) }
+        comm.broadcast(&counters, bytes: counters.count * 8, root: 0)
+        state.step = Int(counters[0])
+        state.adam.restore(step: Int(counters[1]))
+        state.discAdam.restore(step: Int(counters[2]))
+        for (bn, c) in zip(state.model.batchNorms, counters.dropFirst(3)) { bn.batchesTracked = Int(c) }
+        state.broadcast(comm: comm)
+        for (adam, n) in [(state.adam, state.model.params.count), (state.discAdam, state.model.discParams.count)] where n > 0 {
+            comm.broadcast(UnsafeMutableRawPointer(adam.m), bytes: n * 4, root: 0)
+            comm.broadcast(UnsafeMutableRawPointer(adam.v), bytes: n * 4, root: 0)
+        }
+    }
+
+    // MARK: the loop
+
+    /// The prior sample of a step: a global N x d sample from (seed, step), of which this rank
+    /// takes its rows, so it does not depend on the number of ranks.
+    func fillPriorSample(step: Int) {
+        let d = config.model.globalDim, N = config.globalBatch, n = N / comm.size
+        priorSample.resize([d, n])
+        var rng = SplitMix64(seed: config.seed, stream: 4, index: UInt64(step))
+        for i in 0..<N {
+            for k in 0..<d {
+                let v = rng.nextFloat()
+                let j = i - comm.rank * n
+                if j >= 0 && j < n { priorSample.data[k * n + j] = v }
+            }
+        }
+    }
+
+    /// One step on batch `state.step`: forward, backward, allreduce, Adam.
+    public func trainStep() throws -> DIMModel.Losses {
+        let bpe = reader.batchesPerEpoch
+        let batch = try reader.batch(epoch: state.step / bpe, index: state.step % bpe)
+        let withPrior = config.loss.gamma != 0
+        if withPrior { fillPriorSample(step: state.step) }
+        let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil, comm: comm)
+        sync.allreduce(state.model.params)
+        if withPrior { sync.allreduce(state.model.discParams) }
+        // Divergence guard: every rank sees the same summed values, so all stop together.
+        let terms = [("local", losses.local), ("global", losses.global), ("prior", losses.prior), ("discriminator", losses.discriminator)]
+        if let bad = terms.first(where: { !$0.1.isFinite }) {
+            throw DIMError("step \(state.step + 1): the \(bad.0) loss is \(bad.1); stopping (the last checkpoint is untouched)")
+        }
+        if !finiteSum(state.model.params) || (withPrior && !finiteSum(state.model.discParams)) {
+            throw DIMError("step \(state.step + 1): a gradient is NaN or infinite; stopping (the last checkpoint is untouched)")
+        }
+        state.adam.update(state.model.params)
+        if withPrior { state.discAdam.update(state.model.discParams) }
+        state.step += 1
+        state.lastLosses = losses
+        return losses
+    }
+
+    private func finiteSum(_ store: ParameterStore) -> Bool {
+        guard let g = store.grads else { return true }
+        var s: Float = 0
+        for i in 0..<store.count { s += g[i] * 0 }  // NaN and inf survive multiplication by zero
+        return s == 0
+    }
+
+    /// Runs to `totalSteps` (resuming first if asked), with progress, metrics and checkpoints.
+    @discardableResult
+    public func run() throws -> [DIMModel.Losses] {
+        if let r = options.resume { try resume(from: r) }
+        if comm.isRoot {
+            try FileManager.default.createDirectory(atPath: options.outDirectory, withIntermediateDirectories: true)
+            metrics = fopen(options.outDirectory + "/metrics.jsonl", state.step > 0 ? "a" : "w")
+            guard metrics != nil else { throw DIMError("\(options.outDirectory)/metrics.jsonl: cannot write") }
+        }
+        defer { if let m = metrics { fclose(m); metrics = nil } }
+        let bpe = reader.batchesPerEpoch
+        if comm.isRoot && !options.quiet {
+            log("train: \(config.model.architecture.rawValue) \(state.model.params.count) parameters, \(config.loss.estimator.rawValue), global batch \(config.globalBatch) on \(comm.size) rank(s) (\(reader.localBatch) per rank), \(data.count) images = \(bpe) steps/epoch, steps \(state.step)..<\(options.totalSteps)")
+        }
+        var windowStart = monotonicSeconds(), windowSteps = 0
+        let runStart = monotonicSeconds(), firstStep = state.step
+        var ran = 0
+        comm.communicationSeconds = 0
+        while state.step < options.totalSteps {
+            if let s = options.stopAfter, ran >= s { break }
+            let losses = try trainStep()
+            history.append(losses)
+            ran += 1
+            windowSteps += 1
+            let done = state.step == options.totalSteps
+            if comm.isRoot && (state.step % options.logEvery == 0 || done) {
+                let now = monotonicSeconds()
+                let ips = Double(windowSteps * config.globalBatch) / max(now - windowStart, 1e-9)
+                let perStep = (now - runStart) / Double(state.step - firstStep)
+                let eta = perStep * Double(options.totalSteps - state.step)
+                writeMetrics(losses, imagesPerSecond: ips, elapsed: now - runStart, commSeconds: comm.communicationSeconds)
+                if !options.quiet { progress(losses, imagesPerSecond: ips, eta: eta, final: done) }
+                windowStart = now; windowSteps = 0
+            }
+            if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && !done { try saveCheckpoint() }
+        }
+        reader.drain()
+        if state.step == options.totalSteps && ran > 0 { try saveCheckpoint() }
+        return history
+    }
+
+    private func writeMetrics(_ l: DIMModel.Losses, imagesPerSecond: Double, elapsed: Double, commSeconds: Double) {
+        guard let m = metrics else { return }
+        let bpe = reader.batchesPerEpoch
+        let line = "{\"step\":\(state.step),\"epoch\":\(state.step / bpe),\"loss\":\(json(l.total)),\"local\":\(json(l.local)),\"global\":\(json(l.global)),\"prior\":\(json(l.prior)),\"discriminator\":\(json(l.discriminator)),\"images_per_s\":\(json(imagesPerSecond)),\"elapsed_s\":\(json(elapsed)),\"comm_s\":\(json(commSeconds)),\"ranks\":\(comm.size)}\n"
+        fputs(line, m)
+        fflush(m)
+    }
+
+    private func progress(_ l: DIMModel.Losses, imagesPerSecond: Double, eta: Double, final: Bool) {
+        let bpe = reader.batchesPerEpoch
+        var terms = "loss \(fmt(l.total, 4))"
+        if config.loss.alpha != 0 || config.loss.gamma != 0 { terms += " (local \(fmt(l.local, 4))" + (config.loss.alpha != 0 ? " global \(fmt(l.global, 4))" : "") + (config.loss.gamma != 0 ? " prior \(fmt(l.prior, 4)) disc \(fmt(l.discriminator, 4))" : "") + ")" }
+        let line = "epoch \(state.step / bpe) step \(state.step)/\(options.totalSteps) \(terms) | \(fmt(imagesPerSecond, 1)) img/s | ETA \(duration(eta))"
+        if liveLine {
+            print("\r\u{1B}[K" + line, terminator: final ? "\n" : "")
+            fflush(stdout)
+        } else {
+            print(line)
+        }
+    }
+
+    /// A live, rewritten progress line on a terminal; plain lines in logs and under mpirun
+    /// (which forwards rank 0's output line by line).
+    private var liveLine: Bool { isatty(STDOUT_FILENO) != 0 && comm.size == 1 && getenv("OMPI_COMM_WORLD_SIZE") == nil }
+
+    private func log(_ s: String) {
+        if liveLine { print("\r\u{1B}[K", terminator: "") }
+        print(s)
+        fflush(stdout)
+    }
+}
+
+func json(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
+
+public func duration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    if t >= 3600 { return "\(t / 3600)h\(String(format: "%02d", (t % 3600) / 60))m" }
+    if t >= 60 { return "\(t / 60)m\(String(format: "%02d", t % 60))s" }
+    return "\(t)s"
+}

@@ -1,0 +1,27 @@
+import DIMCore
+
+/// The model plus everything the optimiser carries between steps: what a checkpoint holds.
+public final class TrainingState {
+    public let config: TrainConfig
+    public let model: DIMModel
+    public let adam: Adam
+    public let discAdam: Adam
+    /// Steps completed (the next step to run).
+    public var step = 0
+    /// Loss terms of the last completed step.
+    public var lastLosses = DIMModel.Losses()
+
+    public init(config: TrainConfig) {
+        self.config = config
+        model = DIMModel(config: config.model, loss: config.loss, seed: config.seed)
+        adam = Adam(count: model.params.count, lr: config.learningRate, beta1: config.beta1, beta2: config.beta2)
+        discAdam = Adam(count: model.discParams.count, lr: config.learningRate, beta1: config.beta1, beta2: config.beta2)
+    }
+
+    /// Makes every rank start from rank 0's parameters and buffers.
+    public func broadcast(from root: Int = 0, comm: Communicator) {
+        for store in [model.params, model.buffers, model.discParams] where store.count > 0 {
+            comm.broadcast(UnsafeMutableRawPointer(store.values!), bytes: store.count * 4, root: root)
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import DIMCore
+import DIMIO
+import Foundation
+
+/// The embedded default dataset: MNIST's IDX files in the checkout's `datasets/mnist`, imported
+/// into `data/mnist` beside them the first time a command needs it (rank 0 imports, the others wait).
+enum EmbeddedData {
+    static let relative = "datasets/mnist"
+
+    /// The checkout root: the first directory, from the working directory or the executable's
+    /// upwards, that holds datasets/mnist.
+    static func checkoutRoot() -> String? {
+        var starts = [FileManager.default.currentDirectoryPath]
+        starts.append((CommandLine.arguments[0] as NSString).deletingLastPathComponent)
+        for start in starts {
+            var dir = (start as NSString).standardizingPath
+            if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }
+            for _ in 0..<8 {
+                if FileManager.default.fileExists(atPath: dir + "/" + relative + "/train-images-idx3-ubyte.gz") { return dir }
+                let parent = (dir as NSString).deletingLastPathComponent
+                if parent == dir { break }
+                dir = parent
+            }
+        }
+        return nil
+    }
+
+    /// The sharded dataset directory, importing it if needed.
+    static func directory(comm: Communicator) throws -> String {
+        guard let root = checkoutRoot() else {
+            throw DIMError("no --data given and the embedded dataset (\(relative)) was not found above the working directory; pass --data DIR")
+        }
+        let out = root + "/data/mnist"
+        var failure: String? = nil
+        if comm.isRoot && (try? DatasetManifest.load(directory: out)) == nil {
+            print("importing the embedded MNIST (\(root)/\(relative)) into \(out) ...")
+            do {
+                try DatasetImporter.importDataset(name: "mnist", files: DatasetImporter.mnistFiles(root + "/" + relative), out: out,
+                                                  shards: 4, classNames: [], channelOrder: "gray", source: relative, log: { print($0) })
+            } catch { failure = "\(error)" }
+        }
+        if comm.any(failure != nil) { throw DIMError(failure ?? "import of the embedded dataset failed on rank 0") }
+        return out
+    }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import DIMCore
+import DIMIO
+import DIMTrain
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a DIM encoder, on one process or under mpirun (negatives gathered from all ranks).",
+        discussion: """
+        The loss is defined on the global batch: np ranks with --batch-size B train exactly like one
+        process with batch B. Rank 0 prints progress and writes OUT/metrics.jsonl and
+        OUT/checkpoints/ckpt-<step>.h5 (latest pointer in OUT/checkpoints/latest).
+        Example: mpirun --oversubscribe -np 8 -x OPENBLAS_NUM_THREADS=1 dim-dist train --steps 300
+        """)
+
+    @Option(help: "Dataset directory (default: the embedded MNIST, imported into data/mnist on first use).")
+    var data: String?
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Global batch size (divided among ranks).") var batchSize = 64
+    @Option(help: "Epochs to train (ignored when --steps is given).") var epochs = 1
+    @Option(help: "Total steps to train (overrides --epochs).") var steps: Int?
+    @Option(help: "Adam learning rate.") var lr: Float = 1e-4
+    @Option(help: "Adam beta1.") var beta1: Float = 0.5
+    @Option(help: "Random seed (initial weights, data order, augmentation, prior samples).") var seed: UInt64 = 0
+    @Option(help: "Augmentation: random crop with this much padding (0 = off).") var cropPadding = 0
+    @Flag(help: "Augmentation: random horizontal flips.") var flip = false
+    @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
+    @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10
+    @Option(help: "Write a checkpoint every N steps (0: only at the end).") var checkpointEvery = 0
+    @Option(help: "Checkpoints to keep.") var keep = 3
+    @Option(help: "Resume from a checkpoint file, or 'auto' for OUT/checkpoints/latest (fresh start when there is none).")
+    var resume: String?
+
+    func run() throws {
+        let comm = try makeCommunicator()
+        do {
+            try train(comm)
+        } catch {
+            if comm.size > 1 { comm.abort("dim-dist train: rank \(comm.rank): \(error)", code: 1) }
+            throw error
+        }
+    }
+
+    func train(_ comm: Communicator) throws {
+        let dataDir = try data ?? EmbeddedData.directory(comm: comm)
+        let manifest = try DatasetManifest.load(directory: dataDir)
+        guard manifest.height == manifest.width else { throw DIMError("\(dataDir): images are not square") }
+        var cfg = TrainConfig(model: try model.config(imageSize: manifest.height, channels: manifest.channels),
+                              loss: model.lossConfig(), globalBatch: batchSize)
+        cfg.learningRate = lr
+        cfg.beta1 = beta1
+        cfg.seed = seed
+        cfg.augmentation = Augmentation(cropPadding: cropPadding, horizontalFlip: flip)
+        let split = try manifest.split("train")
+        guard batchSize % comm.size == 0 else { throw DIMError("--batch-size \(batchSize) does not divide by \(comm.size) ranks") }
+        let perEpoch = split.count / max(batchSize, 1)
+        var opts = Trainer.Options(dataDirectory: dataDir, outDirectory: out, totalSteps: steps ?? epochs * perEpoch)
+        opts.logEvery = logEvery
+        opts.checkpointEvery = checkpointEvery
+        opts.keepCheckpoints = keep
+        opts.resume = resume
+        let trainer = try Trainer(config: cfg, options: opts, comm: comm)
+        try trainer.run()
+    }
+}
