@@ -12,7 +12,7 @@ flags=(--oversubscribe -x OPENBLAS_NUM_THREADS -x SWIFT_BACKTRACE=enable=no)
 if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 for np in 2 4; do
   echo "== multi-rank tests, np=$np =="
-  mpirun "${flags[@]}" -np "$np" "$bin" DIMTrainTests.DistributedEquivalenceTests 2>&1 | tee /tmp/dim-dist-mpi-$np.log
+  mpirun "${flags[@]}" -np "$np" "$bin" DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests 2>&1 | tee /tmp/dim-dist-mpi-$np.log
   grep -q "with 0 failures" /tmp/dim-dist-mpi-$np.log
 done
 # One summary line. Each rank prints its own XCTest report, so mpirun cases count once per np.
@@ -22,5 +22,5 @@ for np in 2 4; do
   n=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-mpi-$np.log || true)
   passed=$((passed + n / np))
 done
-echo "test: single-process XCTest cases, then DistributedEquivalenceTests under mpirun -np 2 and -np 4"
+echo "test: single-process XCTest cases, then DistributedEquivalenceTests and DistributedCheckpointTests under mpirun -np 2 and -np 4"
 echo "$passed passed, 0 failed, $skipped skipped"

@@ -50,6 +50,7 @@ public enum CheckpointFile {
         try f.setAttribute("dataset_count", Int64(info.datasetCount))
         try f.setAttribute("created", info.created)
         try f.setAttribute("parameter_count", Int64(model.params.count))
+        try f.setAttribute("checksum", tensorChecksum(model: model, adam: adam, discAdam: discAdam))
         // Written last: a file without it was interrupted.
         try f.setAttribute("complete", Int64(1))
         f.flush()
@@ -73,6 +74,9 @@ public enum CheckpointFile {
         var info = Info()
         guard f.hasAttribute("format") else { throw DIMError("\(f.path): not a dim-dist checkpoint (no format attribute)") }
         info.format = try f.stringAttribute("format")
+        guard info.format.hasPrefix("dim-dist-checkpoint/") else {
+            throw DIMError("\(f.path): not a dim-dist checkpoint (format '\(info.format)')")
+        }
         guard info.format == formatVersion else {
             throw DIMError("\(f.path): unknown checkpoint format '\(info.format)' (this build reads \(formatVersion))")
         }
@@ -107,6 +111,27 @@ public enum CheckpointFile {
         try loadMoments(f, store: model.discParams, adam: discAdam, group: "prior_disc_adam")
         adam.restore(step: info.adamStep)
         discAdam.restore(step: info.discAdamStep)
+        let expected = try f.stringAttribute("checksum")
+        let actual = tensorChecksum(model: model, adam: adam, discAdam: discAdam)
+        guard expected == actual else {
+            throw DIMError("\(f.path): corrupted checkpoint (tensor checksum \(actual), file says \(expected))")
+        }
+    }
+
+    /// CRC-32 of every tensor a checkpoint holds, in a fixed order.
+    static func tensorChecksum(model: DIMModel, adam: Adam, discAdam: Adam) -> String {
+        var crc = CRC32()
+        func add(_ p: UnsafeMutablePointer<Float>?, _ n: Int) {
+            if let p = p, n > 0 { crc.update(UnsafeRawBufferPointer(start: p, count: n * 4)) }
+        }
+        add(model.params.values, model.params.count)
+        add(model.discParams.values, model.discParams.count)
+        add(model.buffers.values, model.buffers.count)
+        add(adam.m, adam.count); add(adam.v, adam.count)
+        add(discAdam.m, discAdam.count); add(discAdam.v, discAdam.count)
+        var tracked = model.batchNorms.map { Int64($0.batchesTracked) }
+        tracked.withUnsafeMutableBytes { crc.update(UnsafeRawBufferPointer($0)) }
+        return crc.hex
     }
 
     private static func loadMoments(_ f: HDF5File, store: ParameterStore, adam: Adam, group: String) throws {

@@ -210,7 +210,7 @@ public final class HDF5File {
         let size = H5Tget_size(ftype)
         var buf = [CChar](repeating: 0, count: size + 1)
         let mtype = H5Tcopy(dim_H5T_C_S1())
-        H5Tset_size(mtype, size)
+        H5Tset_size(mtype, size + 1)  // room for the terminator, or HDF5 drops the last character
         H5Tset_cset(mtype, H5Tget_cset(ftype))
         defer { H5Tclose(mtype) }
         H5Aread(a, mtype, &buf)
@@ -297,4 +297,9 @@ extension HDF5File {
             throw DIMError("\(path): cannot read rows of '\(name)' (damaged file?)")
         }
     }
+}
+
+/// Removes the `complete` mark (tests use it to fake an interrupted checkpoint write).
+public func H5AdeleteComplete(_ f: HDF5File) {
+    H5Adelete_by_name(f.id, "/", "complete", dim_H5P_DEFAULT())
 }

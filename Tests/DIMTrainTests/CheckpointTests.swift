@@ -1,0 +1,199 @@
+import Foundation
+import XCTest
+import DIMCore
+import DIMIO
+@testable import DIMTrain
+
+func temporaryDirectory(_ name: String = #function) -> String {
+    let dir = NSTemporaryDirectory() + "dim-dist-test-\(getpid())-\(name.filter { $0.isLetter })-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+let checkoutRoot: String = {
+    var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)
+    return parts.joined(separator: "/")
+}()
+
+/// A small but complete training setup on a synthetic dataset (prior matching and augmentation on,
+/// so the discriminator's state and the augmentation stream are covered too).
+struct TinyRun {
+    let data: String
+    var config = TrainConfig(
+        model: ModelConfig(architecture: .basic28x28, inChannels: 1, convChannels: [6, 8], fcUnits: 24, globalDim: 8,
+                           miUnits: 16, discUnits: [12, 6]),
+        loss: LossConfig(estimator: .jsd, beta: 1, alpha: 0, gamma: 0.1), globalBatch: 8)
+
+    init(data: String) {
+        self.data = data
+        config.augmentation = Augmentation(cropPadding: 2, horizontalFlip: true)
+        config.learningRate = 1e-3
+        config.seed = 4
+    }
+
+    static func makeData(_ dir: String, count: Int = 40, seed: UInt64 = 2) throws {
+        try SyntheticDataset.write(directory: dir, trainCount: count, testCount: 8, classes: 4, channels: 1, size: 28, seed: seed, shards: 2)
+    }
+
+    func trainer(out: String, steps: Int, comm: Communicator = SingleProcess(), resume: String? = nil,
+                 checkpointEvery: Int = 0) throws -> Trainer {
+        var o = Trainer.Options(dataDirectory: data, outDirectory: out, totalSteps: steps)
+        o.resume = resume
+        o.quiet = true
+        o.checkpointEvery = checkpointEvery
+        return try Trainer(config: config, options: o, comm: comm)
+    }
+}
+
+/// Every tensor of the training state, flattened, for exact comparisons.
+func snapshot(_ s: TrainingState) -> [Float] {
+    func buf(_ p: UnsafeMutablePointer<Float>?, _ n: Int) -> [Float] { p.map { Array(UnsafeBufferPointer(start: $0, count: n)) } ?? [] }
+    let m = s.model
+    return buf(m.params.values, m.params.count) + buf(m.discParams.values, m.discParams.count) + buf(m.buffers.values, m.buffers.count)
+        + buf(s.adam.m, s.adam.count) + buf(s.adam.v, s.adam.count) + buf(s.discAdam.m, s.discAdam.count) + buf(s.discAdam.v, s.discAdam.count)
+        + m.batchNorms.map { Float($0.batchesTracked) } + [Float(s.adam.step), Float(s.discAdam.step)]
+}
+
+final class CheckpointTests: XCTestCase {
+    func testResumeIsBitIdentical() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let run = TinyRun(data: dir + "/data")
+        // 40 images / batch 8 = 5 steps per epoch: 12 steps cross two epoch boundaries.
+        let straight = try run.trainer(out: dir + "/a", steps: 12)
+        try straight.run()
+        let first = try run.trainer(out: dir + "/b", steps: 7)
+        try first.run()
+        let resumed = try run.trainer(out: dir + "/b", steps: 12, resume: "auto")
+        try resumed.run()
+        XCTAssertEqual(resumed.state.step, 12)
+        XCTAssertEqual(snapshot(resumed.state), snapshot(straight.state), "k steps + resume + N-k steps must equal N steps exactly")
+        // Metrics continue where they stopped.
+        let lines = try String(contentsOfFile: dir + "/b/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertTrue(lines.last!.contains("\"step\":12"))
+    }
+
+    func testCheckpointKeepsLastKAndLatest() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 6, checkpointEvery: 1)
+        try t.run()
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/checkpoints").filter { $0.hasSuffix(".h5") }.sorted()
+        XCTAssertEqual(files, ["ckpt-00000004.h5", "ckpt-00000005.h5", "ckpt-00000006.h5"])
+        XCTAssertEqual(t.checkpoints.latestName(), "ckpt-00000006.h5")
+    }
+
+    func testDivergenceStopsWithTheStepAndLeavesTheCheckpoint() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let run = TinyRun(data: dir + "/data")
+        let t = try run.trainer(out: dir + "/run", steps: 2)
+        try t.run()
+        let good = try Data(contentsOf: URL(fileURLWithPath: t.checkpoints.latest()!))
+        let w = t.state.model.params["local_mi.conv_b.weight"]!
+        w.value.data[3] = .nan
+        XCTAssertThrowsError(try t.trainStep()) { e in
+            XCTAssertTrue("\(e)".contains("step 3"), "\(e)")
+            XCTAssertTrue("\(e)".contains("nan") || "\(e)".contains("NaN"), "\(e)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: t.checkpoints.latest()!)), good)
+        // The last good checkpoint still resumes.
+        let r = try run.trainer(out: dir + "/run", steps: 3, resume: "auto")
+        try r.run()
+        XCTAssertEqual(r.state.step, 3)
+    }
+
+    /// A checkpoint that cannot be used is a one-line error naming the file, never a fresh start.
+    func testBadCheckpoints() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let run = TinyRun(data: dir + "/data")
+        try run.trainer(out: dir + "/run", steps: 2).run()
+        let ckpt = dir + "/run/checkpoints/ckpt-00000002.h5"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: ckpt))
+        func expectError(_ path: String, _ words: [String], run r: TinyRun? = nil, file: StaticString = #filePath, line: UInt = #line) {
+            do {
+                let t = try (r ?? run).trainer(out: dir + "/other", steps: 4, resume: path)
+                try t.run()
+                XCTFail("resume from \(path) should fail", file: file, line: line)
+            } catch {
+                let text = "\(error)"
+                XCTAssertFalse(text.contains("\n"), text, file: file, line: line)
+                for w in words { XCTAssertTrue(text.contains(w), "'\(text)' should mention '\(w)'", file: file, line: line) }
+            }
+        }
+        expectError(dir + "/nope.h5", ["nope.h5", "no such file"])
+        let truncated = dir + "/truncated.h5"
+        FileManager.default.createFile(atPath: truncated, contents: bytes.prefix(bytes.count / 2))
+        expectError(truncated, ["truncated.h5"])
+        // Corrupt tensor bytes: flip a run of bytes in the params data area.
+        var corrupt = bytes
+        let f = try HDF5File(ckpt)
+        let (w, _): ([Float], [Int]) = try f.read("params/local_mi.conv_b.weight")
+        let needle = w.withUnsafeBytes { Data($0.prefix(16)) }
+        let at = corrupt.range(of: needle)!.lowerBound
+        for i in at..<(at + 16) { corrupt[i] ^= 0x5A }
+        let corruptPath = dir + "/corrupt.h5"
+        FileManager.default.createFile(atPath: corruptPath, contents: corrupt)
+        expectError(corruptPath, ["corrupt.h5", "corrupted"])
+        // A different model width.
+        var wider = run
+        wider.config.model.miUnits = 20
+        expectError(ckpt, ["ckpt-00000002.h5", "different configuration", "mi=16"], run: wider)
+        // A different dataset.
+        try TinyRun.makeData(dir + "/data2", seed: 9)
+        expectError(ckpt, ["ckpt-00000002.h5", "different dataset"], run: TinyRun(data: dir + "/data2"))
+        // An unknown format version, and an interrupted write.
+        let future = dir + "/future.h5"
+        FileManager.default.createFile(atPath: future, contents: bytes)
+        try HDF5File(future, mode: .readWrite).setAttribute("format", "dim-dist-checkpoint/9")
+        expectError(future, ["future.h5", "unknown checkpoint format"])
+        let partial = dir + "/partial.h5"
+        try CheckpointFile.write(path: partial, model: DIMModel(config: run.config.model), adam: Adam(count: 1), discAdam: Adam(count: 1), info: .init())
+        _ = partial
+        let h = try HDF5File(partial, mode: .readWrite)
+        H5AdeleteComplete(h)
+        expectError(partial, ["partial.h5", "incomplete"])
+        // Not a checkpoint at all.
+        expectError(dir + "/data/train-00.h5", ["train-00.h5", "not a dim-dist checkpoint"])
+    }
+
+    func testKilledWhileWritingLeavesThePreviousCheckpoint() throws {
+        let binary = checkoutRoot + "/.build/debug/dim-dist"
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data", count: 64)
+        // A model large enough that each checkpoint takes a while to write, one every step.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["train", "--data", dir + "/data", "--batch-size", "8", "--steps", "1000", "--checkpoint-every", "1",
+                       "--mi-units", "1024", "--fc-units", "1024", "--conv-channels", "64,128", "--out", dir + "/run", "--log-every", "1000"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let ckdir = dir + "/run/checkpoints"
+        let deadline = Date().addingTimeInterval(120)
+        var killedDuringWrite = false
+        while Date() < deadline && p.isRunning {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: ckdir)) ?? []
+            if names.contains("latest") && names.contains(where: { $0.contains(".tmp-") && $0.hasPrefix(".ckpt") }) {
+                kill(p.processIdentifier, SIGKILL)
+                killedDuringWrite = true
+                break
+            }
+            usleep(200)
+        }
+        p.waitUntilExit()
+        XCTAssertTrue(killedDuringWrite, "the writer was not caught mid-write")
+        let names = try FileManager.default.contentsOfDirectory(atPath: ckdir)
+        XCTAssertTrue(names.contains(where: { $0.contains(".tmp-") }), "the interrupted temporary file should be left behind, unnamed")
+        let latest = CheckpointDirectory(path: ckdir).latest()!
+        let f = try HDF5File(latest)
+        let info = try CheckpointFile.readInfo(f)
+        let cfg = try JSONDecoder().decode(TrainConfig.self, from: Data(info.configJSON.utf8))
+        let state = TrainingState(config: cfg)
+        try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
+        XCTAssertGreaterThan(info.step, 0)
+    }
+}
