@@ -1,0 +1,66 @@
+import Foundation
+import DIMCore
+import DIMIO
+
+/// `dim-dist eval`: probes on frozen features, trained encoder vs the untrained one.
+public enum Evaluation {
+    /// The encoder of a checkpoint (or, with `untrained`, the same configuration at its initial
+    /// weights, the baseline every result is compared with).
+    public static func loadModel(checkpoint: String, untrained: Bool) throws -> (DIMModel, TrainConfig, CheckpointFile.Info) {
+        let f = try HDF5File(checkpoint)
+        let info = try CheckpointFile.readInfo(f)
+        guard let cfg = try? JSONDecoder().decode(TrainConfig.self, from: Data(info.configJSON.utf8)) else {
+            throw DIMError("\(checkpoint): unreadable training configuration")
+        }
+        let state = TrainingState(config: cfg)
+        if !untrained {
+            try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
+        }
+        return (state.model, cfg, info)
+    }
+
+    /// Sets BatchNorm running statistics of an untrained encoder from data (training-mode
+    /// forwards, no updates), so that its eval-mode features are normalised like a trained one's.
+    public static func calibrateBatchNorm(model: DIMModel, data: ShardedSplit, batches: Int = 100, batch: Int = 128) throws {
+        let reader = try BatchReader(data: data, globalBatch: min(batch, data.count), rank: 0, ranks: 1, seed: 12345)
+        let single = SingleProcess()
+        for b in 0..<min(batches, max(reader.batchesPerEpoch, 1) * 4) {
+            let x = try reader.batch(epoch: b / reader.batchesPerEpoch, index: b % reader.batchesPerEpoch)
+            model.encode(x.images, training: true, comm: single)
+        }
+        reader.drain()
+    }
+
+    public static func run(model: DIMModel, data directory: String, features: [FeatureKind], probes: [ProbeConfig],
+                           comm: Communicator, log: (String) -> Void) throws -> [ProbeResult] {
+        let train = try ShardedSplit(directory: directory, split: "train")
+        let test = try ShardedSplit(directory: directory, split: "test")
+        let m = train.manifest
+        guard m.channels == model.config.inChannels, m.height == model.config.imageSize else {
+            throw DIMError("\(directory): images are \(m.channels)x\(m.height)x\(m.width), the encoder takes \(model.config.inChannels)x\(model.config.imageSize)x\(model.config.imageSize)")
+        }
+        let t0 = monotonicSeconds()
+        let trainFeatures = try encodeSplit(model: model, data: train, kinds: features, comm: comm)
+        let testFeatures = try encodeSplit(model: model, data: test, kinds: features, comm: comm)
+        log("  encoded \(train.count) train + \(test.count) test images in \(fmt(monotonicSeconds() - t0, 1)) s")
+        let classes = max((trainFeatures.values.first?.labels.max() ?? 0) + 1, m.classNames.count)
+        var results: [ProbeResult] = []
+        // Probes are cheap next to encoding: rank 0 trains them and sends the numbers to all.
+        for p in probes {
+            for k in features {
+                var acc = [0.0, 0.0]
+                if comm.isRoot {
+                    let t1 = monotonicSeconds()
+                    let probe = Probe(inputs: trainFeatures[k]!.dim, classes: classes, config: p)
+                    let r = probe.fit(train: trainFeatures[k]!, test: testFeatures[k]!)
+                    acc = [r.train, r.test]
+                    log("  \(padRight(p.kind.rawValue, 6)) probe on \(padRight(k.rawValue, 4)) (\(trainFeatures[k]!.dim)-d): test \(fmt(100 * r.test, 2))%  train \(fmt(100 * r.train, 2))%  (\(fmt(monotonicSeconds() - t1, 1)) s)")
+                }
+                comm.broadcast(&acc, bytes: 16, root: 0)
+                results.append(ProbeResult(feature: k.rawValue, probe: p.kind.rawValue, dim: trainFeatures[k]!.dim,
+                                           trainAccuracy: acc[0], testAccuracy: acc[1]))
+            }
+        }
+        return results
+    }
+}

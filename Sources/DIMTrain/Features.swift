@@ -1,0 +1,74 @@
+import DIMCore
+import DIMIO
+
+/// Features of a frozen encoder (BatchNorm in eval mode) for the probes: `conv` (the last conv
+/// block, flattened in PyTorch order), `fc` (the fc block) and `y` (the global vector).
+public enum FeatureKind: String, CaseIterable, Codable {
+    case conv, fc, y
+}
+
+public struct FeatureSet {
+    public var kind: FeatureKind
+    public var dim: Int
+    public var count: Int
+    /// Row-major [count, dim].
+    public var values: [Float]
+    public var labels: [Int]
+}
+
+/// Encodes a whole split. Under mpirun each rank encodes a contiguous share and the features are
+/// all-gathered, so every rank ends with all of them.
+public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind], batch: Int = 256,
+                        comm: Communicator, progress: ((Int, Int) -> Void)? = nil) throws -> [FeatureKind: FeatureSet] {
+    let m = data.manifest
+    let N = data.count
+    let per = (N + comm.size - 1) / comm.size
+    let start = min(comm.rank * per, N), end = min(start + per, N)
+    let dims: [FeatureKind: Int] = [.conv: model.config.flatFeatures, .fc: model.config.fcUnits, .y: model.config.globalDim]
+    var local: [FeatureKind: [Float]] = [:]
+    for k in kinds { local[k] = [Float](repeating: 0, count: per * dims[k]!) }
+    var localLabels = [Float](repeating: -1, count: per)
+    let x = Tensor([0]), flat = Tensor([0])
+    var raw = [UInt8](repeating: 0, count: batch * m.imageBytes)
+    var labels = [Int](repeating: 0, count: batch)
+    var i = start
+    let single = SingleProcess()  // eval-mode BatchNorm needs no collective
+    while i < end {
+        let n = min(batch, end - i)
+        try data.read(indices: Array(i..<(i + n)), images: &raw, labels: &labels)
+        x.resize([m.channels, n, m.height, m.width])
+        let hw = m.height * m.width
+        for j in 0..<n { for c in 0..<m.channels {
+            let dst = x.data + (c * n + j) * hw
+            for p in 0..<hw { dst[p] = Float(raw[j * m.imageBytes + c * hw + p]) * (2 / 255) - 1 }
+        } }
+        model.encode(x, training: false, comm: single)
+        for k in kinds {
+            let d = dims[k]!
+            let src: Tensor
+            switch k {
+            case .conv: flattenMap(model.encoder.convFeatures, into: flat); src = flat
+            case .fc: src = model.encoder.fcFeatures
+            case .y: src = model.encoder.globalVector
+            }
+            // src is [d, n]; rows of the output are images.
+            local[k]!.withUnsafeMutableBufferPointer { out in
+                for j in 0..<n { for f in 0..<d { out[(i - start + j) * d + f] = src.data[f * n + j] } }
+            }
+        }
+        for j in 0..<n { localLabels[i - start + j] = Float(labels[j]) }
+        i += n
+        if comm.isRoot { progress?(i - start, end - start) }
+    }
+    var result: [FeatureKind: FeatureSet] = [:]
+    var allLabels = [Float](repeating: 0, count: per * comm.size)
+    comm.allgather(localLabels, count: per, into: &allLabels)
+    let labelsOut = allLabels.prefix(N).map { Int($0) }
+    for k in kinds {
+        let d = dims[k]!
+        var all = [Float](repeating: 0, count: per * comm.size * d)
+        comm.allgather(local[k]!, count: per * d, into: &all)
+        result[k] = FeatureSet(kind: k, dim: d, count: N, values: Array(all.prefix(N * d)), labels: labelsOut)
+    }
+    return result
+}

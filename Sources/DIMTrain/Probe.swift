@@ -1,0 +1,156 @@
+import DIMCore
+
+/// The classifiers that judge a representation (the paper's evaluation): a linear softmax
+/// regression, or an MLP with 200 hidden units, BatchNorm, dropout 0.1 and ReLU. Trained with Adam
+/// on standardised features; built from the same layers as the model.
+public struct ProbeConfig: Codable, Equatable {
+    public enum Kind: String, Codable, CaseIterable { case linear, mlp }
+    public var kind: Kind = .linear
+    public var epochs = 20
+    public var batch = 256
+    public var learningRate: Float = 1e-3
+    public var hidden = 200
+    public var dropout: Float = 0.1
+    public var seed: UInt64 = 0
+    public init(kind: Kind = .linear, epochs: Int = 20) { self.kind = kind; self.epochs = epochs }
+}
+
+public struct ProbeResult: Codable {
+    public var feature: String
+    public var probe: String
+    public var dim: Int
+    public var trainAccuracy: Double
+    public var testAccuracy: Double
+}
+
+public final class Probe {
+    let config: ProbeConfig
+    let classes: Int
+    let params = ParameterStore()
+    let buffers = ParameterStore(trainable: false)
+    let first: Linear
+    let norm: BatchNorm?
+    let second: Linear?
+    let adam: Adam
+    private let comm = SingleProcess()
+    private let x = Tensor([0]), dlogits = Tensor([0]), mask = Tensor([0])
+    private var mean: [Float] = [], invStd: [Float] = []
+
+    public init(inputs: Int, classes: Int, config: ProbeConfig) {
+        self.config = config
+        self.classes = classes
+        switch config.kind {
+        case .linear:
+            first = Linear(params, "probe.fc", in: inputs, out: classes, bias: true)
+            norm = nil; second = nil
+        case .mlp:
+            first = Linear(params, "probe.fc0", in: inputs, out: config.hidden, bias: false)
+            norm = BatchNorm(params, buffers: buffers, "probe.bn", channels: config.hidden, relu: true)
+            second = Linear(params, "probe.fc1", in: config.hidden, out: classes, bias: true)
+        }
+        params.allocate(seed: config.seed)
+        buffers.allocate(seed: config.seed)
+        adam = Adam(count: params.count, lr: config.learningRate, beta1: 0.9, beta2: 0.999)
+    }
+
+    /// Loads rows `rows` of a feature set, standardised, as `[dim, n]`.
+    private func load(_ f: FeatureSet, rows: ArraySlice<Int>) {
+        let n = rows.count, d = f.dim
+        x.resize([d, n])
+        f.values.withUnsafeBufferPointer { v in
+            for (j, r) in rows.enumerated() {
+                let src = v.baseAddress! + r * d
+                for k in 0..<d { x.data[k * n + j] = (src[k] - mean[k]) * invStd[k] }
+            }
+        }
+    }
+
+    private func logits(training: Bool) -> Tensor {
+        guard let norm = norm, let second = second else { return first.forward(x) }
+        let h = norm.forward(first.forward(x), training: training, comm: comm)
+        if training && config.dropout > 0 {
+            // Inverted dropout with a mask from the probe's own stream.
+            mask.resize(h.shape)
+            let keep = 1 - config.dropout
+            for i in 0..<h.count {
+                let m: Float = dropoutRNG.nextFloat() < keep ? 1 / keep : 0
+                mask.data[i] = m
+                h.data[i] *= m
+            }
+        }
+        return second.forward(h)
+    }
+    private var dropoutRNG = SplitMix64(seed: 99)
+
+    /// Trains on `train` and returns accuracy on train and test.
+    public func fit(train: FeatureSet, test: FeatureSet) -> (train: Double, test: Double) {
+        let d = train.dim
+        mean = [Float](repeating: 0, count: d); invStd = mean
+        var m = [Double](repeating: 0, count: d), s = m
+        train.values.withUnsafeBufferPointer { v in
+            for r in 0..<train.count { for k in 0..<d { let a = Double(v[r * d + k]); m[k] += a; s[k] += a * a } }
+        }
+        for k in 0..<d {
+            let mu = m[k] / Double(train.count)
+            mean[k] = Float(mu)
+            invStd[k] = Float(1 / (max(s[k] / Double(train.count) - mu * mu, 0) + 1e-6).squareRoot())
+        }
+        var rng = SplitMix64(seed: config.seed, stream: 7)
+        dropoutRNG = SplitMix64(seed: config.seed, stream: 8)
+        for _ in 0..<config.epochs {
+            let order = rng.permutation(train.count)
+            var b = 0
+            while b + 2 <= train.count {
+                let rows = order[b..<min(b + config.batch, train.count)]
+                b += config.batch
+                load(train, rows: rows)
+                params.zeroGrads()
+                let out = logits(training: true)
+                softmaxCrossEntropyGradient(out, labels: rows.map { train.labels[$0] })
+                backward()
+                adam.update(params)
+            }
+        }
+        return (accuracy(train), accuracy(test))
+    }
+
+    private func softmaxCrossEntropyGradient(_ out: Tensor, labels: [Int]) {
+        let n = labels.count
+        dlogits.resize(out.shape)
+        for j in 0..<n {
+            var mx = -Float.infinity
+            for c in 0..<classes { mx = max(mx, out.data[c * n + j]) }
+            var z: Float = 0
+            for c in 0..<classes { z += expf(out.data[c * n + j] - mx) }
+            for c in 0..<classes {
+                let p = expf(out.data[c * n + j] - mx) / z
+                dlogits.data[c * n + j] = (p - (c == labels[j] ? 1 : 0)) / Float(n)
+            }
+        }
+    }
+
+    private func backward() {
+        guard let norm = norm, let second = second else { first.backward(dlogits, inputGrad: false); return }
+        let dh = second.backward(dlogits)
+        if config.dropout > 0 { for i in 0..<dh.count { dh.data[i] *= mask.data[i] } }
+        first.backward(norm.backward(dh, comm: comm), inputGrad: false)
+    }
+
+    public func accuracy(_ f: FeatureSet) -> Double {
+        var correct = 0
+        var start = 0
+        while start < f.count {
+            let rows = start..<min(start + 1024, f.count)
+            load(f, rows: ArraySlice(Array(rows)))
+            let out = logits(training: false)
+            let n = rows.count
+            for j in 0..<n {
+                var best = 0
+                for c in 1..<classes where out.data[c * n + j] > out.data[best * n + j] { best = c }
+                if best == f.labels[rows.lowerBound + j] { correct += 1 }
+            }
+            start = rows.upperBound
+        }
+        return Double(correct) / Double(max(f.count, 1))
+    }
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import DIMCore
+import DIMIO
+import DIMTrain
+import Foundation
+
+/// Resolves a checkpoint argument: a file, a run directory, or its checkpoints directory.
+func resolveCheckpoint(_ path: String) throws -> String {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DIMError("\(path): no such checkpoint") }
+    if !isDir.boolValue { return path }
+    for dir in [path, path + "/checkpoints"] {
+        if let latest = CheckpointDirectory(path: dir).latest() { return latest }
+    }
+    throw DIMError("\(path): no checkpoint 'latest' pointer in it or in its checkpoints/")
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Probe a trained encoder: linear or MLP classifiers on frozen conv / fc / y features.",
+        discussion: """
+        Encodes the train and test splits with the frozen encoder (BatchNorm in eval mode), trains a
+        probe per feature set on standardised features with Adam, and reports test accuracy.
+        --init-only evaluates the same configuration at its initial weights (BatchNorm statistics
+        recalibrated on training data): the baseline to compare with. Under mpirun the encoding is
+        split across ranks.
+        """)
+
+    @Option(help: "Checkpoint file, or a run directory (its latest checkpoint).") var checkpoint: String
+    @Option(help: "Dataset directory with train and test splits (default: the embedded MNIST).") var data: String?
+    @Option(help: "Feature sets, comma-separated: conv, fc, y.") var features = "conv,fc,y"
+    @Option(help: "linear, mlp, or both.") var probe = "linear"
+    @Option(help: "Probe training epochs.") var probeEpochs = 20
+    @Flag(help: "Evaluate the untrained encoder of the same configuration instead.") var initOnly = false
+    @Flag(help: "Print a JSON summary on the last line.") var json = false
+
+    func run() throws {
+        let comm = try makeCommunicator()
+        do { try evaluate(comm) } catch {
+            if comm.size > 1 { comm.abort("dim-dist eval: rank \(comm.rank): \(error)", code: 1) }
+            throw error
+        }
+    }
+
+    func evaluate(_ comm: Communicator) throws {
+        let path = try resolveCheckpoint(checkpoint)
+        let dir = try data ?? EmbeddedData.directory(comm: comm)
+        let kinds = try features.split(separator: ",").map { s -> FeatureKind in
+            guard let k = FeatureKind(rawValue: String(s)) else { throw ValidationError("unknown feature set '\(s)' (conv, fc, y)") }
+            return k
+        }
+        let probeKinds: [ProbeConfig.Kind] = probe == "both" ? [.linear, .mlp] : try [ProbeConfig.Kind(rawValue: probe) ?? {
+            throw ValidationError("--probe must be linear, mlp or both")
+        }()]
+        let (model, cfg, info) = try Evaluation.loadModel(checkpoint: path, untrained: initOnly)
+        let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
+        log("eval: \(initOnly ? "UNTRAINED encoder of " : "")\(path) (step \(info.step), \(cfg.model.architecture.rawValue), \(cfg.loss.estimator.rawValue)) on \(dir)")
+        if initOnly { try Evaluation.calibrateBatchNorm(model: model, data: try ShardedSplit(directory: dir, split: "train")) }
+        let results = try Evaluation.run(model: model, data: dir, features: kinds,
+                                         probes: probeKinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) }, comm: comm, log: log)
+        if json && comm.isRoot {
+            struct Summary: Codable { var checkpoint: String; var step: Int; var untrained: Bool; var data: String; var results: [ProbeResult] }
+            let e = JSONEncoder()
+            e.outputFormatting = .sortedKeys
+            print(String(data: try e.encode(Summary(checkpoint: path, step: info.step, untrained: initOnly, data: dir, results: results)), encoding: .utf8)!)
+        }
+    }
+}
+
+struct Encode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the frozen encoder's features (and labels) of a dataset split to HDF5.")
+    @Option(help: "Checkpoint file or run directory.") var checkpoint: String
+    @Option(help: "Dataset directory (default: the embedded MNIST).") var data: String?
+    @Option(help: "Split to encode.") var split = "test"
+    @Option(help: "Feature sets, comma-separated: conv, fc, y.") var features = "conv,fc,y"
+    @Option(help: "Output HDF5 file: features/<set> [N, dim] float32, labels [N] int64.") var out: String
+
+    func run() throws {
+        let comm = try makeCommunicator()
+        let path = try resolveCheckpoint(checkpoint)
+        let dir = try data ?? EmbeddedData.directory(comm: comm)
+        let kinds = features.split(separator: ",").compactMap { FeatureKind(rawValue: String($0)) }
+        let (model, _, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)
+        let s = try ShardedSplit(directory: dir, split: split)
+        let sets = try encodeSplit(model: model, data: s, kinds: kinds, comm: comm)
+        guard comm.isRoot else { return }
+        let f = try HDF5File(out, mode: .create)
+        for (k, set) in sets { try f.write("features/\(k.rawValue)", set.values, shape: [set.count, set.dim]) }
+        try f.write("labels", sets.values.first!.labels.map { Int64($0) }, shape: [s.count])
+        try f.setAttribute("checkpoint", path)
+        try f.setAttribute("step", Int64(info.step))
+        try f.setAttribute("split", split)
+        print("encode: \(s.count) \(split) images of \(dir) -> \(out) (\(sets.keys.map { "\($0.rawValue) \(sets[$0]!.dim)-d" }.sorted().joined(separator: ", ")))")
+    }
+}
