@@ -1,0 +1,128 @@
+import Foundation
+import DIMCore
+import DIMIO
+
+/// Pictures: loss curves from metrics.jsonl as SVG, and the paper's nearest-neighbour grid.
+public enum Plots {
+    /// Reads metrics.jsonl into series by key (step on the x axis).
+    public static func readMetrics(_ path: String) throws -> [String: [(Double, Double)]] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw DIMError("\(path): cannot read")
+        }
+        var series: [String: [(Double, Double)]] = [:]
+        for (i, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let step = obj["step"] as? Double ?? (obj["step"] as? Int).map(Double.init) else {
+                throw DIMError("\(path): line \(i + 1) is not a metrics record")
+            }
+            for key in ["loss", "local", "global", "prior", "discriminator"] {
+                if let v = obj[key] as? Double, v.isFinite { series[key, default: []].append((step, v)) }
+            }
+        }
+        guard !(series["loss"] ?? []).isEmpty else { throw DIMError("\(path): no loss records") }
+        // Terms that are identically zero (switched off) are not drawn.
+        return series.filter { $0.value.contains { $0.1 != 0 } }
+    }
+
+    /// An SVG line chart of the loss terms against the step.
+    public static func lossSVG(_ series: [String: [(Double, Double)]], title: String) -> String {
+        let (W, H, left, right, top, bottom) = (820.0, 480.0, 70.0, 150.0, 40.0, 50.0)
+        let all = series.values.flatMap { $0 }
+        let xmin = all.map(\.0).min()!, xmax = max(all.map(\.0).max()!, xmin + 1)
+        var ymin = all.map(\.1).min()!, ymax = all.map(\.1).max()!
+        if ymax - ymin < 1e-9 { ymax += 1; ymin -= 1 }
+        let pad = 0.05 * (ymax - ymin); ymin -= pad; ymax += pad
+        func px(_ x: Double) -> Double { left + (x - xmin) / (xmax - xmin) * (W - left - right) }
+        func py(_ y: Double) -> Double { top + (ymax - y) / (ymax - ymin) * (H - top - bottom) }
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(W))\" height=\"\(Int(H))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        s += "<text x=\"\(W / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>\n"
+        for i in 0...5 {
+            let yv = ymin + (ymax - ymin) * Double(i) / 5, y = py(yv)
+            s += "<line x1=\"\(left)\" y1=\"\(y)\" x2=\"\(W - right)\" y2=\"\(y)\" stroke=\"#ddd\"/>"
+            s += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(tick(yv))</text>\n"
+            let xv = xmin + (xmax - xmin) * Double(i) / 5, x = px(xv)
+            s += "<line x1=\"\(x)\" y1=\"\(top)\" x2=\"\(x)\" y2=\"\(H - bottom)\" stroke=\"#eee\"/>"
+            s += "<text x=\"\(x)\" y=\"\(H - bottom + 18)\" text-anchor=\"middle\">\(Int(xv.rounded()))</text>\n"
+        }
+        s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(W - left - right)\" height=\"\(H - top - bottom)\" fill=\"none\" stroke=\"#444\"/>\n"
+        s += "<text x=\"\((left + W - right) / 2)\" y=\"\(H - 10)\" text-anchor=\"middle\">step</text>\n"
+        let colors = ["loss": "#1f77b4", "local": "#ff7f0e", "global": "#2ca02c", "prior": "#d62728", "discriminator": "#9467bd"]
+        var legendY = top + 10
+        // The total last and dashed, so it stays visible where it equals the local term.
+        for key in ["local", "global", "prior", "discriminator", "loss"] {
+            guard let pts = series[key] else { continue }
+            let path = pts.map { "\(fmt(px($0.0), 1)),\(fmt(py($0.1), 1))" }.joined(separator: " ")
+            let dash = key == "loss" ? " stroke-dasharray=\"6 4\"" : ""
+            s += "<polyline fill=\"none\" stroke=\"\(colors[key]!)\" stroke-width=\"1.5\"\(dash) points=\"\(path)\"/>\n"
+            s += "<line x1=\"\(W - right + 12)\" y1=\"\(legendY)\" x2=\"\(W - right + 36)\" y2=\"\(legendY)\" stroke=\"\(colors[key]!)\" stroke-width=\"3\"/>"
+            s += "<text x=\"\(W - right + 42)\" y=\"\(legendY + 4)\">\(key)</text>\n"
+            legendY += 20
+        }
+        return s + "</svg>\n"
+    }
+
+    static func tick(_ v: Double) -> String { abs(v) >= 100 ? fmt(v, 0) : (abs(v) >= 10 ? fmt(v, 1) : fmt(v, 2)) }
+    static func escape(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
+
+    /// For `queries` test images, their `k` nearest training images by Euclidean distance of Y;
+    /// one row per query: the query, a gap, then its neighbours, nearest first.
+    public static func neighbourGrid(model: DIMModel, data dir: String, queries: Int, k: Int, seed: UInt64, scale: Int,
+                                     comm: Communicator) throws -> (rgb: [UInt8], width: Int, height: Int, labelsMatch: Double) {
+        let train = try ShardedSplit(directory: dir, split: "train"), test = try ShardedSplit(directory: dir, split: "test")
+        let trainY = try encodeSplit(model: model, data: train, kinds: [.y], comm: comm)[.y]!
+        var rng = SplitMix64(seed: seed, stream: 11)
+        let picks = Array(rng.permutation(test.count).prefix(queries))
+        let m = test.manifest
+        let per = m.imageBytes
+        var qraw = [UInt8](repeating: 0, count: queries * per), qlab = [Int](repeating: 0, count: queries)
+        try test.read(indices: picks, images: &qraw, labels: &qlab)
+        // Y of the queries.
+        let x = Tensor([m.channels, queries, m.height, m.width])
+        let hw = m.height * m.width
+        for j in 0..<queries { for c in 0..<m.channels { for p in 0..<hw {
+            x.data[(c * queries + j) * hw + p] = Float(qraw[j * per + c * hw + p]) * (2 / 255) - 1
+        } } }
+        model.encode(x, training: false, comm: SingleProcess())
+        let y = model.encoder.globalVector, d = trainY.dim
+        var rows: [[Int]] = []
+        var same = 0
+        for j in 0..<queries {
+            var dist = [(Float, Int)]()
+            dist.reserveCapacity(train.count)
+            trainY.values.withUnsafeBufferPointer { v in
+                for i in 0..<train.count {
+                    var s: Float = 0
+                    for f in 0..<d { let t = v[i * d + f] - y.data[f * queries + j]; s += t * t }
+                    dist.append((s, i))
+                }
+            }
+            let nearest = dist.sorted { $0.0 < $1.0 }.prefix(k).map(\.1)
+            same += nearest.filter { trainY.labels[$0] == qlab[j] }.count
+            rows.append(nearest)
+        }
+        // Compose the grid.
+        let cell = m.width * scale, gap = 2, sep = 8
+        let width = (k + 1) * (cell + gap) + sep, height = queries * (cell + gap)
+        var rgb = [UInt8](repeating: 255, count: width * height * 3)
+        var nraw = [UInt8](repeating: 0, count: per), nlab = [0]
+        func blit(_ img: [UInt8], offset: Int, row: Int, col: Int, x0: Int) {
+            for yy in 0..<(m.height * scale) { for xx in 0..<cell {
+                let sy = yy / scale, sx = xx / scale
+                let px = x0 + col * (cell + gap) + xx, py = row * (cell + gap) + yy
+                for ch in 0..<3 {
+                    let c = m.channels == 1 ? 0 : ch
+                    rgb[(py * width + px) * 3 + ch] = img[offset + c * hw + sy * m.width + sx]
+                }
+            } }
+        }
+        for j in 0..<queries {
+            blit(qraw, offset: j * per, row: j, col: 0, x0: 0)
+            for (c, i) in rows[j].enumerated() {
+                try train.read(indices: [i], images: &nraw, labels: &nlab)
+                blit(nraw, offset: 0, row: j, col: c + 1, x0: sep)
+            }
+        }
+        return (rgb, width, height, Double(same) / Double(queries * k))
+    }
+}
