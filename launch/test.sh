@@ -15,6 +15,14 @@ for np in 2 4; do
   mpirun "${flags[@]}" -np "$np" "$bin" DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests 2>&1 | tee /tmp/dim-dist-mpi-$np.log
   grep -q "with 0 failures" /tmp/dim-dist-mpi-$np.log
 done
+# Multi-node: the emulated cluster needs root (network namespaces).
+cluster_cases=0
+if [[ $(id -u) == 0 ]] && ip netns list >/dev/null 2>&1; then
+  bash cluster/test.sh
+  cluster_cases=$(( $(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-cluster.log || true) / 4 + 1 ))
+else
+  echo "== multi-node tests skipped: the emulated cluster needs root and network namespaces"
+fi
 # One summary line. Each rank prints its own XCTest report, so mpirun cases count once per np.
 passed=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-swift-test.log || true)
 skipped=$(grep -cE "^Test Case '.*' skipped" /tmp/dim-dist-swift-test.log || true)
@@ -22,5 +30,6 @@ for np in 2 4; do
   n=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-mpi-$np.log || true)
   passed=$((passed + n / np))
 done
-echo "test: single-process XCTest cases, then DistributedEquivalenceTests and DistributedCheckpointTests under mpirun -np 2 and -np 4"
+passed=$((passed + cluster_cases))
+echo "test: single-process XCTest cases; DistributedEquivalenceTests and DistributedCheckpointTests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test"
 echo "$passed passed, 0 failed, $skipped skipped"

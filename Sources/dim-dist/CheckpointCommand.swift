@@ -7,7 +7,7 @@ struct CheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkpoint",
         abstract: "Look inside checkpoints.",
-        subcommands: [Inspect.self])
+        subcommands: [Inspect.self, Diff.self])
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -33,6 +33,38 @@ struct CheckpointCommand: ParsableCommand {
             print("  dataset fingerprint \(info.datasetFingerprint) (\(info.datasetCount) examples)")
             print("  \(params.count) parameter tensors, \(count) parameters")
             print("  config \(info.configJSON)")
+        }
+    }
+
+    struct Diff: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Compare the tensors of two checkpoints (worst relative difference per group).",
+            discussion: "Exits non-zero when a parameter tensor differs by more than --tolerance (relative, per tensor).")
+        @Argument(help: "Checkpoint file or run directory.") var a: String
+        @Argument(help: "Checkpoint file or run directory.") var b: String
+        @Option(help: "Relative tolerance per parameter tensor (0 = must be bit-identical).") var tolerance = 0.0
+
+        func run() throws {
+            let fa = try HDF5File(try resolveCheckpoint(a)), fb = try HDF5File(try resolveCheckpoint(b))
+            var failed = false
+            for group in ["params", "buffers", "adam/m", "adam/v"] {
+                var worst = (0.0, ""), identical = true
+                for name in try fa.members(group) {
+                    let key = "\(group)/\(name)"
+                    guard fb.exists(key) else { throw DIMError("\(fb.path): missing '\(key)'") }
+                    let (x, sx): ([Double], [Int]) = try fa.read(key)
+                    let (y, sy): ([Double], [Int]) = try fb.read(key)
+                    guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
+                    var d = 0.0, r = 0.0
+                    for i in x.indices { d += (x[i] - y[i]) * (x[i] - y[i]); r += x[i] * x[i] }
+                    if d != 0 { identical = false }
+                    let e = d.squareRoot() / max(r.squareRoot(), 1e-30)
+                    if e > worst.0 { worst = (e, name) }
+                }
+                print("  \(padRight(group, 8)) \(identical ? "bit-identical" : "worst relative difference \(sci(worst.0)) (\(worst.1))")")
+                if group == "params" && worst.0 > tolerance { failed = true }
+            }
+            if failed { printError("checkpoint diff: parameters differ by more than \(tolerance)"); throw ExitCode(1) }
         }
     }
 }
