@@ -10,7 +10,7 @@ bundle=$(ls -d "$root"/.build/debug/*PackageTests.xctest | head -1)
 "$here/up.sh" --hosts 2 --slots 2
 echo "== multi-node tests: 2 hosts x 2 ranks (map-by node), TCP between hosts"
 DIM_BIN="$bundle" "$here/run.sh" -np 4 --map-by node \
-  DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests 2>&1 | tee /tmp/dim-dist-cluster.log
+  DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests,DIMTrainTests.BoundedNegativesTests 2>&1 | tee /tmp/dim-dist-cluster.log
 grep -q "with 0 failures" /tmp/dim-dist-cluster.log
 ! grep -q "with [1-9][0-9]* failure" /tmp/dim-dist-cluster.log
 "$here/down.sh"

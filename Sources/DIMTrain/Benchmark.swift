@@ -58,3 +58,39 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, globalBatch: Int
     result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(steps)))
     return result
 }
+
+/// Times the three collectives of a DIM step (gradient allreduce, all-gather of G, reduce-scatter
+/// of its gradient) over a range of message sizes. `bytes` is the size of the whole result
+/// (the allreduced buffer, the gathered matrix, the reduce-scatter input).
+public struct CollectiveTiming: Codable {
+    public var op: String
+    public var bytes: Int
+    public var seconds: Double
+}
+
+public func runCollectiveBenchmark(comm: Communicator, sizes: [Int], repeats: Int) -> [CollectiveTiming] {
+    var out: [CollectiveTiming] = []
+    for bytes in sizes {
+        let total = max(bytes / 4 / comm.size * comm.size, comm.size)
+        let per = total / comm.size
+        let buf = Tensor([total]), res = Tensor([total])
+        for i in 0..<total { buf.data[i] = Float(i % 7) }
+        let ops: [(String, () -> Void)] = [
+            ("allreduce", { comm.allreduceSum(buf.data, count: total) }),
+            ("allgather", { comm.allgather(buf.data, count: per, into: res.data) }),
+            ("reduce_scatter", { comm.reduceScatterSum(buf.data, count: per, into: res.data) }),
+        ]
+        for (name, op) in ops {
+            op()  // warm-up (connections, buffers)
+            comm.barrier()
+            let reps = bytes >= 16 << 20 ? max(2, repeats / 4) : repeats
+            let t0 = monotonicSeconds()
+            for _ in 0..<reps { op() }
+            comm.barrier()
+            var t = (monotonicSeconds() - t0) / Double(reps)
+            comm.allreduceMax(&t, count: 1)
+            out.append(CollectiveTiming(op: name, bytes: total * 4, seconds: t))
+        }
+    }
+    return out
+}

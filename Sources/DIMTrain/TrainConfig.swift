@@ -12,6 +12,8 @@ public struct TrainConfig: Codable, Equatable {
     public var beta2: Float = 0.999
     public var seed: UInt64 = 0
     public var augmentation = Augmentation()
+    /// Bounded negatives: globals gathered per step from the other ranks (nil: the whole batch).
+    public var maxNegatives: Int? = nil
     public init(model: ModelConfig, loss: LossConfig, globalBatch: Int) {
         self.model = model; self.loss = loss; self.globalBatch = globalBatch
     }
@@ -27,6 +29,7 @@ public struct TrainConfig: Codable, Equatable {
         if globalBatch != other.globalBatch { d.append("global batch \(other.globalBatch) vs \(globalBatch)") }
         if learningRate != other.learningRate || beta1 != other.beta1 || beta2 != other.beta2 { d.append("Adam settings lr \(other.learningRate) vs \(learningRate)") }
         if seed != other.seed { d.append("seed \(other.seed) vs \(seed)") }
+        if maxNegatives != other.maxNegatives { d.append("max negatives \(other.maxNegatives.map(String.init) ?? "all") vs \(maxNegatives.map(String.init) ?? "all")") }
         if augmentation != other.augmentation { d.append("augmentation \(other.augmentation) vs \(augmentation)") }
         return d
     }

@@ -49,6 +49,11 @@ public final class Trainer {
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config)
+        if let k = config.maxNegatives {
+            guard config.loss.estimator != .nce else { throw DIMError("--max-negatives works with --estimator jsd or dv (infoNCE needs every row on every rank)") }
+            guard k >= 1 else { throw DIMError("--max-negatives must be at least 1") }
+            state.model.localScorer.negativeSelection = NegativeSelection(maxNegatives: k, ranks: comm.size, seed: config.seed)
+        }
         sync = GradientSync(comm: comm)
         state.broadcast(comm: comm)
     }
@@ -159,6 +164,7 @@ public final class Trainer {
         let batch = try reader.batch(epoch: state.step / bpe, index: state.step % bpe)
         let withPrior = config.loss.gamma != 0
         if withPrior { fillPriorSample(step: state.step) }
+        state.model.localScorer.step = state.step
         let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil, comm: comm)
         sync.allreduce(state.model.params)
         if withPrior { sync.allreduce(state.model.discParams) }

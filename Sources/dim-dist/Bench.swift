@@ -15,9 +15,26 @@ struct Bench: ParsableCommand {
     @Option(help: "Global batch size.") var batchSize = 64
     @Option(help: "Timed steps.") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
+    @Flag(help: "Time the collectives (allreduce, allgather, reduce-scatter) over message sizes instead.") var collectives = false
+    @Option(help: "Message sizes in bytes for --collectives, comma-separated.") var sizes = "4096,65536,1048576,8388608,58720256"
+    @Option(help: "Repetitions per size for --collectives.") var repeats = 20
+    @Flag(help: "With --collectives: one JSON record per line.") var json = false
 
     func run() throws {
         let comm = try makeCommunicator()
+        if collectives {
+            let timings = runCollectiveBenchmark(comm: comm, sizes: try parseList(sizes, "--sizes"), repeats: repeats)
+            guard comm.isRoot else { return }
+            if !json { print("collectives on \(comm.size) rank(s): seconds per call (bytes = whole result)") }
+            for t in timings {
+                if json {
+                    print("{\"op\":\"\(t.op)\",\"bytes\":\(t.bytes),\"seconds\":\(t.seconds),\"ranks\":\(comm.size)}")
+                } else {
+                    print("  \(padRight(t.op, 15)) \(pad(String(t.bytes), 10)) B  \(pad(fmt(t.seconds * 1e3, 3), 10)) ms  \(pad(fmt(Double(t.bytes) / t.seconds / 1e9, 3), 7)) GB/s")
+                }
+            }
+            return
+        }
         let config = try model.config(imageSize: nil, channels: nil)
         let loss = model.lossConfig()
         if comm.isRoot {

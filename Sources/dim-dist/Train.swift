@@ -24,6 +24,8 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed (initial weights, data order, augmentation, prior samples).") var seed: UInt64 = 0
     @Option(help: "Augmentation: random crop with this much padding (0 = off).") var cropPadding = 0
     @Flag(help: "Augmentation: random horizontal flips.") var flip = false
+    @Option(help: "Bounded negatives: global vectors gathered per step from the other ranks (cost flat in the number of ranks; jsd and dv). Default: the whole global batch.")
+    var maxNegatives: Int?
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
     @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10
     @Option(help: "Write a checkpoint every N steps (0: only at the end).") var checkpointEvery = 0
@@ -51,6 +53,7 @@ struct Train: ParsableCommand {
         cfg.beta1 = beta1
         cfg.seed = seed
         cfg.augmentation = Augmentation(cropPadding: cropPadding, horizontalFlip: flip)
+        cfg.maxNegatives = maxNegatives
         let split = try manifest.split("train")
         guard batchSize % comm.size == 0 else { throw DIMError("--batch-size \(batchSize) does not divide by \(comm.size) ranks") }
         let perEpoch = split.count / max(batchSize, 1)

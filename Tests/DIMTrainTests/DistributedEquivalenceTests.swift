@@ -3,14 +3,8 @@ import DIMCore
 import DIMMPI
 @testable import DIMTrain
 
-/// DESIGN.md §6: np ranks with per-rank batch N/np reproduce one process with batch N.
-///
-/// Run under mpirun (.ci/run does, with 2 and 4 ranks): every rank trains its slice with the MPI
-/// communicator, and also trains the single-process reference on the whole batch in-process; the
-/// parameters after 5 steps must agree to relative 1e-4 per tensor. Without mpirun the tests skip.
-final class DistributedEquivalenceTests: XCTestCase {
-    static let comm: Communicator = MPICommunicator.launchedWithSeveralRanks ? MPICommunicator() : SingleProcess()
-
+/// The model, data and comparison shared by the multi-rank tests.
+struct EquivalenceFixture {
     let config = ModelConfig(architecture: .basic28x28, inChannels: 1, convChannels: [6, 8], fcUnits: 24,
                              globalDim: 8, miUnits: 16, discUnits: [12, 6])
     let globalBatch = 8
@@ -25,6 +19,47 @@ final class DistributedEquivalenceTests: XCTestCase {
     func globalPrior(step: Int) -> [Float] {
         var rng = SplitMix64(seed: 11, stream: 10, index: UInt64(step))
         return (0..<(globalBatch * config.globalDim)).map { _ in rng.nextFloat() }  // [d, N]
+    }
+
+    /// Worst per-tensor relative difference.
+    ///
+    /// Under infoNCE the true gradient of `local_mi.ln.bias` is exactly zero (adding a constant
+    /// vector to every L shifts each row of scores by a constant, and infoNCE's per-row softmax
+    /// ignores that), so that tensor only moves by rounding noise, which Adam scales up to
+    /// ±lr steps: it is excluded, and `testZeroBySymmetryGradientIsNoise` checks it is noise.
+    func worstDifference(_ a: [Float], _ b: [Float], loss: LossConfig, paramsOnly: Bool = false) -> (Double, String) {
+        let model = DIMModel(config: config, loss: loss, seed: 3)
+        var worst = (0.0, "")
+        var offset = 0
+        for p in model.params.parameters + (paramsOnly ? [] : model.discParams.parameters) {
+            if loss.estimator == .nce && p.name == "local_mi.ln.bias" { offset += p.count; continue }
+            var d = 0.0, r = 0.0
+            for i in offset..<(offset + p.count) { d += pow(Double(a[i] - b[i]), 2); r += pow(Double(a[i]), 2) }
+            let e = d.squareRoot() / max(r.squareRoot(), 1e-12)
+            if e > worst.0 { worst = (e, p.name) }
+            offset += p.count
+        }
+        return worst
+    }
+
+}
+
+/// DESIGN.md §6: np ranks with per-rank batch N/np reproduce one process with batch N.
+///
+/// Run under mpirun (.ci/run does, with 2 and 4 ranks): every rank trains its slice with the MPI
+/// communicator, and also trains the single-process reference on the whole batch in-process; the
+/// parameters after 5 steps must agree to relative 1e-4 per tensor. Without mpirun the tests skip.
+final class DistributedEquivalenceTests: XCTestCase {
+    static let comm: Communicator = MPICommunicator.launchedWithSeveralRanks ? MPICommunicator() : SingleProcess()
+
+    let fixture = EquivalenceFixture()
+    var config: ModelConfig { fixture.config }
+    var globalBatch: Int { fixture.globalBatch }
+    var steps: Int { fixture.steps }
+    func globalImages(step: Int) -> [Float] { fixture.globalImages(step: step) }
+    func globalPrior(step: Int) -> [Float] { fixture.globalPrior(step: step) }
+    func worstDifference(_ a: [Float], _ b: [Float], loss: LossConfig, paramsOnly: Bool = false) -> (Double, String) {
+        fixture.worstDifference(a, b, loss: loss, paramsOnly: paramsOnly)
     }
 
     /// Trains `steps` steps on rows [first, first+n) of each global batch; returns all parameters.
@@ -48,27 +83,6 @@ final class DistributedEquivalenceTests: XCTestCase {
         }
         return Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
             + Array(UnsafeBufferPointer(start: model.discParams.values!, count: model.discParams.count))
-    }
-
-    /// Worst per-tensor relative difference.
-    ///
-    /// Under infoNCE the true gradient of `local_mi.ln.bias` is exactly zero (adding a constant
-    /// vector to every L shifts each row of scores by a constant, and infoNCE's per-row softmax
-    /// ignores that), so that tensor only moves by rounding noise, which Adam scales up to
-    /// ±lr steps: it is excluded, and `testZeroBySymmetryGradientIsNoise` checks it is noise.
-    func worstDifference(_ a: [Float], _ b: [Float], loss: LossConfig) -> (Double, String) {
-        let model = DIMModel(config: config, loss: loss, seed: 3)
-        var worst = (0.0, "")
-        var offset = 0
-        for p in model.params.parameters + model.discParams.parameters {
-            if loss.estimator == .nce && p.name == "local_mi.ln.bias" { offset += p.count; continue }
-            var d = 0.0, r = 0.0
-            for i in offset..<(offset + p.count) { d += pow(Double(a[i] - b[i]), 2); r += pow(Double(a[i]), 2) }
-            let e = d.squareRoot() / max(r.squareRoot(), 1e-12)
-            if e > worst.0 { worst = (e, p.name) }
-            offset += p.count
-        }
-        return worst
     }
 
     func requireRanks() throws -> Communicator {
@@ -118,5 +132,52 @@ final class DistributedEquivalenceTests: XCTestCase {
         let (err, name) = worstDifference(reference, local, loss: loss)
         if comm.isRoot { print("local negatives np=\(comm.size): worst relative difference \(sci(err)) (\(name))") }
         XCTAssertGreaterThan(err, 1e-3, "local negatives should change training")
+    }
+}
+
+/// Bounded negatives (--max-negatives): with K covering the whole batch it is the full loss again
+/// (every code path of the mode runs: selection, gather, returning gradients to their owners);
+/// with fewer it is a different, cheaper objective.
+final class BoundedNegativesTests: XCTestCase {
+    let base = EquivalenceFixture()
+
+    func train(_ est: Estimator, K: Int?, comm: Communicator) -> [Float] {
+        let cfg = base.config, n = base.globalBatch / comm.size, first = comm.rank * n
+        let model = DIMModel(config: cfg, loss: LossConfig(estimator: est), seed: 3)
+        if let K = K { model.localScorer.negativeSelection = NegativeSelection(maxNegatives: K, ranks: comm.size, seed: 1) }
+        let adam = Adam(count: model.params.count, lr: 1e-3)
+        let sync = GradientSync(comm: comm)
+        let x = Tensor([1, n, 28, 28])
+        for s in 0..<base.steps {
+            let all = base.globalImages(step: s)
+            for i in 0..<(n * 784) { x.data[i] = all[first * 784 + i] }
+            model.localScorer.step = s
+            model.forwardBackward(x, comm: comm)
+            sync.allreduce(model.params)
+            adam.update(model.params)
+        }
+        return Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
+    }
+
+    func testSingleProcessBoundedIsTheFullLoss() {
+        // One rank: the rows are its own images, i.e. the whole batch.
+        for est in [Estimator.jsd, .dv] {
+            XCTAssertEqual(train(est, K: 4, comm: SingleProcess()), train(est, K: nil, comm: SingleProcess()))
+        }
+    }
+
+    func testBoundedWithAllNegativesMatchesOneProcess() throws {
+        let comm = DistributedEquivalenceTests.comm
+        guard comm.size > 1 else { throw XCTSkip("multi-rank test: run under mpirun (.ci/run does)") }
+        for est in [Estimator.jsd, .dv] {
+            let bounded = train(est, K: base.globalBatch, comm: comm)
+            let reference = train(est, K: nil, comm: SingleProcess())
+            let (err, name) = base.worstDifference(reference, bounded, loss: LossConfig(estimator: est), paramsOnly: true)
+            if comm.isRoot { print("bounded negatives K=N np=\(comm.size) \(est.rawValue): worst relative difference \(sci(err)) (\(name))") }
+            XCTAssertLessThan(err, 1e-4, "\(est): \(name)")
+            let fewer = train(est, K: comm.size, comm: comm)  // one gathered vector per rank
+            let (d, _) = base.worstDifference(reference, fewer, loss: LossConfig(estimator: est), paramsOnly: true)
+            XCTAssertGreaterThan(d, 1e-3, "K < N must change the objective")
+        }
     }
 }

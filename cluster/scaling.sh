@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Scaling study on the emulated cluster: for 1, 2 and 4 hosts (one rank each) and a few link
+# speeds, measures the collectives of a DIM step over message sizes and a full training step
+# (time in compute and in collectives), then fits a latency-bandwidth model and predicts
+# weak-scaling efficiency for 8..1024 nodes (cluster/scaling_model.py).
+#
+#   cluster/scaling.sh [--rates "unlimited 1gbit 300mbit"] [--out cluster/results]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bin="$(cd "$here/.." && pwd)/.build/release/dim-dist"
+rates="unlimited 1gbit 300mbit" out="$here/results"
+while (( $# )); do
+  case "$1" in --rates) rates="$2"; shift 2;; --out) out="$2"; shift 2;; *) echo "unknown option $1" >&2; exit 2;; esac
+done
+[[ -x "$bin" ]] || (cd "$here/.." && swift build -c release)
+mkdir -p "$out"
+trap '"$here/down.sh" >/dev/null 2>&1 || true' EXIT
+measurements="$out/measurements.jsonl"
+: > "$measurements"
+for rate in $rates; do
+  for hosts in 1 2 4; do
+    if [[ $rate == unlimited ]]; then "$here/up.sh" --hosts "$hosts" --slots 1 >/dev/null
+    else "$here/up.sh" --hosts "$hosts" --slots 1 --rate "$rate" >/dev/null; fi
+    echo "== $hosts host(s), link $rate"
+    # Collectives: gradient-sized allreduce (56 MB), G-sized gathers.
+    "$here/run.sh" -np "$hosts" bench --collectives --json --repeats 6 \
+      --sizes 4096,65536,1048576,8388608,58720256 2>/dev/null \
+      | sed "s/}\$/,\"rate\":\"$rate\",\"hosts\":$hosts,\"kind\":\"collective\"}/" | tee -a "$measurements"
+    # One full-model training step, 16 images per rank (weak scaling).
+    line=$("$here/run.sh" -np "$hosts" bench --batch-size $((16 * hosts)) --steps 2 --warmup 1 2>/dev/null | grep -E "images/s|in collectives")
+    ms=$(echo "$line" | head -1 | sed -E 's/.* ([0-9.]+) ms\/step.*/\1/')
+    comm=$(echo "$line" | tail -1 | awk '{print $5}')
+    echo "{\"kind\":\"step\",\"rate\":\"$rate\",\"hosts\":$hosts,\"batch_per_rank\":16,\"step_ms\":$ms,\"comm_ms\":$comm}" | tee -a "$measurements"
+    "$here/down.sh" >/dev/null
+  done
+done
+python3 "$here/scaling_model.py" "$measurements" | tee "$out/prediction.md"
