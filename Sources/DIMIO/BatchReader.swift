@@ -94,8 +94,8 @@ public final class BatchReader {
         }
         next = 1 - slot
         // Prefetch the batch after this one.
-        var (e2, i2) = (epoch, index + 1)
-        if i2 >= batchesPerEpoch { e2 += 1; i2 = 0 }
+        let wraps = index + 1 >= batchesPerEpoch
+        let (e2, i2) = wraps ? (epoch + 1, 0) : (epoch, index + 1)
         let group = DispatchGroup()
         let target = next
         pending = (e2, i2, target, group)
