@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fault test on the emulated cluster (2 hosts x 2 ranks over TCP):
-#  1. an uninterrupted run of 40 steps (checkpoint every 10);
-#  2. the same run, with one rank's process on the second host killed (SIGKILL) after step 20:
+#  1. an uninterrupted run of 200 steps (checkpoint every 10);
+#  2. the same run, with one rank's process on the second host killed (SIGKILL) once a checkpoint
+#     at step 20 or later exists (the run is then far from done):
 #     the job must end promptly (no hang) with a message naming the lost rank;
-#  3. --resume auto continues from the last checkpoint to step 40;
+#  3. --resume auto continues from the last checkpoint to step 200;
 #  4. the final parameters must equal the uninterrupted run's (bit-identical: same ranks, same data).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,19 +17,20 @@ if [[ "${KEEP:-}" == 1 ]]; then trap '"$here/down.sh" >/dev/null 2>&1 || true; e
 "$here/up.sh" --hosts 2 --slots 2
 "$bin" data synth --out "$work/data" --train 640 --test 64 --classes 4 --size 28 --shards 2 >/dev/null
 model=(--conv-channels 16,32 --fc-units 64 --global-dim 16 --mi-units 64 --batch-size 16 --lr 1e-3 --estimator nce)
-train=(train --data "$work/data" "${model[@]}" --steps 40 --checkpoint-every 10 --log-every 5)
+train=(train --data "$work/data" "${model[@]}" --steps 200 --checkpoint-every 10 --log-every 10)
 
 echo "== 1. uninterrupted run"
 "$here/run.sh" -np 4 "${train[@]}" --out "$work/straight" > "$work/straight.log" 2>&1
 tail -1 "$work/straight.log"
 
-echo "== 2. the same run; kill a rank on host dimh1 after step 20"
+echo "== 2. the same run; kill a rank on host dimh1 once step 20 is checkpointed"
 "$here/run.sh" -np 4 "${train[@]}" --out "$work/faulty" > "$work/faulty.log" 2>&1 &
 job=$!
-# Slow the run down just enough to catch it between checkpoints: wait for ckpt-20.
-for _ in $(seq 1 600); do
-  [[ "$(cat "$work/faulty/checkpoints/latest" 2>/dev/null)" == "ckpt-00000020.h5" ]] && break
-  sleep 0.1
+latest_step() { local f; f=$(cat "$work/faulty/checkpoints/latest" 2>/dev/null) || { echo 0; return; }; f=${f#ckpt-}; echo $((10#${f%.h5})); }
+for _ in $(seq 1 1200); do
+  (( $(latest_step) >= 20 )) && break
+  kill -0 "$job" 2>/dev/null || break
+  sleep 0.05
 done
 victim=""
 for p in $(ip netns pids dimh1); do
