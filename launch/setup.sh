@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what dim-dist needs from Debian (OpenMPI, OpenBLAS, HDF5, zlib) and builds the
-# release binary. Safe to run again.
+# release binary (--deps-only: only the packages). Safe to run again.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools zlib1g-dev pkg-config)
@@ -12,6 +12,7 @@ if (( ${#missing[@]} )); then
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 fi
+[[ "${1:-}" == "--deps-only" ]] && exit 0
 cd "$here"
 swift build -c release
 echo "setup: built $here/.build/release/dim-dist"

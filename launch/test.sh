@@ -4,6 +4,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
+bash launch/setup.sh --deps-only
 export OPENBLAS_NUM_THREADS=1
 swift build --build-tests
 swift test --skip-build 2>&1 | tee /tmp/dim-dist-swift-test.log

@@ -30,11 +30,9 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, globalBatch: Int
     func step() {
         model.forwardBackward(x, priorSample: zp, comm: comm)
         model.timer.start()
-        let before = comm.communicationSeconds
         sync.allreduce(model.params)
         if model.discriminator != nil { sync.allreduce(model.discParams) }
         model.timer.mark("gradient allreduce")
-        _ = before
         adam.update(model.params)
         if model.discriminator != nil { discAdam.update(model.discParams) }
         model.timer.mark("optimizer")
