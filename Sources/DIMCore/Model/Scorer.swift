@@ -56,14 +56,8 @@ public final class Scorer {
         let local: Communicator = gatherAcrossRanks ? comm : SingleProcess()
         var loss = estimatorLoss(estimator, u: scores.data, grad: gradScores.data, block: block, maskValue: maskValue, comm: local)
         if !gatherAcrossRanks { loss = comm.sum(loss) / Double(comm.size) }
-        if weight != 1 {
-            let w = Float(weight)
-            for i in 0..<gradScores.count { gradScores.data[i] *= w }
-        }
-        if !gatherAcrossRanks && comm.size > 1 {
-            let w = 1 / Float(comm.size)
-            for i in 0..<gradScores.count { gradScores.data[i] *= w }
-        }
+        // Local negatives average the ranks' separate losses, hence the 1/size.
+        scaleGradient(by: weight / Double(gatherAcrossRanks ? 1 : comm.size))
         return loss * weight
     }
 
@@ -95,8 +89,15 @@ public final class Scorer {
         gradScores.resize([R, n * P])
         let loss = boundedEstimatorLoss(estimator, u: scores.data, grad: gradScores.data, rowImage: rowImage, n: n,
                                         offset: comm.rank * n, P: P, comm: comm)
-        if weight != 1 { let w = Float(weight); for i in 0..<gradScores.count { gradScores.data[i] *= w } }
+        scaleGradient(by: weight)
         return loss * weight
+    }
+
+    /// Multiplies dloss/du by the term's weight (one pass, skipped when it is 1).
+    private func scaleGradient(by factor: Double) {
+        guard factor != 1 else { return }
+        let w = Float(factor)
+        for i in 0..<gradScores.count { gradScores.data[i] *= w }
     }
 
     /// Fills gradG `[U, n]` and gradL `[U, n*P]`.
