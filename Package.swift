@@ -18,8 +18,12 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // cpuid and the SSE control register (header-only: static inline functions).
+        .systemLibrary(name: "CCPU"),
+        // oneDNN for the bf16 GEMMs (Debian ships no pkg-config file for it).
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
-        .target(name: "DIMCore", dependencies: ["CBLAS"]),
+        .target(name: "DIMCore", dependencies: ["CBLAS", "CCPU", "CDNNL"]),
         .target(name: "DIMMPI", dependencies: ["DIMCore", "CMPI"]),
         .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib"]),
         .target(name: "DIMTrain", dependencies: ["DIMCore", "DIMIO"]),

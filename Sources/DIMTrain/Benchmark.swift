@@ -7,18 +7,21 @@ public struct BenchmarkResult {
     public var globalBatch: Int
     public var seconds: Double
     public var gflopPerStep: Double   // this rank's GEMM work
+    public var gemmSecondsPerStep: Double   // time inside GEMM calls
     public var phases: [(String, Double)]  // seconds per step
     public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
     public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
+    /// The GEMMs' own rate: their FLOPs over the time spent inside them.
+    public var gemmGflopsPerSecond: Double { gflopPerStep / gemmSecondsPerStep }
 }
 
-public func runBenchmark(config: ModelConfig, loss: LossConfig, globalBatch: Int, steps: Int, warmup: Int,
-                         comm: Communicator, log: (String) -> Void) throws -> BenchmarkResult {
+public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Precision = .fp32, globalBatch: Int,
+                         steps: Int, warmup: Int, comm: Communicator, log: (String) -> Void) throws -> BenchmarkResult {
     guard globalBatch % comm.size == 0 else {
         throw DIMError("batch size \(globalBatch) does not divide by \(comm.size) ranks")
     }
     let n = globalBatch / comm.size
-    let model = DIMModel(config: config, loss: loss, seed: 1)
+    let model = DIMModel(config: config, loss: loss, seed: 1, precision: precision)
     let sync = GradientSync(comm: comm)
     let adam = Adam(count: model.params.count)
     let discAdam = Adam(count: model.discParams.count)
@@ -42,7 +45,7 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, globalBatch: Int
     model.timer.enabled = true
     model.timer.reset()
     comm.communicationSeconds = 0
-    FlopCounter.gemmFlops = 0
+    FlopCounter.reset()
     let t0 = monotonicSeconds()
     for s in 0..<steps {
         step()
@@ -52,7 +55,8 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, globalBatch: Int
     let elapsed = monotonicSeconds() - t0
     let phases = model.timer.order.map { ($0, model.timer.seconds[$0]! / Double(steps)) }
     var result = BenchmarkResult(steps: steps, globalBatch: globalBatch, seconds: elapsed,
-                                 gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(steps), phases: phases)
+                                 gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(steps),
+                                 gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(steps), phases: phases)
     result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(steps)))
     return result
 }

@@ -14,6 +14,7 @@ public final class Trainer {
         public var checkpointEvery = 0       // 0: only at the end
         public var keepCheckpoints = 3
         public var resume: String? = nil     // a path, or "auto"
+        public var precision = Precision.fp32
         public var verifyData = true
         public var quiet = false
         /// Stop after this many steps of this process (for tests that simulate a crash).
@@ -48,7 +49,7 @@ public final class Trainer {
         }
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)
-        state = TrainingState(config: config)
+        state = TrainingState(config: config, precision: options.precision)
         if let k = config.maxNegatives {
             guard config.loss.estimator != .nce else { throw DIMError("--max-negatives works with --estimator jsd or dv (infoNCE needs every row on every rank)") }
             guard k >= 1 else { throw DIMError("--max-negatives must be at least 1") }
@@ -201,6 +202,10 @@ public final class Trainer {
         }
         defer { if let m = metrics { fclose(m); metrics = nil } }
         let bpe = reader.batchesPerEpoch
+        if !options.quiet {
+            let machine = machineReport(comm: comm)
+            if comm.isRoot { machine.forEach(log) }
+        }
         if comm.isRoot && !options.quiet {
             log("train: \(config.model.architecture.rawValue) \(state.model.params.count) parameters, \(config.loss.estimator.rawValue), global batch \(config.globalBatch) on \(comm.size) rank(s) (\(reader.localBatch) per rank), \(data.count) images = \(bpe) steps/epoch, steps \(state.step)..<\(options.totalSteps)")
         }

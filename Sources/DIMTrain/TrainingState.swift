@@ -11,9 +11,11 @@ public final class TrainingState {
     /// Loss terms of the last completed step.
     public var lastLosses = DIMModel.Losses()
 
-    public init(config: TrainConfig) {
+    /// `precision` is not part of the configuration: a bf16 run may resume in fp32 (on a CPU
+    /// without bf16) like a run may resume on another number of ranks.
+    public init(config: TrainConfig, precision: Precision = .fp32) {
         self.config = config
-        model = DIMModel(config: config.model, loss: config.loss, seed: config.seed)
+        model = DIMModel(config: config.model, loss: config.loss, seed: config.seed, precision: precision)
         adam = Adam(count: model.params.count, lr: config.learningRate, beta1: config.beta1, beta2: config.beta2)
         discAdam = Adam(count: model.discParams.count, lr: config.learningRate, beta1: config.beta1, beta2: config.beta2)
     }

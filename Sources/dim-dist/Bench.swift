@@ -37,14 +37,28 @@ struct Bench: ParsableCommand {
         }
         let config = try model.config(imageSize: nil, channels: nil)
         let loss = model.lossConfig()
+        let machine = machineReport(comm: comm)
+        // The rate the step's GEMMs are compared with, and bf16's where the CPU has it.
+        let reference = BLASKernels.measureGEMM(model.precision)
+        let bf16Rate = Precision.bf16.unsupportedReason() == nil ? BLASKernels.measureGEMM(.bf16) : nil
         if comm.isRoot {
-            print("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), global batch \(batchSize), \(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
+            machine.forEach { print($0) }
+            if let r = bf16Rate {
+                let fp32 = model.precision == .fp32 ? reference : BLASKernels.measureGEMM(.fp32)
+                print("bf16 GEMM 2048x2048x4096 (oneDNN): \(fmt(r, 1)) GFLOP/s = \(fmt(r / fp32, 2))x fp32")
+            } else {
+                print("bf16 GEMM: not available on this CPU (no AVX512_BF16)")
+            }
+            print("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), precision \(model.precision.rawValue), global batch \(batchSize), \(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
         }
-        let r = try runBenchmark(config: config, loss: loss, globalBatch: batchSize, steps: steps, warmup: warmup,
+        let r = try runBenchmark(config: config, loss: loss, precision: model.precision, globalBatch: batchSize, steps: steps, warmup: warmup,
                                  comm: comm, log: { _ in })
         if comm.isRoot {
             let perStep = r.seconds / Double(r.steps)
             print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, \(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = \(fmt(r.gflopPerStep * Double(comm.size) / Double(batchSize), 3)) GFLOP/image)")
+            print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = \(fmt(100 * r.gemmGflopsPerSecond / reference, 1))% of "
+                  + "the \(model.precision.rawValue) 2048x2048x4096 rate (\(fmt(reference, 1))); "
+                  + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
             for (name, s) in r.phases {
                 print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
             }

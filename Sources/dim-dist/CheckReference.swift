@@ -10,12 +10,14 @@ struct CheckReference: ParsableCommand {
 
     @Argument(help: "Reference files (.h5) in the dim-dist-reference/1 format.")
     var files: [String]
+    @Option(help: "GEMM precision to check: fp32 (the reference tolerance) or bf16 (a looser, documented one).")
+    var precision: Precision = .fp32
 
     func run() throws {
         var failed: [String] = []
         for path in files {
             print("\(path):")
-            var check = ReferenceCheck(path: path)
+            var check = ReferenceCheck(path: path, precision: precision)
             do {
                 try check.run()
             } catch {

@@ -1,9 +1,20 @@
 import ArgumentParser
+import DIMCore
 
 @main
 struct DimDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dim-dist",
         abstract: "Deep InfoMax self-supervised representation learning, data-parallel over MPI.",
-        subcommands: [Train.self, Eval.self, Encode.self, Plot.self, DataCommand.self, CheckpointCommand.self, CheckReference.self, Bench.self])
+        subcommands: [Train.self, Eval.self, Encode.self, Plot.self, DataCommand.self, CheckpointCommand.self,
+                      CheckReference.self, Bench.self])
+
+    /// Prepares the process before anything computes or MPI starts: subnormals flushed on this
+    /// thread (and so on every thread started later), and the best BLAS kernels for this CPU
+    /// (which may run the program again, once, with OPENBLAS_CORETYPE set).
+    static func main() {
+        FloatingPointEnvironment.flushSubnormalsToZero()
+        BLASKernels.ensureBestCore()
+        main(nil)
+    }
 }

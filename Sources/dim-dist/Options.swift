@@ -23,6 +23,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Weight of local DIM.") var beta = 1.0
     @Option(help: "Weight of global DIM (0 = off).") var alpha = 0.0
     @Option(help: "Weight of prior matching (0 = off; the paper uses 0.1).") var gamma = 0.0
+    @Option(help: ArgumentHelp(
+        "GEMM precision: fp32, or bf16 (bfloat16 inputs, float32 accumulation and weights).",
+        discussion: "bf16 needs AVX512_BF16; whether it is faster depends on the CPU (dim-dist bench shows both rates)."))
+    var precision: Precision = .fp32
+
+    func validate() throws {
+        if let why = precision.unsupportedReason() { throw ValidationError(why) }
+    }
 
     func config(imageSize: Int?, channels dataChannels: Int?) throws -> ModelConfig {
         let arch: Architecture
@@ -66,3 +74,4 @@ func parseList(_ s: String, _ flag: String) throws -> [Int] {
 
 extension Architecture: ExpressibleByArgument {}
 extension Estimator: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}

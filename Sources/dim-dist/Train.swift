@@ -62,6 +62,7 @@ struct Train: ParsableCommand {
         opts.checkpointEvery = checkpointEvery
         opts.keepCheckpoints = keep
         opts.resume = resume
+        opts.precision = model.precision
         let trainer = try Trainer(config: cfg, options: opts, comm: comm)
         try trainer.run()
     }

@@ -7,6 +7,9 @@
 public final class DIMModel {
     public let config: ModelConfig
     public var lossConfig: LossConfig
+    /// Precision of the encoder's, the heads' and the critic's GEMMs (scores and the prior
+    /// discriminator stay float32).
+    public let precision: Precision
     public let params = ParameterStore()
     public let buffers = ParameterStore(trainable: false)
     public let discParams = ParameterStore()
@@ -32,13 +35,17 @@ public final class DIMModel {
     /// Builds the model and initialises every parameter from `seed` (PyTorch's default schemes).
     /// The critic and the discriminator exist when their weight is non-zero or when asked for.
     public init(config: ModelConfig, loss: LossConfig = LossConfig(), seed: UInt64 = 0,
-                withGlobalDIM: Bool? = nil, withPrior: Bool? = nil) {
+                withGlobalDIM: Bool? = nil, withPrior: Bool? = nil, precision: Precision = .fp32) {
         self.config = config
         self.lossConfig = loss
-        encoder = Encoder(config, params: params, buffers: buffers)
-        localHead = MIHead(params, buffers: buffers, "local_mi", in: config.localChannels, units: config.miUnits, convolutional: true)
-        globalHead = MIHead(params, buffers: buffers, "global_mi", in: config.globalDim, units: config.miUnits, convolutional: false)
-        globalDIM = (withGlobalDIM ?? (loss.alpha != 0)) ? GlobalDIMCritic(config, params: params, buffers: buffers) : nil
+        self.precision = precision
+        encoder = Encoder(config, params: params, buffers: buffers, precision: precision)
+        localHead = MIHead(params, buffers: buffers, "local_mi", in: config.localChannels, units: config.miUnits,
+                           convolutional: true, precision: precision)
+        globalHead = MIHead(params, buffers: buffers, "global_mi", in: config.globalDim, units: config.miUnits,
+                            convolutional: false, precision: precision)
+        globalDIM = (withGlobalDIM ?? (loss.alpha != 0))
+            ? GlobalDIMCritic(config, params: params, buffers: buffers, precision: precision) : nil
         discriminator = (withPrior ?? (loss.gamma != 0))
             ? PriorDiscriminator(discParams, inFeatures: config.globalDim, hidden: config.discUnits) : nil
         params.allocate(seed: seed)

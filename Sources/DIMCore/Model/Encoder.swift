@@ -11,22 +11,26 @@ public final class Encoder {
     private let flat = Tensor([0])
     private let gradMap = Tensor([0])
 
-    public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "encoder") {
+    public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "encoder",
+                precision: Precision = .fp32) {
         self.config = config
         let g = config.architecture.convGeometry
         var convs: [Conv2D] = [], norms: [BatchNorm] = []
         var cin = config.inChannels
         for (i, cout) in config.convChannels.enumerated() {
-            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: cin, out: cout, kernel: g.kernel, stride: g.stride, padding: g.padding))
+            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: cin, out: cout, kernel: g.kernel, stride: g.stride, padding: g.padding,
+                                precision: precision))
             norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: cout, relu: true))
             cin = cout
         }
         self.convs = convs
         self.convNorms = norms
         let n = config.convCount
-        fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false)
+        fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false,
+                    precision: precision)
         fcNorm = BatchNorm(params, buffers: buffers, "\(prefix).bn\(n + 1)", channels: config.fcUnits, relu: true)
-        head = Linear(params, "\(prefix).fc\(n + 2)", in: config.fcUnits, out: config.globalDim, bias: true)
+        head = Linear(params, "\(prefix).fc\(n + 2)", in: config.fcUnits, out: config.globalDim, bias: true,
+                      precision: precision)
     }
 
     /// The local map C: `[C, N, H, W]` (valid after forward).

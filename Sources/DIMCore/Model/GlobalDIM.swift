@@ -15,21 +15,23 @@ public final class GlobalDIMCritic {
     public let gradLocalMap = Tensor([0])
     private var mapInput: Tensor?
 
-    public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "gdim") {
+    public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "gdim",
+                precision: Precision = .fp32) {
         let g = config.architecture.convGeometry
         var convs: [Conv2D] = [], norms: [BatchNorm] = []
         for i in (config.localMapIndex + 1)..<config.convCount {
             convs.append(Conv2D(params, "\(prefix).conv\(i)", in: config.convChannels[i - 1], out: config.convChannels[i],
-                                kernel: g.kernel, stride: g.stride, padding: g.padding))
+                                kernel: g.kernel, stride: g.stride, padding: g.padding, precision: precision))
             norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: config.convChannels[i], relu: true))
         }
         self.convs = convs
         self.convNorms = norms
         let n = config.convCount
-        fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false)
+        fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false,
+                    precision: precision)
         fcNorm = BatchNorm(params, buffers: buffers, "\(prefix).bn\(n + 1)", channels: config.fcUnits, relu: true)
-        out = Linear(params, "\(prefix).out", in: config.fcUnits, out: config.miUnits, bias: true)
-        yLayer = Linear(params, "\(prefix).y", in: config.globalDim, out: config.miUnits, bias: true)
+        out = Linear(params, "\(prefix).out", in: config.fcUnits, out: config.miUnits, bias: true, precision: precision)
+        yLayer = Linear(params, "\(prefix).y", in: config.globalDim, out: config.miUnits, bias: true, precision: precision)
     }
 
     /// Returns weight * the global-DIM loss.

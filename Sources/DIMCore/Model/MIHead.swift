@@ -13,15 +13,18 @@ public final class MIHead {
     /// `convolutional` selects the local head's names (conv_a, conv_b, 4-D weights) over the
     /// global head's (fc_a, fc_b).
     public init(_ params: ParameterStore, buffers: ParameterStore, _ name: String, in inFeatures: Int,
-                units: Int, convolutional: Bool) {
+                units: Int, convolutional: Bool, precision: Precision = .fp32) {
         self.inFeatures = inFeatures; self.units = units
         let (a, b) = convolutional ? ("conv_a", "conv_b") : ("fc_a", "fc_b")
         func shape(_ o: Int, _ i: Int) -> [Int] { convolutional ? [o, i, 1, 1] : [o, i] }
-        layerA = Linear(params, "\(name).\(a)", in: inFeatures, out: units, bias: false, weightShape: shape(units, inFeatures))
+        layerA = Linear(params, "\(name).\(a)", in: inFeatures, out: units, bias: false, weightShape: shape(units, inFeatures),
+                        precision: precision)
         norm = BatchNorm(params, buffers: buffers, "\(name).bn", channels: units, relu: true)
-        layerB = Linear(params, "\(name).\(b)", in: units, out: units, bias: true, weightShape: shape(units, units))
+        layerB = Linear(params, "\(name).\(b)", in: units, out: units, bias: true, weightShape: shape(units, units),
+                        precision: precision)
         shortcut = Linear(params, "\(name).shortcut", in: inFeatures, out: units, bias: false,
-                          weightShape: shape(units, inFeatures), weightInit: .identityPlusUniform(inFeatures: inFeatures))
+                          weightShape: shape(units, inFeatures), weightInit: .identityPlusUniform(inFeatures: inFeatures),
+                          precision: precision)
         layerNorm = LayerNorm(params, "\(name).ln", channels: units)
     }
 

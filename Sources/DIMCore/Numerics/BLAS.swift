@@ -1,7 +1,41 @@
 import CBLAS
 
-/// Row-major single-precision GEMM: C = alpha * op(A) * op(B) + beta * C, with op(A) M x K,
-/// op(B) K x N and C M x N. All heavy arithmetic in dim-dist goes through this one call.
+/// Precision of a layer's GEMMs. `bf16` rounds both operands to bfloat16 and accumulates in
+/// float32 (weights, activations and gradients stay float32 everywhere else).
+public enum Precision: String, CaseIterable, Codable {
+    case fp32, bf16
+
+    /// Why this CPU cannot run `self`, or nil when it can.
+    public func unsupportedReason(on cpu: CPUInfo = .current) -> String? {
+        switch self {
+        case .fp32: return nil
+        case .bf16:
+            return cpu.avx512BF16 ? nil
+                : "--precision bf16 needs a CPU with AVX512_BF16 instructions; this one (\(cpu.summary)) has none"
+        }
+    }
+}
+
+/// Row-major GEMM in the given precision: C = op(A) * op(B) + beta * C (beta 0 or 1), with op(A)
+/// M x K, op(B) K x N and C M x N. Every layer's heavy arithmetic goes through this one call.
+@inline(__always)
+public func gemm(
+    _ precision: Precision, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    guard precision == .bf16, m > 0, n > 0, k > 0 else {
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
+    precondition(beta == 0 || beta == 1, "bf16 GEMM: beta must be 0 or 1")
+    let t0 = monotonicSeconds()
+    BF16GEMM.shared.multiply(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                             accumulate: beta == 1, c: c, ldc: ldc)
+    FlopCounter.count(m: m, n: n, k: k, seconds: monotonicSeconds() - t0)
+}
+
+/// Row-major single-precision GEMM (OpenBLAS): C = alpha * op(A) * op(B) + beta * C.
 @inline(__always)
 public func sgemm(
     transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
@@ -9,18 +43,19 @@ public func sgemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     if m == 0 || n == 0 { return }
-    FlopCounter.gemmFlops += 2 * Double(m) * Double(n) * Double(k)
     if k == 0 {
         // BLAS leaves C untouched when K = 0 only if beta = 1; make the result well defined.
         if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
         return
     }
+    let t0 = monotonicSeconds()
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    FlopCounter.count(m: m, n: n, k: k, seconds: monotonicSeconds() - t0)
 }
 
 /// Sets the number of OpenBLAS threads (the OPENBLAS_NUM_THREADS environment variable does the
-/// same at start-up).
+/// same at start-up); bf16 GEMMs use as many OpenMP threads.
 public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 public func blasThreads() -> Int { Int(openblas_get_num_threads()) }

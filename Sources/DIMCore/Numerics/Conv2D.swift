@@ -3,6 +3,7 @@
 public final class Conv2D {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     public let weight: Parameter
+    public let precision: Precision
     public let output = Tensor([0])
     public let gradInput = Tensor([0])
     private let columns = Tensor([0])
@@ -11,8 +12,9 @@ public final class Conv2D {
     private var batch = 0
 
     public init(_ store: ParameterStore, _ name: String, in inChannels: Int, out outChannels: Int,
-                kernel: Int, stride: Int, padding: Int) {
+                kernel: Int, stride: Int, padding: Int, precision: Precision = .fp32) {
         self.inChannels = inChannels; self.outChannels = outChannels
+        self.precision = precision
         self.kernel = kernel; self.stride = stride; self.padding = padding
         let fanIn = inChannels * kernel * kernel
         weight = store.declare("\(name).weight", [outChannels, inChannels, kernel, kernel],
@@ -34,7 +36,7 @@ public final class Conv2D {
         columns.resize([g.patchSize, cols])
         im2col(x.data, batch: n, g, into: columns.data)
         output.resize([outChannels, n, g.outHeight, g.outWidth])
-        sgemm(m: outChannels, n: cols, k: g.patchSize, a: weight.value.data, lda: g.patchSize,
+        gemm(precision, m: outChannels, n: cols, k: g.patchSize, a: weight.value.data, lda: g.patchSize,
               b: columns.data, ldb: cols, c: output.data, ldc: cols)
         return output
     }
@@ -44,11 +46,11 @@ public final class Conv2D {
     public func backward(_ dy: Tensor, inputGrad: Bool = true) -> Tensor {
         guard let g = geometry else { preconditionFailure("Conv2D.backward before forward") }
         let cols = batch * g.outHeight * g.outWidth
-        sgemm(transB: true, m: outChannels, n: g.patchSize, k: cols, a: dy.data, lda: cols,
+        gemm(precision, transB: true, m: outChannels, n: g.patchSize, k: cols, a: dy.data, lda: cols,
               b: columns.data, ldb: cols, beta: 1, c: weight.grad.data, ldc: g.patchSize)
         guard inputGrad else { return gradInput }
         gradColumns.resize([g.patchSize, cols])
-        sgemm(transA: true, m: g.patchSize, n: cols, k: outChannels, a: weight.value.data, lda: g.patchSize,
+        gemm(precision, transA: true, m: g.patchSize, n: cols, k: outChannels, a: weight.value.data, lda: g.patchSize,
               b: dy.data, ldb: cols, c: gradColumns.data, ldc: cols)
         gradInput.resize([inChannels, batch, g.height, g.width])
         col2im(gradColumns.data, batch: batch, g, into: gradInput.data)

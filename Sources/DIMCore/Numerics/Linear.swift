@@ -4,14 +4,16 @@ public final class Linear {
     public let inFeatures: Int, outFeatures: Int
     public let weight: Parameter
     public let bias: Parameter?
+    public let precision: Precision
     public let output = Tensor([0])
     public let gradInput = Tensor([0])
     private var input: Tensor?
 
     /// `weightShape` lets 1x1 convolutions keep PyTorch's 4-D [out, in, 1, 1] shape in files.
     public init(_ store: ParameterStore, _ name: String, in inFeatures: Int, out outFeatures: Int,
-                bias: Bool, weightShape: [Int]? = nil, weightInit: Initializer? = nil) {
+                bias: Bool, weightShape: [Int]? = nil, weightInit: Initializer? = nil, precision: Precision = .fp32) {
         self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        self.precision = precision
         let bound = 1 / Float(inFeatures).squareRoot()
         weight = store.declare("\(name).weight", weightShape ?? [outFeatures, inFeatures],
                                weightInit ?? .uniform(bound))
@@ -30,7 +32,7 @@ public final class Linear {
         var shape = x.shape
         shape[0] = outFeatures
         if !accumulate { y.resize(shape) }
-        sgemm(m: outFeatures, n: m, k: inFeatures, a: weight.value.data, lda: inFeatures,
+        gemm(precision, m: outFeatures, n: m, k: inFeatures, a: weight.value.data, lda: inFeatures,
               b: x.data, ldb: m, beta: accumulate ? 1 : 0, c: y.data, ldc: m)
         if let b = bias { addRowBias(y.data, b.value.data, rows: outFeatures, cols: m) }
         return y
@@ -42,13 +44,13 @@ public final class Linear {
     public func backward(_ dy: Tensor, inputGrad: Bool = true, accumulateInto: Tensor? = nil) -> Tensor {
         guard let x = input else { preconditionFailure("Linear.backward before forward") }
         let m = x.count / inFeatures
-        sgemm(transB: true, m: outFeatures, n: inFeatures, k: m, a: dy.data, lda: m,
+        gemm(precision, transB: true, m: outFeatures, n: inFeatures, k: m, a: dy.data, lda: m,
               b: x.data, ldb: m, beta: 1, c: weight.grad.data, ldc: inFeatures)
         if let b = bias { addRowSums(dy.data, rows: outFeatures, cols: m, into: b.grad.data) }
         guard inputGrad else { return gradInput }
         let dx = accumulateInto ?? gradInput
         if accumulateInto == nil { dx.resize(x.shape) }
-        sgemm(transA: true, m: inFeatures, n: m, k: outFeatures, a: weight.value.data, lda: inFeatures,
+        gemm(precision, transA: true, m: inFeatures, n: m, k: outFeatures, a: weight.value.data, lda: inFeatures,
               b: dy.data, ldb: m, beta: accumulateInto == nil ? 0 : 1, c: dx.data, ldc: m)
         return dx
     }

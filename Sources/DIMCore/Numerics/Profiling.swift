@@ -1,7 +1,17 @@
-/// Counts the floating-point operations that go through `sgemm` (2*M*N*K each), so the benchmark
-/// can report achieved GFLOP/s. Only the thread that runs the model calls sgemm.
+/// Counts the floating-point operations that go through `gemm`/`sgemm` (2*M*N*K each) and the
+/// time spent inside those calls, so the benchmark can report both the step's rate and the
+/// GEMMs' own rate. Only the thread that runs the model calls them.
 public enum FlopCounter {
     nonisolated(unsafe) public static var gemmFlops: Double = 0
+    nonisolated(unsafe) public static var gemmSeconds: Double = 0
+
+    @inline(__always)
+    static func count(m: Int, n: Int, k: Int, seconds: Double) {
+        gemmFlops += 2 * Double(m) * Double(n) * Double(k)
+        gemmSeconds += seconds
+    }
+
+    public static func reset() { gemmFlops = 0; gemmSeconds = 0 }
 }
 
 /// Accumulates wall time per named phase of a training step (encoder, heads, scores and loss,

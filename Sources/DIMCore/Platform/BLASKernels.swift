@@ -1,0 +1,90 @@
+import CBLAS
+
+/// OpenBLAS picks its kernels ("core") once, when the library loads, from the CPU models it knows.
+/// Debian's 0.3.21 does not know CPUs newer than itself and falls back to an older core: on an
+/// Intel Xeon (family 6 model 207) it chose the SSE3 `Prescott` kernels, 4-10x slower than
+/// `Cooperlake`. The library reads OPENBLAS_CORETYPE only at load time, so dim-dist compares the
+/// core in use with what the CPU supports and, when the library fell short, runs itself again
+/// once with the variable set (before MPI is initialised, so it works under mpirun and srun).
+/// A value the user set is always respected.
+public enum BLASKernels {
+    /// Set by dim-dist before it re-executes itself: the core the library had picked.
+    static let pickedVariable = "DIM_DIST_BLAS_PICKED"
+
+    /// The OpenBLAS core in use, e.g. "Cooperlake", "SkylakeX", "Haswell", "Prescott".
+    public static var core: String { String(cString: openblas_get_corename()) }
+
+    /// Kernel generations: 3 = AVX-512 with BF16, 2 = AVX-512, 1 = AVX2+FMA, 0 = older or generic.
+    public static func tier(ofCore name: String) -> Int {
+        switch name.lowercased() {
+        case "cooperlake", "sapphirerapids": return 3
+        case "skylakex": return 2
+        case "haswell", "zen": return 1
+        default: return 0
+        }
+    }
+
+    /// The best core this CPU can run (nil: nothing better than generic kernels).
+    public static func bestCore(for cpu: CPUInfo) -> String? {
+        if cpu.avx512 && cpu.avx512BF16 { return "Cooperlake" }
+        if cpu.avx512 { return "SkylakeX" }
+        if cpu.avx2FMA { return "Haswell" }
+        return nil
+    }
+
+    /// The core to switch to, or nil to keep the library's choice.
+    public static func preferredCore(current: String, cpu: CPUInfo) -> String? {
+        guard let best = bestCore(for: cpu), tier(ofCore: best) > tier(ofCore: current) else { return nil }
+        return best
+    }
+
+    /// Call first in main. Re-executes this program with OPENBLAS_CORETYPE set when the library
+    /// chose a core below the CPU's best and the user did not set one; returns otherwise.
+    public static func ensureBestCore() {
+        guard environment("OPENBLAS_CORETYPE") == nil, environment(pickedVariable) == nil,
+              let better = preferredCore(current: core, cpu: .current) else { return }
+        setenv("OPENBLAS_CORETYPE", better, 1)
+        setenv(pickedVariable, core, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // Only reached when exec failed: go on with the library's kernels.
+        printError("dim-dist: could not re-run with OPENBLAS_CORETYPE=\(better) (errno \(errno)); using \(core)")
+        unsetenv("OPENBLAS_CORETYPE")
+    }
+
+    /// How the core was chosen, for the log header.
+    public static var choice: String {
+        let cpu = CPUInfo.current
+        if let picked = environment(pickedVariable), environment("OPENBLAS_CORETYPE") == core {
+            return "\(core) (chosen by dim-dist for this CPU; OpenBLAS picked \(picked))"
+        }
+        if environment("OPENBLAS_CORETYPE") != nil {
+            if let better = preferredCore(current: core, cpu: cpu) {
+                return "\(core) (set by OPENBLAS_CORETYPE; this CPU can run \(better): unset the variable for faster GEMMs)"
+            }
+            return "\(core) (set by OPENBLAS_CORETYPE)"
+        }
+        return "\(core) (detected by OpenBLAS)"
+    }
+
+    /// GFLOP/s of one m x n x k GEMM on this thread's BLAS threads (after a small warm-up call),
+    /// so that a slow node shows in the first lines of a log. Leaves the FLOP counter as it was.
+    public static func measureGEMM(_ precision: Precision = .fp32, m: Int = 2048, n: Int = 2048, k: Int = 4096) -> Double {
+        let a = Tensor([m, k]), b = Tensor([k, n]), c = Tensor([m, n])
+        for i in 0..<a.count { a.data[i] = Float(i % 7) * 0.01 }
+        for i in 0..<b.count { b.data[i] = Float(i % 5) * 0.01 }
+        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds)
+        defer { (FlopCounter.gemmFlops, FlopCounter.gemmSeconds) = saved }
+        gemm(precision, m: 256, n: 256, k: 256, a: a.data, lda: 256, b: b.data, ldb: 256, c: c.data, ldc: 256)
+        let t0 = monotonicSeconds()
+        gemm(precision, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: c.data, ldc: n)
+        let seconds = monotonicSeconds() - t0
+        return 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
+    }
+}
+
+/// An environment variable's value; nil when unset or empty.
+public func environment(_ name: String) -> String? {
+    guard let v = getenv(name) else { return nil }
+    let s = String(cString: v)
+    return s.isEmpty ? nil : s
+}

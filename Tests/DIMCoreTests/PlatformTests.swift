@@ -1,0 +1,149 @@
+import Foundation
+import XCTest
+@testable import DIMCore
+
+/// CPU detection, the choice of BLAS kernels, flush-to-zero and the bf16 GEMM.
+final class PlatformTests: XCTestCase {
+    // MARK: CPU and BLAS kernels
+
+    /// cpuid agrees with the kernel's view of the CPU (/proc/cpuinfo flags).
+    func testCPUFeaturesAgreeWithProcCpuinfo() throws {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            throw XCTSkip("no /proc/cpuinfo flags")
+        }
+        let flags = Set(line.split(separator: ":")[1].split(separator: " ").map(String.init))
+        let cpu = CPUInfo.current
+        XCTAssertEqual(cpu.avx2FMA, flags.contains("avx2") && flags.contains("fma"))
+        XCTAssertEqual(cpu.avx512, ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"].allSatisfy(flags.contains))
+        XCTAssertEqual(cpu.avx512BF16, cpu.avx512 && flags.contains("avx512_bf16"))
+        XCTAssertFalse(cpu.vendor.isEmpty)
+    }
+
+    func testTheBestKernelsAreChosenOnlyWhenTheLibraryFellShort() {
+        func cpu(avx2: Bool, avx512: Bool, bf16: Bool) -> CPUInfo {
+            CPUInfo(vendor: "GenuineIntel", brand: "test", family: 6, model: 207, avx2FMA: avx2, avx512: avx512, avx512BF16: bf16)
+        }
+        let xeon = cpu(avx2: true, avx512: true, bf16: true)
+        // The Xeon of the issue: OpenBLAS 0.3.21 fell back to its SSE3 kernels.
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Prescott", cpu: xeon), "Cooperlake")
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Haswell", cpu: xeon), "Cooperlake")
+        // Already the best: keep the library's choice (Zen 4 is detected as Cooperlake).
+        XCTAssertNil(BLASKernels.preferredCore(current: "Cooperlake", cpu: xeon))
+        XCTAssertNil(BLASKernels.preferredCore(current: "SapphireRapids", cpu: xeon))
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Haswell", cpu: cpu(avx2: true, avx512: true, bf16: false)), "SkylakeX")
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Prescott", cpu: cpu(avx2: true, avx512: false, bf16: false)), "Haswell")
+        XCTAssertNil(BLASKernels.preferredCore(current: "Zen", cpu: cpu(avx2: true, avx512: false, bf16: false)))
+        XCTAssertNil(BLASKernels.preferredCore(current: "Prescott", cpu: cpu(avx2: false, avx512: false, bf16: false)))
+    }
+
+    func testTheCoreInUseIsNamedWithHowItWasChosen() {
+        let choice = BLASKernels.choice
+        XCTAssertTrue(choice.hasPrefix(BLASKernels.core), choice)
+        if environment("OPENBLAS_CORETYPE") != nil { XCTAssertTrue(choice.contains("set by OPENBLAS_CORETYPE"), choice) }
+    }
+
+    // MARK: Subnormals
+
+    /// 2048 x 2048 x 512 with inputs 1e-21 and 1e-20: every output is 5e-39 (subnormal) unless
+    /// flushed; large enough that OpenBLAS splits it over its threads.
+    private func subnormalsInThreadedSGEMM() -> Int {
+        let m = 2048, n = 2048, k = 512
+        let a = Tensor([m, k]), b = Tensor([k, n]), c = Tensor([m, n])
+        for i in 0..<a.count { a.data[i] = 1e-21 }
+        for i in 0..<b.count { b.data[i] = 1e-20 }
+        sgemm(m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: c.data, ldc: n)
+        return subnormalCount(c.data, count: c.count)
+    }
+
+    func testBLASThreadsFlushSubnormalsToZero() throws {
+        let threads = blasThreads()
+        setBLASThreads(2)
+        defer { setBLASThreads(threads); FloatingPointEnvironment.flushSubnormalsToZero() }
+        FloatingPointEnvironment.keepSubnormals()
+        XCTAssertEqual(subnormalsInThreadedSGEMM(), 2048 * 2048, "without FTZ every output is subnormal")
+        FloatingPointEnvironment.flushSubnormalsToZero()
+        XCTAssertEqual(subnormalsInThreadedSGEMM(), 0, "FTZ on the calling thread must reach the BLAS threads")
+    }
+
+    func testThreadsStartedAfterStartUpInheritFlushToZero() {
+        FloatingPointEnvironment.flushSubnormalsToZero()
+        XCTAssertTrue(FloatingPointEnvironment.subnormalsFlushed)
+        final class Flag: @unchecked Sendable { var value = false }
+        let inThread = Flag()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            inThread.value = FloatingPointEnvironment.subnormalsFlushed
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        XCTAssertTrue(inThread.value, "a thread started after start-up must flush subnormals too (the batch reader's)")
+    }
+
+    /// The estimator at large score margins: sigmoid(-100) ~ 4e-44 is subnormal in float32. With
+    /// the start-up setting the gradient holds none (Intel cores pay ~100 cycles per subnormal
+    /// operand in the backward GEMMs); without it, it does, so this test can fail.
+    func testLargeMarginScoresLeaveNoSubnormalInTheGradient() {
+        let N = 8, P = 4
+        let u = Tensor([N, N * P]), grad = Tensor([N, N * P])
+        for i in 0..<N { for j in 0..<N { for l in 0..<P { u.data[i * N * P + j * P + l] = i == j ? 100 : -100 } } }
+        let block = ScoreBlock(N: N, n: N, offset: 0, P: P)
+        defer { FloatingPointEnvironment.flushSubnormalsToZero() }
+        FloatingPointEnvironment.keepSubnormals()
+        _ = estimatorLoss(.jsd, u: u.data, grad: grad.data, block: block, maskValue: -10, comm: SingleProcess())
+        XCTAssertGreaterThan(subnormalCount(grad.data, count: grad.count), 0, "the test must be able to fail")
+        FloatingPointEnvironment.flushSubnormalsToZero()
+        for est in Estimator.allCases {
+            _ = estimatorLoss(est, u: u.data, grad: grad.data, block: block, maskValue: -10, comm: SingleProcess())
+            XCTAssertEqual(subnormalCount(grad.data, count: grad.count), 0, "\(est)")
+        }
+    }
+
+    // MARK: bf16 GEMM
+
+    func testBF16RoundingIsToNearestEven() {
+        XCTAssertEqual(bf16Rounded(1), 1)
+        XCTAssertEqual(bf16Rounded(1 + 0x1p-8), 1, "halfway rounds to the even neighbour (down)")
+        XCTAssertEqual(bf16Rounded(1 + 3 * 0x1p-8), 1 + 0x1p-6, "halfway rounds to the even neighbour (up)")
+        XCTAssertEqual(bf16Rounded(1 + 0x1p-8 + 0x1p-20), 1 + 0x1p-7, "above halfway rounds up")
+        XCTAssertEqual(bf16Rounded(-3.14159), -3.140625)
+    }
+
+    /// bf16 products are exact in float32, so the bf16 GEMM must equal sgemm on the rounded
+    /// inputs up to float32 summation order: every transpose, accumulation and a wide C.
+    func testBF16GEMMEqualsSGEMMOnRoundedInputs() throws {
+        if let why = Precision.bf16.unsupportedReason() { throw XCTSkip(why) }
+        var rng = SplitMix64(seed: 5, stream: 1)
+        let m = 37, n = 53, k = 70, ldc = 61
+        for transA in [false, true] {
+            for transB in [false, true] {
+                for beta: Float in [0, 1] {
+                    let a = Tensor([m * k]), b = Tensor([k * n])
+                    for i in 0..<a.count { a.data[i] = rng.uniform(2) }
+                    for i in 0..<b.count { b.data[i] = rng.uniform(2) }
+                    let lda = transA ? m : k, ldb = transB ? k : n
+                    let c = Tensor([m * ldc]), expected = Tensor([m * ldc])
+                    for i in 0..<c.count { c.data[i] = rng.uniform(1); expected.data[i] = c.data[i] }
+                    let ra = Tensor([a.count]), rb = Tensor([b.count])
+                    for i in 0..<a.count { ra.data[i] = bf16Rounded(a.data[i]) }
+                    for i in 0..<b.count { rb.data[i] = bf16Rounded(b.data[i]) }
+                    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: ra.data, lda: lda, b: rb.data, ldb: ldb,
+                          beta: beta, c: expected.data, ldc: ldc)
+                    gemm(.bf16, transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: lda, b: b.data, ldb: ldb,
+                         beta: beta, c: c.data, ldc: ldc)
+                    var worst: Float = 0
+                    for i in 0..<m {
+                        for j in 0..<ldc {
+                            let e = abs(c.data[i * ldc + j] - expected.data[i * ldc + j])
+                            // Columns past n belong to someone else: they must be untouched.
+                            if j >= n { XCTAssertEqual(e, 0, "column \(j) >= n was written"); continue }
+                            worst = max(worst, e)
+                        }
+                    }
+                    XCTAssertLessThan(worst, 1e-4, "transA \(transA) transB \(transB) beta \(beta)")
+                }
+            }
+        }
+    }
+}
