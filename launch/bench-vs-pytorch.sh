@@ -64,7 +64,7 @@ for prog, var, prec, t, rate in rows:
 med = {k: statistics.median(v) for k, v in med.items()}
 print("\nmedian images/s over %s round(s); ratio = dim-dist / PyTorch fp32 at the same parallelism" % sys.argv[2])
 print("%-40s %16s %16s" % ("", "1 thread", "2 ranks/threads"))
-for key in sorted(k for k in med if k[0] == "dim-dist"):
+for key in sorted({k[:3] for k in med if k[0] == "dim-dist"}):
     cells = []
     for t in ("1", "2"):
         d, p = med.get(key[:3] + (t,)), med.get(("pytorch", "-", "fp32", t))

@@ -101,15 +101,13 @@ final class BF16GEMM {
 }
 
 /// Rounds a rows x cols block (leading dimension `ld`) to bfloat16, round-to-nearest-even,
-/// into a dense buffer. (A NaN may round to infinity; the trainer stops on either.)
+/// into a dense buffer, with AVX512_BF16 (the shim's dim_round_to_bf16).
 func roundToBF16(_ x: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int, into out: UnsafeMutablePointer<UInt16>) {
-    for r in 0..<rows {
-        let src = UnsafeRawPointer(x + r * ld).assumingMemoryBound(to: UInt32.self), dst = out + r * cols
-        for j in 0..<cols {
-            let bits = src[j]
-            dst[j] = UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
-        }
+    if ld == cols {
+        dim_round_to_bf16(x, out, rows * cols)
+        return
     }
+    for r in 0..<rows { dim_round_to_bf16(x + r * ld, out + r * cols, cols) }
 }
 
 /// The value a float takes after rounding to bfloat16 (for tests and error estimates).
