@@ -32,6 +32,7 @@ public enum Evaluation {
     }
 
     public static func run(model: DIMModel, data directory: String, features: [FeatureKind], probes: [ProbeConfig],
+                           selection: ProbeSelection = ProbeSelection(),
                            comm: Communicator, log: (String) -> Void) throws -> [ProbeResult] {
         let train = try ShardedSplit(directory: directory, split: "train")
         let test = try ShardedSplit(directory: directory, split: "test")
@@ -48,17 +49,20 @@ public enum Evaluation {
         // Probes are cheap next to encoding: rank 0 trains them and sends the numbers to all.
         for p in probes {
             for k in features {
-                var acc = [0.0, 0.0]
+                var v = [0.0, 0.0, 0.0, 0.0, 0.0]
                 if comm.isRoot {
                     let t1 = monotonicSeconds()
-                    let probe = Probe(inputs: trainFeatures[k]!.dim, classes: classes, config: p)
-                    let r = probe.fit(train: trainFeatures[k]!, test: testFeatures[k]!)
-                    acc = [r.train, r.test]
-                    log("  \(padRight(p.kind.rawValue, 6)) probe on \(padRight(k.rawValue, 4)) (\(trainFeatures[k]!.dim)-d): test \(fmt(100 * r.test, 2))%  train \(fmt(100 * r.train, 2))%  (\(fmt(monotonicSeconds() - t1, 1)) s)")
+                    let r = selection.run(p, train: trainFeatures[k]!, test: testFeatures[k]!, classes: classes)
+                    v = [r.trainAccuracy, r.testAccuracy, r.validationAccuracy, Double(r.weightDecay), Double(r.epochs)]
+                    log("  \(padRight(p.kind.rawValue, 6)) probe on \(padRight(k.rawValue, 4)) (\(trainFeatures[k]!.dim)-d): "
+                        + "test \(fmt(100 * r.testAccuracy, 2))%  validation \(fmt(100 * r.validationAccuracy, 2))% "
+                        + "(chosen: weight decay \(r.weightDecay), \(r.epochs) epochs)  train \(fmt(100 * r.trainAccuracy, 2))%  "
+                        + "(\(fmt(monotonicSeconds() - t1, 1)) s)")
                 }
-                comm.broadcast(&acc, bytes: 16, root: 0)
+                comm.broadcast(&v, bytes: 40, root: 0)
                 results.append(ProbeResult(feature: k.rawValue, probe: p.kind.rawValue, dim: trainFeatures[k]!.dim,
-                                           trainAccuracy: acc[0], testAccuracy: acc[1]))
+                                           trainAccuracy: v[0], testAccuracy: v[1], validationAccuracy: v[2],
+                                           weightDecay: Float(v[3]), epochs: Int(v[4])))
             }
         }
         return results

@@ -11,6 +11,8 @@ public struct ProbeConfig: Codable, Equatable {
     public var learningRate: Float = 1e-3
     public var hidden = 200
     public var dropout: Float = 0.1
+    /// L2 penalty on the weights (not biases or BatchNorm), added to the gradient before Adam.
+    public var weightDecay: Float = 0
     public var seed: UInt64 = 0
     public init(kind: Kind = .linear, epochs: Int = 20) { self.kind = kind; self.epochs = epochs }
 }
@@ -21,6 +23,10 @@ public struct ProbeResult: Codable {
     public var dim: Int
     public var trainAccuracy: Double
     public var testAccuracy: Double
+    /// The settings chosen on the validation split, and the accuracy there.
+    public var validationAccuracy: Double
+    public var weightDecay: Float
+    public var epochs: Int
 }
 
 public final class Probe {
@@ -82,8 +88,8 @@ public final class Probe {
     }
     private var dropoutRNG = SplitMix64(seed: 99)
 
-    /// Trains on `train` and returns accuracy on train and test.
-    public func fit(train: FeatureSet, test: FeatureSet) -> (train: Double, test: Double) {
+    /// Trains on `train` for `config.epochs` epochs, calling `afterEpoch(e)` after each (e from 1).
+    public func fit(train: FeatureSet, afterEpoch: (Int) -> Void = { _ in }) {
         let d = train.dim
         mean = [Float](repeating: 0, count: d); invStd = mean
         var m = [Double](repeating: 0, count: d), s = m
@@ -97,7 +103,8 @@ public final class Probe {
         }
         var rng = SplitMix64(seed: config.seed, stream: 7)
         dropoutRNG = SplitMix64(seed: config.seed, stream: 8)
-        for _ in 0..<config.epochs {
+        let decayed = params.parameters.filter { $0.name.hasSuffix(".weight") && !$0.name.contains(".bn.") }
+        for epoch in 1...max(config.epochs, 1) {
             let order = rng.permutation(train.count)
             var b = 0
             while b + 2 <= train.count {
@@ -108,10 +115,13 @@ public final class Probe {
                 let out = logits(training: true)
                 softmaxCrossEntropyGradient(out, labels: rows.map { train.labels[$0] })
                 backward()
+                if config.weightDecay > 0 {
+                    for p in decayed { for i in 0..<p.count { p.grad.data[i] += config.weightDecay * p.value.data[i] } }
+                }
                 adam.update(params)
             }
+            afterEpoch(epoch)
         }
-        return (accuracy(train), accuracy(test))
     }
 
     private func softmaxCrossEntropyGradient(_ out: Tensor, labels: [Int]) {
@@ -152,5 +162,50 @@ public final class Probe {
             start = rows.upperBound
         }
         return Double(correct) / Double(max(f.count, 1))
+    }
+}
+
+/// The probe protocol: regularisation and epochs are chosen on a validation split carved from the
+/// training features (never on test), then the probe is retrained on all training features with
+/// the chosen settings and scored on test. The same protocol serves trained and untrained encoders.
+public struct ProbeSelection {
+    public var weightDecays: [Float] = [0, 1e-4, 1e-3, 1e-2]
+    public var validationFraction = 0.1
+    public var seed: UInt64 = 2024
+    public init() {}
+
+    public func run(_ base: ProbeConfig, train: FeatureSet, test: FeatureSet, classes: Int) -> ProbeResult {
+        let (fit, validation) = split(train)
+        var best = (accuracy: -1.0, weightDecay: Float(0), epochs: 1)
+        for wd in weightDecays {
+            var cfg = base
+            cfg.weightDecay = wd
+            let probe = Probe(inputs: train.dim, classes: classes, config: cfg)
+            probe.fit(train: fit) { epoch in
+                let a = probe.accuracy(validation)
+                if a > best.accuracy { best = (a, wd, epoch) }
+            }
+        }
+        var chosen = base
+        chosen.weightDecay = best.weightDecay
+        chosen.epochs = best.epochs
+        let probe = Probe(inputs: train.dim, classes: classes, config: chosen)
+        probe.fit(train: train)
+        return ProbeResult(feature: train.kind.rawValue, probe: base.kind.rawValue, dim: train.dim,
+                           trainAccuracy: probe.accuracy(train), testAccuracy: probe.accuracy(test),
+                           validationAccuracy: best.accuracy, weightDecay: best.weightDecay, epochs: best.epochs)
+    }
+
+    /// A fixed random `validationFraction` of the rows (the same for every encoder of a dataset).
+    func split(_ f: FeatureSet) -> (fit: FeatureSet, validation: FeatureSet) {
+        var rng = SplitMix64(seed: seed, stream: 3)
+        let order = rng.permutation(f.count)
+        let v = max(1, Int(Double(f.count) * validationFraction))
+        func subset(_ rows: ArraySlice<Int>) -> FeatureSet {
+            var values = [Float](); values.reserveCapacity(rows.count * f.dim)
+            for r in rows { values.append(contentsOf: f.values[(r * f.dim)..<((r + 1) * f.dim)]) }
+            return FeatureSet(kind: f.kind, dim: f.dim, count: rows.count, values: values, labels: rows.map { f.labels[$0] })
+        }
+        return (subset(order[v...]), subset(order[..<v]))
     }
 }

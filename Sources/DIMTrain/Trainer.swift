@@ -15,6 +15,9 @@ public final class Trainer {
         public var keepCheckpoints = 3
         public var resume: String? = nil     // a path, or "auto"
         public var precision = Precision.fp32
+        /// Stop after this many seconds of training (checked every step, decided by all ranks
+        /// together) and write a final checkpoint; nil: run to totalSteps.
+        public var timeLimit: Double? = nil
         public var verifyData = true
         public var quiet = false
         /// Stop after this many steps of this process (for tests that simulate a crash).
@@ -211,10 +214,15 @@ public final class Trainer {
         }
         var windowStart = monotonicSeconds(), windowSteps = 0
         let runStart = monotonicSeconds(), firstStep = state.step
-        var ran = 0
+        var ran = 0, outOfTime = false
         comm.communicationSeconds = 0
         while state.step < options.totalSteps {
             if let s = options.stopAfter, ran >= s { break }
+            if let limit = options.timeLimit, comm.any(monotonicSeconds() - runStart >= limit) {
+                outOfTime = true
+                if comm.isRoot { log("time limit of \(duration(limit)) reached at step \(state.step)") }
+                break
+            }
             let losses = try trainStep()
             history.append(losses)
             ran += 1
@@ -232,7 +240,7 @@ public final class Trainer {
             if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && !done { try saveCheckpoint() }
         }
         reader.drain()
-        if state.step == options.totalSteps && ran > 0 { try saveCheckpoint() }
+        if (state.step == options.totalSteps || outOfTime) && ran > 0 { try saveCheckpoint() }
         return history
     }
 

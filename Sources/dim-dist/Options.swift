@@ -72,6 +72,17 @@ func parseList(_ s: String, _ flag: String) throws -> [Int] {
     return parts.map { $0! }
 }
 
+/// Seconds from "90", "90s", "15m", "2h" or "1.5h".
+func parseDuration(_ s: String) throws -> Double {
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+    var text = s.trimmingCharacters(in: .whitespaces), scale = 1.0
+    if let last = text.last, let u = units[last] { scale = u; text.removeLast() }
+    guard let v = Double(text), v > 0, v.isFinite else {
+        throw ValidationError("'\(s)' is not a duration (examples: 3600, 90s, 30m, 2h)")
+    }
+    return v * scale
+}
+
 extension Architecture: ExpressibleByArgument {}
 extension Estimator: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}

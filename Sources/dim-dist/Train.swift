@@ -26,6 +26,9 @@ struct Train: ParsableCommand {
     @Flag(help: "Augmentation: random horizontal flips.") var flip = false
     @Option(help: "Bounded negatives: global vectors gathered per step from the other ranks (cost flat in the number of ranks; jsd and dv). Default: the whole global batch.")
     var maxNegatives: Int?
+    @Option(help: "Stop after this much training time (e.g. 2h, 90m, 3600s) and write a checkpoint.",
+            transform: parseDuration)
+    var timeLimit: Double?
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
     @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10
     @Option(help: "Write a checkpoint every N steps (0: only at the end).") var checkpointEvery = 0
@@ -63,6 +66,7 @@ struct Train: ParsableCommand {
         opts.keepCheckpoints = keep
         opts.resume = resume
         opts.precision = model.precision
+        opts.timeLimit = timeLimit
         let trainer = try Trainer(config: cfg, options: opts, comm: comm)
         try trainer.run()
     }

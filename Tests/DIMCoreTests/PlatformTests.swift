@@ -102,6 +102,18 @@ final class PlatformTests: XCTestCase {
 
     // MARK: bf16 GEMM
 
+    func testBF16IsRefusedOnACPUWithoutIt() {
+        let zen3 = CPUInfo(vendor: "AuthenticAMD", brand: "test", family: 25, model: 1, avx2FMA: true, avx512: false,
+                           avx512BF16: false)
+        let reason = Precision.bf16.unsupportedReason(on: zen3)
+        XCTAssertNotNil(reason)
+        XCTAssertTrue(reason?.contains("AVX512_BF16") ?? false, reason ?? "")
+        XCTAssertNil(Precision.fp32.unsupportedReason(on: zen3))
+        var sapphire = zen3
+        sapphire.avx512 = true; sapphire.avx512BF16 = true
+        XCTAssertNil(Precision.bf16.unsupportedReason(on: sapphire))
+    }
+
     func testBF16RoundingIsToNearestEven() {
         XCTAssertEqual(bf16Rounded(1), 1)
         XCTAssertEqual(bf16Rounded(1 + 0x1p-8), 1, "halfway rounds to the even neighbour (down)")

@@ -47,8 +47,20 @@ final class EvaluationTests: XCTestCase {
         }
         let train = make(600), test = make(300)
         for kind in ProbeConfig.Kind.allCases {
-            let r = Probe(inputs: 5, classes: 3, config: ProbeConfig(kind: kind, epochs: 300)).fit(train: train, test: test)
-            XCTAssertGreaterThan(r.test, 0.97, "\(kind)")
+            let probe = Probe(inputs: 5, classes: 3, config: ProbeConfig(kind: kind, epochs: 300))
+            probe.fit(train: train)
+            XCTAssertGreaterThan(probe.accuracy(test), 0.97, "\(kind)")
         }
+        // The protocol: settings from the grid, chosen on a validation split of the training rows.
+        var selection = ProbeSelection()
+        selection.weightDecays = [0, 1e-2]
+        let (fit, validation) = selection.split(train)
+        XCTAssertEqual(fit.count + validation.count, train.count)
+        XCTAssertEqual(validation.count, 60)
+        let r = selection.run(ProbeConfig(kind: .linear, epochs: 300), train: train, test: test, classes: 3)
+        XCTAssertTrue(selection.weightDecays.contains(r.weightDecay))
+        XCTAssertTrue((1...300).contains(r.epochs))
+        XCTAssertGreaterThan(r.validationAccuracy, 0.95)
+        XCTAssertGreaterThan(r.testAccuracy, 0.97)
     }
 }
