@@ -188,10 +188,16 @@ public struct CheckpointDirectory {
 
     /// Deletes all but the newest `keep` checkpoints (never the one `latest` names).
     public func prune() {
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
-            .filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".h5") }.sorted()
         let current = latestName()
-        for f in files.dropLast(keep) where f != current { unlink("\(path)/\(f)") }
+        for f in names().dropLast(keep) where f != current { unlink("\(path)/\(f)") }
+    }
+
+    /// Every complete checkpoint file, oldest first (names are zero-padded steps).
+    public func all() -> [String] { names().map { "\(path)/\($0)" } }
+
+    private func names() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+            .filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".h5") }.sorted()
     }
 
     public func latestName() -> String? {

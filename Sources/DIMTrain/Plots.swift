@@ -24,17 +24,37 @@ public enum Plots {
         return series.filter { $0.value.contains { $0.1 != 0 } }
     }
 
-    /// An SVG line chart of the loss terms against the step.
+    /// An SVG line chart of the loss terms against the step. The total is drawn last and dashed,
+    /// so it stays visible where it equals the local term.
     public static func lossSVG(_ series: [String: [(Double, Double)]], title: String) -> String {
+        let keys = ["local", "global", "prior", "discriminator", "loss"].filter { series[$0] != nil }
+        let colors = ["loss": "#1f77b4", "local": "#ff7f0e", "global": "#2ca02c", "prior": "#d62728", "discriminator": "#9467bd"]
+        return lineChart(series, keys: keys, colors: keys.map { colors[$0]! }, dashed: ["loss"], title: title, yLabel: "loss")
+    }
+
+    /// Probe test accuracy (%) against the training step, one line per probe and feature set.
+    public static func probeSVG(_ records: [ProbeRecord], title: String) -> String {
+        var series: [String: [(Double, Double)]] = [:]
+        for r in records.sorted(by: { $0.step < $1.step }) { series[r.series, default: []].append((Double(r.step), 100 * r.testAccuracy)) }
+        let keys = series.keys.sorted()
+        let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+        return lineChart(series, keys: keys, colors: keys.indices.map { palette[$0 % palette.count] }, dashed: [],
+                         title: title, yLabel: "test accuracy (%)")
+    }
+
+    /// A line chart of `series[key]` (x, y) points for `keys`, in that order, with a legend.
+    static func lineChart(_ series: [String: [(Double, Double)]], keys: [String], colors: [String], dashed: Set<String>,
+                          title: String, yLabel: String) -> String {
         let (W, H, left, right, top, bottom) = (820.0, 480.0, 70.0, 150.0, 40.0, 50.0)
-        let all = series.values.flatMap { $0 }
+        let all = keys.flatMap { series[$0]! }
         let xmin = all.map(\.0).min()!, xmax = max(all.map(\.0).max()!, xmin + 1)
         var ymin = all.map(\.1).min()!, ymax = all.map(\.1).max()!
         if ymax - ymin < 1e-9 { ymax += 1; ymin -= 1 }
         let pad = 0.05 * (ymax - ymin); ymin -= pad; ymax += pad
         func px(_ x: Double) -> Double { left + (x - xmin) / (xmax - xmin) * (W - left - right) }
         func py(_ y: Double) -> Double { top + (ymax - y) / (ymax - ymin) * (H - top - bottom) }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(W))\" height=\"\(Int(H))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(W))\" height=\"\(Int(H))\" "
+            + "font-family=\"sans-serif\" font-size=\"12\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<text x=\"\(W / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>\n"
         for i in 0...5 {
@@ -45,18 +65,24 @@ public enum Plots {
             s += "<line x1=\"\(x)\" y1=\"\(top)\" x2=\"\(x)\" y2=\"\(H - bottom)\" stroke=\"#eee\"/>"
             s += "<text x=\"\(x)\" y=\"\(H - bottom + 18)\" text-anchor=\"middle\">\(Int(xv.rounded()))</text>\n"
         }
-        s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(W - left - right)\" height=\"\(H - top - bottom)\" fill=\"none\" stroke=\"#444\"/>\n"
+        s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(W - left - right)\" height=\"\(H - top - bottom)\" "
+            + "fill=\"none\" stroke=\"#444\"/>\n"
         s += "<text x=\"\((left + W - right) / 2)\" y=\"\(H - 10)\" text-anchor=\"middle\">step</text>\n"
-        let colors = ["loss": "#1f77b4", "local": "#ff7f0e", "global": "#2ca02c", "prior": "#d62728", "discriminator": "#9467bd"]
+        s += "<text x=\"16\" y=\"\((top + H - bottom) / 2)\" text-anchor=\"middle\" "
+            + "transform=\"rotate(-90 16 \((top + H - bottom) / 2))\">\(escape(yLabel))</text>\n"
         var legendY = top + 10
-        // The total last and dashed, so it stays visible where it equals the local term.
-        for key in ["local", "global", "prior", "discriminator", "loss"] {
-            guard let pts = series[key] else { continue }
+        for (key, color) in zip(keys, colors) {
+            let pts = series[key]!
             let path = pts.map { "\(fmt(px($0.0), 1)),\(fmt(py($0.1), 1))" }.joined(separator: " ")
-            let dash = key == "loss" ? " stroke-dasharray=\"6 4\"" : ""
-            s += "<polyline fill=\"none\" stroke=\"\(colors[key]!)\" stroke-width=\"1.5\"\(dash) points=\"\(path)\"/>\n"
-            s += "<line x1=\"\(W - right + 12)\" y1=\"\(legendY)\" x2=\"\(W - right + 36)\" y2=\"\(legendY)\" stroke=\"\(colors[key]!)\" stroke-width=\"3\"/>"
-            s += "<text x=\"\(W - right + 42)\" y=\"\(legendY + 4)\">\(key)</text>\n"
+            let dash = dashed.contains(key) ? " stroke-dasharray=\"6 4\"" : ""
+            s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\"\(dash) points=\"\(path)\"/>\n"
+            if pts.count <= 50 {  // few points (probe curves): mark each
+                for p in pts { s += "<circle cx=\"\(fmt(px(p.0), 1))\" cy=\"\(fmt(py(p.1), 1))\" r=\"3\" fill=\"\(color)\"/>" }
+                s += "\n"
+            }
+            s += "<line x1=\"\(W - right + 12)\" y1=\"\(legendY)\" x2=\"\(W - right + 36)\" y2=\"\(legendY)\" "
+                + "stroke=\"\(color)\" stroke-width=\"3\"/>"
+            s += "<text x=\"\(W - right + 42)\" y=\"\(legendY + 4)\">\(escape(key))</text>\n"
             legendY += 20
         }
         return s + "</svg>\n"

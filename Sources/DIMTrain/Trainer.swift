@@ -232,7 +232,8 @@ public final class Trainer {
                 let now = monotonicSeconds()
                 let ips = Double(windowSteps * config.globalBatch) / max(now - windowStart, 1e-9)
                 let perStep = (now - runStart) / Double(state.step - firstStep)
-                let eta = perStep * Double(options.totalSteps - state.step)
+                var eta = perStep * Double(options.totalSteps - state.step)
+                if let limit = options.timeLimit { eta = min(eta, limit - (now - runStart)) }
                 writeMetrics(losses, imagesPerSecond: ips, elapsed: now - runStart, commSeconds: comm.communicationSeconds)
                 if !options.quiet { progress(losses, imagesPerSecond: ips, eta: eta, final: done) }
                 windowStart = now; windowSteps = 0

@@ -32,6 +32,10 @@ struct Eval: ParsableCommand {
     @Option(help: "linear, mlp, or both.") var probe = "linear"
     @Option(help: "Probe training epochs.") var probeEpochs = 20
     @Flag(help: "Evaluate the untrained encoder of the same configuration instead.") var initOnly = false
+    @Flag(help: ArgumentHelp(
+        "Learning curve: probe every checkpoint of the run directory not probed yet.",
+        discussion: "Appends one record per probe to RUN/metrics.jsonl; `dim-dist plot probes RUN` draws them."))
+    var everyCheckpoint = false
     @Flag(help: "Print a JSON summary on the last line.") var json = false
 
     func run() throws {
@@ -43,15 +47,11 @@ struct Eval: ParsableCommand {
     }
 
     func evaluate(_ comm: Communicator) throws {
+        if everyCheckpoint { return try learningCurve(comm) }
         let path = try resolveCheckpoint(checkpoint)
         let dir = try data ?? EmbeddedData.directory(comm: comm)
-        let kinds = try features.split(separator: ",").map { s -> FeatureKind in
-            guard let k = FeatureKind(rawValue: String(s)) else { throw ValidationError("unknown feature set '\(s)' (conv, fc, y)") }
-            return k
-        }
-        let probeKinds: [ProbeConfig.Kind] = probe == "both" ? [.linear, .mlp] : try [ProbeConfig.Kind(rawValue: probe) ?? {
-            throw ValidationError("--probe must be linear, mlp or both")
-        }()]
+        let kinds = try parseFeatures(features)
+        let probeKinds = try parseProbes(probe)
         let (model, cfg, info) = try Evaluation.loadModel(checkpoint: path, untrained: initOnly)
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
         log("eval: \(initOnly ? "UNTRAINED encoder of " : "")\(path) (step \(info.step), \(cfg.model.architecture.rawValue), \(cfg.loss.estimator.rawValue)) on \(dir)")
@@ -65,6 +65,44 @@ struct Eval: ParsableCommand {
             print(String(data: try e.encode(Summary(checkpoint: path, step: info.step, untrained: initOnly, data: dir, results: results)), encoding: .utf8)!)
         }
     }
+}
+
+extension Eval {
+    /// Probes each checkpoint of a run that metrics.jsonl has no probe record for yet, oldest
+    /// first, and appends the records (rank 0), so it can be rerun while training goes on.
+    func learningCurve(_ comm: Communicator) throws {
+        let run = checkpoint.hasSuffix("/checkpoints") ? String(checkpoint.dropLast("/checkpoints".count)) : checkpoint
+        let checkpoints = CheckpointDirectory(path: run + "/checkpoints").all()
+        guard !checkpoints.isEmpty else { throw DIMError("\(run): no checkpoints in \(run)/checkpoints (--every-checkpoint wants a run directory)") }
+        let dir = try data ?? EmbeddedData.directory(comm: comm)
+        let kinds = try parseFeatures(features)
+        let probes = try parseProbes(probe).map { ProbeConfig(kind: $0, epochs: probeEpochs) }
+        let metrics = run + "/metrics.jsonl"
+        let done = Set(ProbeRecord.read(metrics).map { "\($0.step) \($0.series)" })
+        let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
+        for path in checkpoints {
+            let (model, _, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)
+            let wanted = probes.flatMap { p in kinds.map { "\(info.step) \(p.kind.rawValue)/\($0.rawValue)" } }
+            if wanted.allSatisfy(done.contains) { continue }
+            log("eval: \(path) (step \(info.step))")
+            let results = try Evaluation.run(model: model, data: dir, features: kinds, probes: probes, comm: comm, log: log)
+            if comm.isRoot { try ProbeRecord.append(results.map { ProbeRecord(step: info.step, $0) }, to: metrics) }
+        }
+        log("eval: probe records of \(checkpoints.count) checkpoint(s) in \(metrics)")
+    }
+}
+
+func parseFeatures(_ list: String) throws -> [FeatureKind] {
+    try list.split(separator: ",").map { s -> FeatureKind in
+        guard let k = FeatureKind(rawValue: String(s)) else { throw ValidationError("unknown feature set '\(s)' (conv, fc, y)") }
+        return k
+    }
+}
+
+func parseProbes(_ s: String) throws -> [ProbeConfig.Kind] {
+    if s == "both" { return [.linear, .mlp] }
+    guard let k = ProbeConfig.Kind(rawValue: s) else { throw ValidationError("--probe must be linear, mlp or both") }
+    return [k]
 }
 
 struct Encode: ParsableCommand {

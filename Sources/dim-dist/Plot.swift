@@ -7,7 +7,7 @@ import Foundation
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pictures: loss curves (SVG) and nearest neighbours in Y space (PNG).",
-        subcommands: [Loss.self, Neighbours.self])
+        subcommands: [Loss.self, Probes.self, Neighbours.self])
 
     struct Loss: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Turn a run's metrics.jsonl into an SVG of its loss curves.")
@@ -23,6 +23,29 @@ struct Plot: ParsableCommand {
             let svg = Plots.lossSVG(series, title: title ?? "DIM training loss (\(path))")
             guard FileManager.default.createFile(atPath: out, contents: Data(svg.utf8)) else { throw DIMError("\(out): cannot write") }
             print("plot: \(series["loss"]!.count) records, terms \(series.keys.sorted().joined(separator: ", ")) -> \(out)")
+        }
+    }
+
+    struct Probes: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Draw probe accuracy against the training step (records from `eval --every-checkpoint`).")
+        @Argument(help: "metrics.jsonl, or a run directory holding it.") var metrics: String
+        @Option(help: "Output SVG file.") var out = "probes.svg"
+        @Option(help: "Chart title.") var title: String?
+
+        func run() throws {
+            var path = metrics
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { path += "/metrics.jsonl" }
+            let records = ProbeRecord.read(path)
+            guard !records.isEmpty else {
+                throw DIMError("\(path): no probe records (make them with: dim-dist eval --every-checkpoint RUN)")
+            }
+            let svg = Plots.probeSVG(records, title: title ?? "probe test accuracy (\(path))")
+            guard FileManager.default.createFile(atPath: out, contents: Data(svg.utf8)) else { throw DIMError("\(out): cannot write") }
+            let last = records.max { $0.step < $1.step }!.step
+            let summary = records.filter { $0.step == last }.map { "\($0.series) \(fmt(100 * $0.testAccuracy, 2))%" }
+            print("plot: \(records.count) probe records; at step \(last): \(summary.joined(separator: ", ")) -> \(out)")
         }
     }
 
