@@ -20,12 +20,14 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // cpuid and the SSE control register (header-only: static inline functions).
         .systemLibrary(name: "CCPU"),
+        // JPEG (libjpeg-turbo) and PNG (libpng) for folder imports.
+        .systemLibrary(name: "CImageCodecs", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev", "libpng-dev"])]),
         // oneDNN for the bf16 GEMMs (Debian ships no pkg-config file for it).
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
         .target(name: "DIMCore", dependencies: ["CBLAS", "CCPU", "CDNNL"]),
         .target(name: "DIMMPI", dependencies: ["DIMCore", "CMPI"]),
-        .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib"]),
+        .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib", "CImageCodecs"]),
         .target(name: "DIMTrain", dependencies: ["DIMCore", "DIMIO"]),
         .executableTarget(
             name: "dim-dist",
@@ -34,8 +36,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // Helpers the test targets share (temporary directories, image folders).
+        .target(name: "DIMTestSupport", dependencies: ["DIMIO"], path: "Tests/DIMTestSupport"),
         .testTarget(name: "DIMCoreTests", dependencies: ["DIMCore"]),
-        .testTarget(name: "DIMIOTests", dependencies: ["DIMIO", "DIMCore"]),
-        .testTarget(name: "DIMTrainTests", dependencies: ["DIMTrain", "DIMIO", "DIMCore", "DIMMPI"]),
+        .testTarget(name: "DIMIOTests", dependencies: ["DIMIO", "DIMCore", "DIMTestSupport"]),
+        .testTarget(name: "DIMTrainTests", dependencies: ["DIMTrain", "DIMIO", "DIMCore", "DIMMPI", "DIMTestSupport"]),
     ]
 )

@@ -51,7 +51,7 @@ public func writeSplit(directory: String, split: String, images: [UInt8], labels
     let std = zip(sq, mean).map { (($0 / total) / (255 * 255) - $1 * $1).squareRoot() }
     let classes = (labels.max() ?? -1) + 1
     var counts = [Int](repeating: 0, count: max(classes, 0))
-    for l in labels { counts[l] += 1 }
+    for l in labels where l >= 0 { counts[l] += 1 }  // -1: unlabelled
     return .init(count: n, shards: shardList, classCounts: counts, mean: mean, std: std)
 }
 

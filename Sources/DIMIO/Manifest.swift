@@ -22,7 +22,12 @@ public struct DatasetManifest: Codable, Equatable {
         public var classCounts: [Int]
         public var mean: [Double]   // per channel, pixels / 255
         public var std: [Double]
+        /// Files left out by `data import --format folder --skip-bad` (nil for other imports).
+        public var skippedFiles: Int? = nil
     }
+
+    /// False for images imported without labels (a flat folder): classCounts is empty.
+    public var labelled: Bool { splits.values.allSatisfy { !$0.classCounts.isEmpty } }
 
     public struct Shard: Codable, Equatable {
         public var file: String

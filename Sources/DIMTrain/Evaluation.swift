@@ -35,6 +35,10 @@ public enum Evaluation {
                            selection: ProbeSelection = ProbeSelection(),
                            comm: Communicator, log: (String) -> Void) throws -> [ProbeResult] {
         let train = try ShardedSplit(directory: directory, split: "train")
+        guard train.manifest.labelled else {
+            throw DIMError("\(directory): the images have no labels (imported from a folder without class sub-folders); "
+                           + "probes need labelled train/ and test/ splits")
+        }
         let test = try ShardedSplit(directory: directory, split: "test")
         let m = train.manifest
         guard m.channels == model.config.inChannels, m.height == model.config.imageSize else {

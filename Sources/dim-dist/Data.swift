@@ -9,18 +9,28 @@ struct DataCommand: ParsableCommand {
         abstract: "Create and inspect sharded HDF5 datasets.",
         subcommands: [Import.self, Synth.self, Inspect.self])
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case mnist, cifar10, idx }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case mnist, cifar10, idx, folder }
 
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Convert IDX files (gzip or raw) into a sharded dataset with train and test splits.",
+            abstract: "Make a sharded dataset with train and test splits from IDX files or folders of JPEG/PNG images.",
             discussion: """
             --format mnist and cifar10 know the file names of ../shared/datasets/{mnist,cifar10-jpeg}
             (the CIFAR copy's HWC images become CHW; whatever train parts exist are used).
             --format idx takes explicit --train-images/--train-labels/--test-images/--test-labels lists.
+            --format folder takes --source DIR holding train/ and optionally test/, each either
+            <class>/<image> sub-folders (torchvision's ImageFolder; labels from the sorted folder names)
+            or images directly (unlabelled: train works, eval refuses). JPEG and PNG files are decoded,
+            converted to --channels, resized so the shorter side is --size and centre-cropped. Under
+            mpirun each rank decodes a share of the files; the dataset is the same for any number of ranks.
             """)
-        @Option(help: "mnist, cifar10 or idx.") var format: Format
-        @Option(help: "Directory with the IDX files (mnist, cifar10).") var source: String?
+        @Option(help: "mnist, cifar10, idx or folder.") var format: Format
+        @Option(help: "Directory with the IDX files (mnist, cifar10) or the train/ and test/ folders (folder).")
+        var source: String?
+        @Option(help: "folder: output image size (shorter side resized to it, then centre-cropped).") var size = 32
+        @Option(help: "folder: 3 (RGB) or 1 (grey); images are converted.") var channels = 3
+        @Flag(help: "folder: leave out files that are not readable JPEG or PNG (counted in the manifest) instead of stopping.")
+        var skipBad = false
         @Option(help: "Output dataset directory.") var out: String
         @Option(help: "Shards of the train split (the test split gets half as many).") var shards = 4
         @Option(help: "Train image files (idx format), in order.") var trainImages: [String] = []
@@ -29,6 +39,7 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Test label files.") var testLabels: [String] = []
 
         func run() throws {
+            if format == .folder { return try importFolder() }
             let files: DatasetImporter.Files
             var classes: [String] = [], order = "gray", name = format.rawValue
             switch format {
@@ -42,6 +53,8 @@ struct DataCommand: ParsableCommand {
             case .idx:
                 files = .init(train: (trainImages, trainLabels), test: (testImages, testLabels))
                 name = "idx"
+            case .folder:
+                preconditionFailure("handled by importFolder")
             }
             let t0 = monotonicSeconds()
             print("data import: \(name) -> \(out)")
@@ -100,6 +113,31 @@ struct DataCommand: ParsableCommand {
                     print("    read bench: \(fmt(Double((batches - 1) * reader.globalBatch) / dt, 0)) images/s (shuffled batches of \(reader.globalBatch), \(batches - 1) batches, HDF5 selections + [-1,1] floats)")
                 }
             }
+        }
+    }
+}
+
+extension DataCommand.Import {
+    func importFolder() throws {
+        guard let s = source else { throw ValidationError("--source DIR is needed for --format folder") }
+        let comm = try makeCommunicator()
+        var importer = FolderImport()
+        importer.size = size
+        importer.channels = channels
+        importer.skipBad = skipBad
+        importer.shards = shards
+        let t0 = monotonicSeconds()
+        let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
+        log("data import: folder \(s) -> \(out) (\(channels == 1 ? "grey" : "RGB") \(size)x\(size), \(comm.size) rank(s))")
+        do {
+            let m = try importer.run(source: s, out: out, comm: comm, log: log)
+            let skipped = m.splits.values.reduce(0) { $0 + ($1.skippedFiles ?? 0) }
+            log("  \(m.classNames.isEmpty ? "unlabelled" : "\(m.classNames.count) classes"); "
+                + m.splits.keys.sorted().map { "\($0) \(m.splits[$0]!.count) images" }.joined(separator: ", ")
+                + (skipped > 0 ? "; \(skipped) bad file(s) skipped" : "") + "; \(fmt(monotonicSeconds() - t0, 1)) s")
+        } catch {
+            if comm.size > 1 { comm.abort("dim-dist data import: \(error)", code: 1) }
+            throw error
         }
     }
 }

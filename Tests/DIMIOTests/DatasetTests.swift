@@ -1,20 +1,9 @@
 import Foundation
 import XCTest
+import DIMTestSupport
 import DIMCore
 @testable import DIMIO
 
-func temporaryDirectory(_ name: String = #function) -> String {
-    let dir = NSTemporaryDirectory() + "dim-dist-test-\(getpid())-\(name.filter { $0.isLetter })-\(UInt32.random(in: 0...UInt32.max))"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
-
-/// The checkout root (for the embedded MNIST files).
-let checkoutRoot: String = {
-    var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)
-    return parts.joined(separator: "/")
-}()
 
 final class DatasetTests: XCTestCase {
     func makeSynth(_ dir: String, train: Int = 96, size: Int = 28, channels: Int = 1, shards: Int = 3) throws -> DatasetManifest {

@@ -1,20 +1,10 @@
 import Foundation
 import XCTest
+import DIMTestSupport
 import DIMCore
 import DIMIO
 @testable import DIMTrain
 
-func temporaryDirectory(_ name: String = #function) -> String {
-    let dir = NSTemporaryDirectory() + "dim-dist-test-\(getpid())-\(name.filter { $0.isLetter })-\(UInt32.random(in: 0...UInt32.max))"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
-
-let checkoutRoot: String = {
-    var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)
-    return parts.joined(separator: "/")
-}()
 
 /// A small but complete training setup on a synthetic dataset (prior matching and augmentation on,
 /// so the discriminator's state and the augmentation stream are covered too).

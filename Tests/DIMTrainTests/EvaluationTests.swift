@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DIMTestSupport
 import DIMCore
 import DIMIO
 @testable import DIMTrain
