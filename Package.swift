@@ -10,6 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // TensorBoard event files (generated code committed: Sources/DIMTrain/TensorBoard).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // System libraries from Debian, found through pkg-config. Each is a module map plus a shim
@@ -28,7 +30,9 @@ let package = Package(
         .target(name: "DIMCore", dependencies: ["CBLAS", "CCPU", "CDNNL"]),
         .target(name: "DIMMPI", dependencies: ["DIMCore", "CMPI"]),
         .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib", "CImageCodecs"]),
-        .target(name: "DIMTrain", dependencies: ["DIMCore", "DIMIO"]),
+        .target(name: "DIMTrain",
+                dependencies: ["DIMCore", "DIMIO", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["TensorBoard/event.proto"]),
         .executableTarget(
             name: "dim-dist",
             dependencies: [

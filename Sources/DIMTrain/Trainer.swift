@@ -36,6 +36,7 @@ public final class Trainer {
     private let sync: GradientSync
     private let priorSample = Tensor([0])
     private var metrics: UnsafeMutablePointer<FILE>?
+    private var events: EventFileWriter?
     public private(set) var history: [DIMModel.Losses] = []
 
     public init(config: TrainConfig, options: Options, comm: Communicator) throws {
@@ -202,6 +203,7 @@ public final class Trainer {
             try FileManager.default.createDirectory(atPath: options.outDirectory, withIntermediateDirectories: true)
             metrics = fopen(options.outDirectory + "/metrics.jsonl", state.step > 0 ? "a" : "w")
             guard metrics != nil else { throw DIMError("\(options.outDirectory)/metrics.jsonl: cannot write") }
+            events = try EventFileWriter(directory: options.outDirectory)
         }
         defer { if let m = metrics { fclose(m); metrics = nil } }
         let bpe = reader.batchesPerEpoch
@@ -235,6 +237,7 @@ public final class Trainer {
                 var eta = perStep * Double(options.totalSteps - state.step)
                 if let limit = options.timeLimit { eta = min(eta, limit - (now - runStart)) }
                 writeMetrics(losses, imagesPerSecond: ips, elapsed: now - runStart, commSeconds: comm.communicationSeconds)
+                try writeEvents(losses, imagesPerSecond: ips)
                 if !options.quiet { progress(losses, imagesPerSecond: ips, eta: eta, final: done) }
                 windowStart = now; windowSteps = 0
             }
@@ -251,6 +254,19 @@ public final class Trainer {
         let line = "{\"step\":\(state.step),\"epoch\":\(state.step / bpe),\"loss\":\(json(l.total)),\"local\":\(json(l.local)),\"global\":\(json(l.global)),\"prior\":\(json(l.prior)),\"discriminator\":\(json(l.discriminator)),\"images_per_s\":\(json(imagesPerSecond)),\"elapsed_s\":\(json(elapsed)),\"comm_s\":\(json(commSeconds)),\"ranks\":\(comm.size)}\n"
         fputs(line, m)
         fflush(m)
+    }
+
+    /// The same numbers for TensorBoard (terms that are switched off are left out).
+    private func writeEvents(_ l: DIMModel.Losses, imagesPerSecond: Double) throws {
+        guard let events else { return }
+        let lc = config.loss
+        var values: [(tag: String, value: Double)] = [("loss/total", l.total)]
+        if lc.beta != 0 { values.append(("loss/local", l.local)) }
+        if lc.alpha != 0 { values.append(("loss/global", l.global)) }
+        if lc.gamma != 0 { values += [("loss/prior", l.prior), ("loss/discriminator", l.discriminator)] }
+        values += [("throughput/images_per_second", imagesPerSecond),
+                   ("optimizer/learning_rate", Double(config.learningRate))]
+        try events.scalars(values, step: state.step)
     }
 
     private func progress(_ l: DIMModel.Losses, imagesPerSecond: Double, eta: Double, final: Bool) {

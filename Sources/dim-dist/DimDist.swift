@@ -11,10 +11,12 @@ struct DimDist: ParsableCommand {
 
     /// Prepares the process before anything computes or MPI starts: subnormals flushed on this
     /// thread (and so on every thread started later), and the best BLAS kernels for this CPU
-    /// (which may run the program again, once, with OPENBLAS_CORETYPE set).
+    /// (which may run the program again, once, with OPENBLAS_CORETYPE set), with the node's cores
+    /// shared among its ranks.
     static func main() {
         FloatingPointEnvironment.flushSubnormalsToZero()
         BLASKernels.ensureBestCore()
+        BLASKernels.shareCoresAmongLocalRanks()
         main(nil)
     }
 }

@@ -8,10 +8,13 @@ enum EmbeddedData {
     static let relative = "datasets/mnist"
 
     /// The checkout root: the first directory, from the working directory or the executable's
-    /// upwards, that holds datasets/mnist.
+    /// upwards, that holds datasets/mnist. An installed binary (launch/setup.sh puts it in
+    /// PREFIX/bin) finds the checkout through the PREFIX/share/dim-dist link setup makes.
     static func checkoutRoot() -> String? {
         var starts = [FileManager.default.currentDirectoryPath]
-        starts.append((CommandLine.arguments[0] as NSString).deletingLastPathComponent)
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exeDir = (exe as NSString).deletingLastPathComponent
+        starts += [exeDir, exeDir + "/../share/dim-dist"]
         for start in starts {
             var dir = (start as NSString).standardizingPath
             if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }

@@ -80,13 +80,18 @@ extension Eval {
         let metrics = run + "/metrics.jsonl"
         let done = Set(ProbeRecord.read(metrics).map { "\($0.step) \($0.series)" })
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
+        var events: EventFileWriter?
         for path in checkpoints {
             let (model, _, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)
             let wanted = probes.flatMap { p in kinds.map { "\(info.step) \(p.kind.rawValue)/\($0.rawValue)" } }
             if wanted.allSatisfy(done.contains) { continue }
             log("eval: \(path) (step \(info.step))")
             let results = try Evaluation.run(model: model, data: dir, features: kinds, probes: probes, comm: comm, log: log)
-            if comm.isRoot { try ProbeRecord.append(results.map { ProbeRecord(step: info.step, $0) }, to: metrics) }
+            if comm.isRoot {
+                try ProbeRecord.append(results.map { ProbeRecord(step: info.step, $0) }, to: metrics)
+                events = try events ?? EventFileWriter(directory: run)
+                try events?.scalars(results.map { ("probe/\($0.probe)/\($0.feature)", $0.testAccuracy) }, step: info.step)
+            }
         }
         log("eval: probe records of \(checkpoints.count) checkpoint(s) in \(metrics)")
     }

@@ -51,6 +51,16 @@ public enum BLASKernels {
         unsetenv("OPENBLAS_CORETYPE")
     }
 
+    /// Unless OPENBLAS_NUM_THREADS says otherwise, shares this node's cores among the ranks on it
+    /// (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE): OpenBLAS would start one thread per core in every
+    /// rank, and 8 ranks on 2 cores would run 16 threads that fight over them.
+    public static func shareCoresAmongLocalRanks() {
+        guard environment("OPENBLAS_NUM_THREADS") == nil,
+              let local = environment("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap({ Int($0) }), local > 1 else { return }
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        setBLASThreads(max(1, cores / local))
+    }
+
     /// How the core was chosen, for the log header.
     public static var choice: String {
         let cpu = CPUInfo.current
