@@ -46,6 +46,19 @@ func snapshot(_ s: TrainingState) -> [Float] {
 }
 
 final class CheckpointTests: XCTestCase {
+    func testTimeLimitStopsAndCheckpoints() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        var o = Trainer.Options(dataDirectory: dir + "/data", outDirectory: dir + "/run", totalSteps: 1_000_000)
+        o.quiet = true
+        o.timeLimit = 0.5
+        let t = try Trainer(config: TinyRun(data: dir + "/data").config, options: o, comm: SingleProcess())
+        try t.run()
+        XCTAssertGreaterThan(t.state.step, 0)
+        XCTAssertLessThan(t.state.step, 1_000_000)
+        XCTAssertEqual(CheckpointDirectory(path: dir + "/run/checkpoints").latestName(), CheckpointDirectory.fileName(step: t.state.step))
+    }
+
     func testResumeIsBitIdentical() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
