@@ -25,6 +25,13 @@ public protocol Communicator: AnyObject {
     var communicationSeconds: Double { get set }
 }
 
+/// Told when a collective starts and ends, so that a watchdog can name the collective a stalled
+/// step waits in. Called on the thread that runs the collective.
+public protocol CollectiveObserver: AnyObject {
+    func collectiveBegan(_ name: StaticString, count: Int)
+    func collectiveEnded()
+}
+
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
 

@@ -9,8 +9,11 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     public var communicationSeconds: Double = 0
     private let world: MPI_Comm
+    /// Told about every collective (the training watchdog).
+    private let observer: CollectiveObserver?
 
-    public init() {
+    public init(observer: CollectiveObserver? = nil) {
+        self.observer = observer
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
         if initialized == 0 {
@@ -38,38 +41,40 @@ public final class MPICommunicator: Communicator {
     }
 
     @inline(__always)
-    private func timed(_ body: () -> Int32) {
+    private func timed(_ name: StaticString, _ count: Int, _ body: () -> Int32) {
+        observer?.collectiveBegan(name, count: count)
         let t0 = monotonicSeconds()
         let rc = body()
         communicationSeconds += monotonicSeconds() - t0
+        observer?.collectiveEnded()
         if rc != 0 { abort("rank \(rank): MPI call failed with error \(rc)", code: 3) }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
-        timed { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
+        timed("MPI_Allreduce (sum, float)", count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
-        timed { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_SUM(), world) }
+        timed("MPI_Allreduce (sum, double)", count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_SUM(), world) }
     }
 
     public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
-        timed { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_MAX(), world) }
+        timed("MPI_Allreduce (max)", count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_MAX(), world) }
     }
 
     public func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
-        timed { MPI_Allgather(input, Int32(count), dim_MPI_FLOAT(), output, Int32(count), dim_MPI_FLOAT(), world) }
+        timed("MPI_Allgather", count) { MPI_Allgather(input, Int32(count), dim_MPI_FLOAT(), output, Int32(count), dim_MPI_FLOAT(), world) }
     }
 
     public func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
-        timed { MPI_Reduce_scatter_block(input, output, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
+        timed("MPI_Reduce_scatter_block", count) { MPI_Reduce_scatter_block(input, output, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {
-        timed { MPI_Bcast(buffer, Int32(bytes), dim_MPI_BYTE(), Int32(root), world) }
+        timed("MPI_Bcast", bytes) { MPI_Bcast(buffer, Int32(bytes), dim_MPI_BYTE(), Int32(root), world) }
     }
 
-    public func barrier() { timed { MPI_Barrier(world) } }
+    public func barrier() { timed("MPI_Barrier", 0) { MPI_Barrier(world) } }
 
     public func abort(_ message: String, code: Int32) -> Never {
         printError(message)

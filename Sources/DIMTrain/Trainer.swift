@@ -11,7 +11,9 @@ public final class Trainer {
         public var outDirectory: String
         public var totalSteps: Int
         public var logEvery = 10
-        public var checkpointEvery = 0       // 0: only at the end
+        public var checkpointEvery = 0       // steps; 0: only at the end
+        /// Also a checkpoint whenever this many seconds passed since the last one (nil: off).
+        public var checkpointInterval: Double? = nil
         public var keepCheckpoints = 3
         public var resume: String? = nil     // a path, or "auto"
         public var precision = Precision.fp32
@@ -20,8 +22,6 @@ public final class Trainer {
         public var timeLimit: Double? = nil
         public var verifyData = true
         public var quiet = false
-        /// Stop after this many steps of this process (for tests that simulate a crash).
-        public var stopAfter: Int? = nil
         public init(dataDirectory: String, outDirectory: String, totalSteps: Int) {
             self.dataDirectory = dataDirectory; self.outDirectory = outDirectory; self.totalSteps = totalSteps
         }
@@ -34,13 +34,16 @@ public final class Trainer {
     public let data: ShardedSplit
     public let reader: BatchReader
     private let sync: GradientSync
+    private let watchdog: Watchdog?
     private let priorSample = Tensor([0])
     private var metrics: UnsafeMutablePointer<FILE>?
     private var events: EventFileWriter?
-    public private(set) var history: [DIMModel.Losses] = []
+    /// The step of the last checkpoint written or resumed from (the same on every rank).
+    private var savedStep = -1
 
-    public init(config: TrainConfig, options: Options, comm: Communicator) throws {
-        self.config = config; self.options = options; self.comm = comm
+    /// `watchdog` ends the job when a step stalls (it should also observe `comm`'s collectives).
+    public init(config: TrainConfig, options: Options, comm: Communicator, watchdog: Watchdog? = nil) throws {
+        self.config = config; self.options = options; self.comm = comm; self.watchdog = watchdog
         try config.model.validate()
         guard config.globalBatch >= 2 else { throw DIMError("--batch-size must be at least 2 (DIM needs negatives)") }
         guard config.globalBatch % comm.size == 0 else {
@@ -106,6 +109,7 @@ public final class Trainer {
             } catch { failure = "\(error)" }
         }
         if comm.any(failure != nil) { throw DIMError(failure ?? "checkpoint failed on rank 0") }
+        savedStep = state.step
     }
 
     /// Loads a checkpoint on rank 0, checks it against this run, and broadcasts it.
@@ -136,6 +140,7 @@ public final class Trainer {
         var counters = [Double(state.step), Double(state.adam.step), Double(state.discAdam.step)] + state.model.batchNorms.map { Double($0.batchesTracked) }
         comm.broadcast(&counters, bytes: counters.count * 8, root: 0)
         state.step = Int(counters[0])
+        if path != nil { savedStep = state.step }
         state.adam.restore(step: Int(counters[1]))
         state.discAdam.restore(step: Int(counters[2]))
         for (bn, c) in zip(state.model.batchNorms, counters.dropFirst(3)) { bn.batchesTracked = Int(c) }
@@ -166,13 +171,17 @@ public final class Trainer {
     /// One step on batch `state.step`: forward, backward, allreduce, Adam.
     public func trainStep() throws -> DIMModel.Losses {
         let bpe = reader.batchesPerEpoch
+        watchdog?.enter(.data)
         let batch = try reader.batch(epoch: state.step / bpe, index: state.step % bpe)
+        watchdog?.enter(.forwardBackward)
         let withPrior = config.loss.gamma != 0
         if withPrior { fillPriorSample(step: state.step) }
         state.model.localScorer.step = state.step
         let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil, comm: comm)
+        watchdog?.enter(.gradientAllreduce)
         sync.allreduce(state.model.params)
         if withPrior { sync.allreduce(state.model.discParams) }
+        watchdog?.enter(.optimizer)
         // Divergence guard: every rank sees the same summed values, so all stop together.
         let terms = [("local", losses.local), ("global", losses.global), ("prior", losses.prior), ("discriminator", losses.discriminator)]
         if let bad = terms.first(where: { !$0.1.isFinite }) {
@@ -195,12 +204,24 @@ public final class Trainer {
         return s == 0
     }
 
+    /// How a run ended.
+    public enum Outcome: Equatable {
+        case finished            // reached totalSteps
+        case timeLimit           // --time-limit
+        case stopped(Int32)      // a stop signal (SIGTERM, SIGUSR1): checkpoint written, resumable
+    }
+
     /// Runs to `totalSteps` (resuming first if asked), with progress, metrics and checkpoints.
     @discardableResult
-    public func run() throws -> [DIMModel.Losses] {
+    public func run() throws -> Outcome {
+        watchdog?.start(comm: comm)
+        defer { watchdog?.stop() }
         if let r = options.resume { try resume(from: r) }
         if comm.isRoot {
             try FileManager.default.createDirectory(atPath: options.outDirectory, withIntermediateDirectories: true)
+            // After a resume the records past the checkpoint's step are dropped, so that the file
+            // stays one record per step however often the run was interrupted.
+            if state.step > 0 { try truncateMetrics(after: state.step) }
             metrics = fopen(options.outDirectory + "/metrics.jsonl", state.step > 0 ? "a" : "w")
             guard metrics != nil else { throw DIMError("\(options.outDirectory)/metrics.jsonl: cannot write") }
             events = try EventFileWriter(directory: options.outDirectory)
@@ -216,17 +237,32 @@ public final class Trainer {
         }
         var windowStart = monotonicSeconds(), windowSteps = 0
         let runStart = monotonicSeconds(), firstStep = state.step
-        var ran = 0, outOfTime = false
+        var ran = 0, outcome = Outcome.finished, lastCheckpoint = monotonicSeconds()
         comm.communicationSeconds = 0
         while state.step < options.totalSteps {
-            if let s = options.stopAfter, ran >= s { break }
-            if let limit = options.timeLimit, comm.any(monotonicSeconds() - runStart >= limit) {
-                outOfTime = true
-                if comm.isRoot { log("time limit of \(duration(limit)) reached at step \(state.step)") }
+            let now = monotonicSeconds()
+            watchdog?.begin(step: state.step, phase: .control)
+            // One small collective decides, for every rank at once, whether to stop or checkpoint.
+            var flags: [Double] = [Double(StopSignals.pending ?? 0),
+                                   options.timeLimit.map { now - runStart >= $0 ? 1 : 0 } ?? 0,
+                                   options.checkpointInterval.map { now - lastCheckpoint >= $0 ? 1 : 0 } ?? 0]
+            comm.allreduceMax(&flags, count: 3)
+            if flags[0] != 0 {
+                outcome = .stopped(Int32(flags[0]))
+                if comm.isRoot { log("\(StopSignals.name(Int32(flags[0]))) received: stopping after step \(state.step)") }
                 break
             }
+            if flags[1] != 0 {
+                outcome = .timeLimit
+                if comm.isRoot { log("time limit of \(duration(options.timeLimit!)) reached at step \(state.step)") }
+                break
+            }
+            if flags[2] != 0 && ran > 0 {
+                try saveCheckpoint()
+                lastCheckpoint = monotonicSeconds()
+            }
             let losses = try trainStep()
-            history.append(losses)
+            watchdog?.finished(stepSeconds: monotonicSeconds() - now)
             ran += 1
             windowSteps += 1
             let done = state.step == options.totalSteps
@@ -241,11 +277,29 @@ public final class Trainer {
                 if !options.quiet { progress(losses, imagesPerSecond: ips, eta: eta, final: done) }
                 windowStart = now; windowSteps = 0
             }
-            if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && !done { try saveCheckpoint() }
+            if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && !done {
+                try saveCheckpoint()
+                lastCheckpoint = monotonicSeconds()
+            }
         }
         reader.drain()
-        if (state.step == options.totalSteps || outOfTime) && ran > 0 { try saveCheckpoint() }
-        return history
+        watchdog?.begin(step: state.step, phase: .checkpoint)
+        if ran > 0 && savedStep != state.step { try saveCheckpoint() }
+        return outcome
+    }
+
+    /// Keeps the metrics records (loss and probe) of steps up to `step`, atomically.
+    private func truncateMetrics(after step: Int) throws {
+        let path = options.outDirectory + "/metrics.jsonl"
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = obj["step"] as? Int else { return false }
+            return s <= step
+        }
+        let tmp = path + ".tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8)),
+              rename(tmp, path) == 0 else { throw DIMError("\(path): cannot rewrite") }
     }
 
     private func writeMetrics(_ l: DIMModel.Losses, imagesPerSecond: Double, elapsed: Double, commSeconds: Double) {

@@ -5,8 +5,9 @@ import DIMMPI
 /// The communicator for this process: MPI when started by mpirun with several ranks, otherwise
 /// the single-process stand-in (no MPI initialisation at all). DIM_FORCE_MPI=1 uses MPI even for
 /// one rank (to compare the two implementations).
-func makeCommunicator() throws -> Communicator {
-    (MPICommunicator.launchedWithSeveralRanks || getenv("DIM_FORCE_MPI") != nil) ? MPICommunicator() : SingleProcess()
+func makeCommunicator(observer: CollectiveObserver? = nil) throws -> Communicator {
+    (MPICommunicator.launchedWithSeveralRanks || getenv("DIM_FORCE_MPI") != nil) ? MPICommunicator(observer: observer)
+        : SingleProcess()
 }
 
 /// Model and loss options shared by train and bench.

@@ -29,24 +29,34 @@ struct Train: ParsableCommand {
     @Option(help: "Stop after this much training time (e.g. 2h, 90m, 3600s) and write a checkpoint.",
             transform: parseDuration)
     var timeLimit: Double?
+    @Option(help: ArgumentHelp(
+        "End the job when a step makes no progress for this long (e.g. 10m, 90s).",
+        discussion: "Default: max(10 minutes, 20 x the median step time). The message names the step, the collective and the silent ranks."),
+        transform: parseDuration)
+    var stepTimeout: Double?
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
     @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10
-    @Option(help: "Write a checkpoint every N steps (0: only at the end).") var checkpointEvery = 0
+    @Option(help: ArgumentHelp("Write a checkpoint every N steps, or every so long: 30m, 2h, 600s (0: only at the end).",
+                               valueName: "steps|duration"))
+    var checkpointEvery = "0"
     @Option(help: "Checkpoints to keep.") var keep = 3
     @Option(help: "Resume from a checkpoint file, or 'auto' for OUT/checkpoints/latest (fresh start when there is none).")
     var resume: String?
 
     func run() throws {
-        let comm = try makeCommunicator()
+        let watchdog = Watchdog(timeout: stepTimeout)
+        let comm = try makeCommunicator(observer: watchdog)
         do {
-            try train(comm)
+            try train(comm, watchdog: watchdog)
+        } catch let stop as ExitCode {
+            throw stop  // every rank stops the same way (a stop signal)
         } catch {
             if comm.size > 1 { comm.abort("dim-dist train: rank \(comm.rank): \(error)", code: 1) }
             throw error
         }
     }
 
-    func train(_ comm: Communicator) throws {
+    func train(_ comm: Communicator, watchdog: Watchdog) throws {
         let dataDir = try data ?? EmbeddedData.directory(comm: comm)
         let manifest = try DatasetManifest.load(directory: dataDir)
         guard manifest.height == manifest.width else { throw DIMError("\(dataDir): images are not square") }
@@ -62,12 +72,24 @@ struct Train: ParsableCommand {
         let perEpoch = split.count / max(batchSize, 1)
         var opts = Trainer.Options(dataDirectory: dataDir, outDirectory: out, totalSteps: steps ?? epochs * perEpoch)
         opts.logEvery = logEvery
-        opts.checkpointEvery = checkpointEvery
+        if let steps = Int(checkpointEvery) {
+            guard steps >= 0 else { throw ValidationError("--checkpoint-every must not be negative") }
+            opts.checkpointEvery = steps
+        } else {
+            opts.checkpointInterval = try parseDuration(checkpointEvery)
+        }
         opts.keepCheckpoints = keep
         opts.resume = resume
         opts.precision = model.precision
         opts.timeLimit = timeLimit
-        let trainer = try Trainer(config: cfg, options: opts, comm: comm)
-        try trainer.run()
+        let trainer = try Trainer(config: cfg, options: opts, comm: comm, watchdog: watchdog)
+        StopSignals.install()
+        if case .stopped(let signal) = try trainer.run() {
+            if comm.isRoot {
+                print("train: stopped by \(StopSignals.name(signal)) after a checkpoint; continue with --resume auto "
+                      + "(exit status \(StopSignals.exitStatus))")
+            }
+            throw ExitCode(StopSignals.exitStatus)
+        }
     }
 }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Supervisor: runs a dim-dist training job and, when it fails, runs it again with --resume auto,
+# up to --max-restarts times, so a crashed or stalled rank costs at most one checkpoint interval
+# plus the watchdog's deadline and needs no person.
+#
+#   launch/elastic.sh [--max-restarts N] [--log FILE] [--kill-after SEC] -- COMMAND ...
+#   launch/elastic.sh --max-restarts 5 -- launch/local.sh -np 4 train --steps 2000 --checkpoint-every 10m --out runs/a
+#   launch/elastic.sh -- cluster/run.sh -np 4 train ... --step-timeout 60s
+#
+# COMMAND is any launcher of `dim-dist train` (mpirun, srun, launch/local.sh, cluster/run.sh);
+# every attempt gets --resume auto appended. Exit status: 0 when the job finished; 75 when it was
+# stopped by SIGTERM/SIGUSR1 (checkpoint written; a scheduler requeues it); the last failure's
+# status when the restarts ran out. SIGTERM or SIGUSR1 sent to the supervisor are passed on to the
+# job as SIGUSR1 (finish the step, checkpoint, exit 75). Each attempt's output goes to stdout and
+# to the log; each restart is logged with its cause. A job that printed a watchdog line but has
+# not exited --kill-after seconds later (mpirun can wait long for a host it cannot reach) is killed.
+set -uo pipefail
+max_restarts=3 log=elastic.log kill_after=30
+while (( $# )); do
+  case "$1" in
+    --max-restarts) max_restarts="$2"; shift 2 ;;
+    --log) log="$2"; shift 2 ;;
+    --kill-after) kill_after="$2"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "elastic: unknown option $1 (usage: launch/elastic.sh [--max-restarts N] [--log FILE] -- COMMAND ...)" >&2; exit 2 ;;
+  esac
+done
+(( $# )) || { echo "elastic: no command (usage: launch/elastic.sh [options] -- COMMAND ...)" >&2; exit 2; }
+note() { echo "elastic: $(date -u +%FT%TZ) $*" | tee -a "$log" >&2; }
+child=0 stop_requested=0
+forward_stop() { stop_requested=1; (( child )) && kill -USR1 "$child" 2>/dev/null; }
+trap forward_stop TERM USR1
+
+attempt=0
+while :; do
+  attempt=$((attempt + 1))
+  out=$(mktemp /tmp/dim-dist-elastic.XXXXXX)
+  note "attempt $attempt: $* --resume auto"
+  "$@" --resume auto > >(tee -a "$log" "$out") 2>&1 &
+  child=$!
+  seen_watchdog=0
+  while kill -0 "$child" 2>/dev/null; do
+    if grep -q "dim-dist: watchdog" "$out" 2>/dev/null; then
+      (( seen_watchdog == 0 )) && seen_watchdog=$(date +%s)
+      if (( $(date +%s) - seen_watchdog > kill_after )); then
+        note "attempt $attempt: the watchdog ended the job but it is still running after ${kill_after}s; killing it"
+        pkill -KILL -P "$child" 2>/dev/null; kill -KILL "$child" 2>/dev/null
+      fi
+    fi
+    sleep 1
+  done
+  wait "$child"; status=$?
+  child=0
+  cause=$(grep -m1 -E "dim-dist: watchdog|rank [0-9]+:|exited on signal|noticed that process|Error:|error:" "$out" | cut -c1-300)
+  rm -f "$out"
+  if (( status == 0 )); then note "attempt $attempt: finished"; exit 0; fi
+  if (( status == 75 || stop_requested )); then note "attempt $attempt: stopped on request (status $status); resumable"; exit 75; fi
+  if (( attempt > max_restarts )); then
+    note "attempt $attempt: failed with status $status (${cause:-no message}); no restarts left"
+    exit "$status"
+  fi
+  note "attempt $attempt: failed with status $status (${cause:-no message}); restarting ($attempt of $max_restarts)"
+  sleep 2
+done
