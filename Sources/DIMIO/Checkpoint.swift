@@ -29,7 +29,8 @@ public enum CheckpointFile {
 
     /// Writes `path` directly (use `saveAtomically` for the crash-safe sequence).
     public static func write(path: String, model: DIMModel, adam: Adam, discAdam: Adam, info: Info) throws {
-        let f = try HDF5File(path, mode: .create)
+        // Built in memory and written out in one piece (see HDF5File.writeImage).
+        let f = try HDF5File(path, mode: .memory)
         try f.saveParameters(model.params, group: "params")
         try f.saveParameters(model.discParams, group: "prior_disc_params")
         try writeBuffers(f, model)
@@ -53,7 +54,7 @@ public enum CheckpointFile {
         try f.setAttribute("checksum", tensorChecksum(model: model, adam: adam, discAdam: discAdam))
         // Written last: a file without it was interrupted.
         try f.setAttribute("complete", Int64(1))
-        f.flush()
+        try f.writeImage(to: path)
     }
 
     private static func writeBuffers(_ f: HDF5File, _ model: DIMModel) throws {

@@ -7,7 +7,8 @@ public final class HDF5File {
     public let path: String
     let id: hid_t
 
-    public enum Mode { case read, create, readWrite }
+    /// `memory`: a new file held in memory (HDF5's core driver), written out by `writeImage`.
+    public enum Mode { case read, create, readWrite, memory }
 
     public init(_ path: String, mode: Mode = .read) throws {
         dim_H5_silence_errors()
@@ -21,6 +22,11 @@ public final class HDF5File {
             id = H5Fopen(path, dim_H5F_ACC_RDWR(), dim_H5P_DEFAULT())
         case .create:
             id = H5Fcreate(path, dim_H5F_ACC_TRUNC(), dim_H5P_DEFAULT(), dim_H5P_DEFAULT())
+        case .memory:
+            let fapl = H5Pcreate(dim_H5P_FILE_ACCESS())
+            defer { H5Pclose(fapl) }
+            H5Pset_fapl_core(fapl, 16 << 20, false)  // grow 16 MB at a time; no backing file
+            id = H5Fcreate(path, dim_H5F_ACC_TRUNC(), dim_H5P_DEFAULT(), fapl)
         }
         if id < 0 { throw DIMError("\(path): cannot open as HDF5 (damaged or unreadable)") }
     }
@@ -30,6 +36,27 @@ public final class HDF5File {
 
     /// Flushes HDF5's buffers to the operating system.
     public func flush() { H5Fflush(id, H5F_SCOPE_GLOBAL) }
+
+    /// Writes a `.memory` file's bytes to `path` with plain write(2) and fsync(2). HDF5 never
+    /// touches the disk itself, so a full disk or a failing write is an ordinary error here (when
+    /// HDF5 wrote and then failed to close a file, its exit-time clean-up crashed).
+    public func writeImage(to path: String) throws {
+        guard H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0 else { throw DIMError("\(path): HDF5 could not flush the file image") }
+        let size = H5Fget_file_image(id, nil, 0)
+        guard size > 0 else { throw DIMError("\(path): HDF5 could not size the file image") }
+        var image = [UInt8](repeating: 0, count: size)
+        guard H5Fget_file_image(id, &image, size) == size else { throw DIMError("\(path): HDF5 could not copy the file image") }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw DIMError("\(path): cannot create (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var done = 0
+        while done < size {
+            let n = image.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, size - done) }
+            guard n > 0 else { throw DIMError("\(path): cannot write (\(String(cString: strerror(errno))))") }
+            done += n
+        }
+        guard fsync(fd) == 0 else { throw DIMError("\(path): cannot write (fsync: \(String(cString: strerror(errno))))") }
+    }
 
     public func exists(_ name: String) -> Bool {
         // Check each prefix: H5Lexists fails on a path whose parent is missing.

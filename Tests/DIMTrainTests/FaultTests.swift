@@ -1,0 +1,82 @@
+import Foundation
+import XCTest
+import DIMTestSupport
+import DIMCore
+import DIMIO
+@testable import DIMTrain
+
+/// Preemption, time-based checkpoints and checkpoint writes on a full disk (issue: survive faults).
+final class FaultTests: XCTestCase {
+    func testAStopSignalCheckpointsAndTheResumedRunEqualsAnUninterruptedOne() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let run = TinyRun(data: dir + "/data")
+        StopSignals.install()
+        defer { StopSignals.received = 0 }
+        // A real SIGUSR1 while the run is under way (as Slurm's --signal sends it).
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { kill(getpid(), SIGUSR1) }
+        let stopped = try run.trainer(out: dir + "/b", steps: 1_000_000)
+        XCTAssertEqual(try stopped.run(), .stopped(SIGUSR1))
+        let s = stopped.state.step
+        XCTAssertGreaterThan(s, 0)
+        XCTAssertEqual(stopped.checkpoints.latestName(), CheckpointDirectory.fileName(step: s), "no step lost")
+        StopSignals.received = 0
+        let resumed = try run.trainer(out: dir + "/b", steps: s + 5, resume: "auto")
+        XCTAssertEqual(try resumed.run(), .finished)
+        let straight = try run.trainer(out: dir + "/a", steps: s + 5)
+        try straight.run()
+        XCTAssertEqual(snapshot(resumed.state), snapshot(straight.state))
+    }
+
+    func testCheckpointsEveryFewSeconds() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        var o = Trainer.Options(dataDirectory: dir + "/data", outDirectory: dir + "/run", totalSteps: 1_000_000)
+        o.quiet = true
+        o.checkpointInterval = 0.2
+        o.timeLimit = 1.1
+        o.keepCheckpoints = 100
+        let t = try Trainer(config: TinyRun(data: dir + "/data").config, options: o, comm: SingleProcess())
+        try t.run()
+        let files = CheckpointDirectory(path: dir + "/run/checkpoints").all()
+        XCTAssertGreaterThanOrEqual(files.count, 4, "about one every 0.2 s over 1.1 s, plus the final one")
+    }
+
+    /// A checkpoint directory on a tmpfs with room for one and a half checkpoints: the first
+    /// write succeeds, the second runs out of space; the error is clear and the first checkpoint,
+    /// with `latest` pointing to it, stays whole. Needs root (mount).
+    func testAFullDiskKeepsThePreviousCheckpoint() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to mount a small tmpfs") }
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let run = TinyRun(data: dir + "/data")
+        try run.trainer(out: dir + "/probe", steps: 1).run()
+        let size = try FileManager.default.attributesOfItem(
+            atPath: CheckpointDirectory(path: dir + "/probe/checkpoints").all()[0])[.size] as! Int
+        let mountPoint = dir + "/run/checkpoints"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let kib = (size * 3 / 2) / 1024 + 8
+        guard shell("mount -t tmpfs -o size=\(kib)k tmpfs \(mountPoint)") == 0 else { throw XCTSkip("mount failed") }
+        defer { _ = shell("umount \(mountPoint)") }
+        let t = try run.trainer(out: dir + "/run", steps: 6, checkpointEvery: 2)
+        XCTAssertThrowsError(try t.run()) { error in
+            XCTAssertTrue("\(error)".contains(mountPoint), "the error names the file: \(error)")
+        }
+        let ckpts = CheckpointDirectory(path: mountPoint)
+        XCTAssertEqual(ckpts.latestName(), CheckpointDirectory.fileName(step: 2))
+        let f = try HDF5File(ckpts.latest()!)
+        let state = TrainingState(config: run.config)
+        try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: try CheckpointFile.readInfo(f))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: mountPoint).filter { $0.hasPrefix(".") }
+        XCTAssertEqual(leftovers, [], "no temporary file is left behind")
+    }
+}
+
+private func shell(_ command: String) -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    try? p.run()
+    p.waitUntilExit()
+    return p.terminationStatus
+}
