@@ -1,6 +1,7 @@
 import ArgumentParser
 import DIMCore
 import DIMIO
+import DIMTrain
 import Foundation
 
 struct CheckpointCommand: ParsableCommand {
@@ -13,6 +14,8 @@ struct CheckpointCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print a checkpoint's step, epoch, configuration, parameter count, loss and ranks.")
         @Argument(help: "A checkpoint file, or a run's checkpoints directory (its latest checkpoint).") var path: String
+        @Flag(help: "Also load every tensor and check the checksums (exit status 1 when the file is damaged).")
+        var verify = false
 
         func run() throws {
             var file = path
@@ -33,6 +36,10 @@ struct CheckpointCommand: ParsableCommand {
             print("  dataset fingerprint \(info.datasetFingerprint) (\(info.datasetCount) examples)")
             print("  \(params.count) parameter tensors, \(count) parameters")
             print("  config \(info.configJSON)")
+            if verify {
+                _ = try Evaluation.loadModel(checkpoint: file, untrained: false)
+                print("  verified: complete, every tensor's checksum matches")
+            }
         }
     }
 

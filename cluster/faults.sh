@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Fault suite on the emulated cluster (2 hosts x 2 ranks over TCP), every job under the
+# supervisor (launch/elastic.sh) with a 15 s step deadline:
+#  a. SIGSTOP of a rank on the second host: the watchdog ends the job within the deadline with a
+#     line naming the silent rank; the supervisor resumes; the result equals an uninterrupted run.
+#  b. the second host's link taken down mid-step: the same (the link comes back once the job has
+#     ended, as after a transient partition; that host's stale processes are cleaned up like a
+#     node's epilogue would).
+#  c. twenty kill -9 at random moments (a random rank, rank 0 while it writes a checkpoint among
+#     them): after every fault `latest` names a complete, verified checkpoint; the finished run
+#     equals the uninterrupted one.
+# Prints: faults injected, jobs recovered, checkpoints corrupted (must be 0), steps lost per fault.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+bin="$root/.build/release/dim-dist"
+[[ -x "$bin" ]] || (cd "$root" && swift build -c release)
+work=$(mktemp -d /tmp/dim-dist-faults.XXXXXX)
+cleanup() { "$here/down.sh" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+"$here/up.sh" --hosts 2 --slots 2 >/dev/null
+"$bin" data synth --out "$work/data" --train 640 --test 64 --classes 4 --size 28 --shards 2 >/dev/null
+model=(--conv-channels 16,32 --fc-units 64 --global-dim 16 --mi-units 64 --batch-size 16 --lr 1e-3 --estimator nce)
+steps=${STEPS:-300}
+train=(train --data "$work/data" "${model[@]}" --steps "$steps" --checkpoint-every 10 --log-every 1 --step-timeout 15s)
+faults=0 recovered=0 corrupted=0 lost=()
+
+echo "== uninterrupted run ($steps steps)"
+"$here/run.sh" -np 4 "${train[@]}" --out "$work/straight" > "$work/straight.log" 2>&1
+tail -1 "$work/straight.log"
+
+supervise() {  # $1 name: runs the job under the supervisor in the background; sets $sup
+  "$root/launch/elastic.sh" --max-restarts 30 --kill-after 20 --log "$work/$1.elastic" -- \
+    "$here/run.sh" -np 4 "${train[@]}" --out "$work/$1" > "$work/$1.log" 2>&1 &
+  sup=$!
+}
+latest_step() { local f; f=$(cat "$work/$1/checkpoints/latest" 2>/dev/null) || { echo 0; return; }; f=${f#ckpt-}; echo $((10#${f%.h5})); }
+wait_for_step() { for _ in $(seq 1 1200); do (( $(latest_step "$1") >= $2 )) && return 0; sleep 0.05; done; return 1; }
+ranks_on() {
+  for p in $(ip netns pids "$1" 2>/dev/null); do
+    if [[ "$(cat /proc/$p/comm 2>/dev/null)" == dim-dist ]]; then echo "$p"; fi
+  done
+  return 0
+}
+rank0() {
+  for p in $(ranks_on dimh0); do
+    if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0; then echo "$p"; fi
+  done
+  return 0
+}
+part() { [[ ",${PARTS:-a,b,c}," == *",$1,"* ]]; }
+restarts() { local n; n=$(grep -c restarting "$work/$1.elastic" 2>/dev/null) || true; echo "${n:-0}"; }
+verify_latest() {
+  [[ -f "$work/$1/checkpoints/latest" ]] || return 0   # killed before the first checkpoint: nothing to check
+  if ! "$bin" checkpoint inspect "$work/$1/checkpoints" --verify > "$work/verify.log" 2>&1; then
+    corrupted=$((corrupted + 1)); echo "  CORRUPTED: $(tail -1 "$work/verify.log")"
+  fi
+}
+finish() {  # $1 name: waits for the supervisor, checks the result against the uninterrupted run
+  local status=0
+  wait "$sup" || status=$?
+  (( status == 0 )) || { echo "faults: FAILED, $1 did not finish (status $status)"; cat "$work/$1.elastic"; exit 1; }
+  "$bin" checkpoint diff "$work/straight" "$work/$1" --tolerance 0 > "$work/diff.log" \
+    || { echo "faults: FAILED, $1 differs from the uninterrupted run"; cat "$work/diff.log"; exit 1; }
+  python3 - "$work/$1/metrics.jsonl" <<'EOF'
+import json, sys
+steps = [json.loads(l)["step"] for l in open(sys.argv[1]) if '"loss"' in l]
+assert steps == sorted(set(steps)), f"metrics.jsonl repeats or misorders steps: {steps}"
+EOF
+}
+# Steps lost by each restart: the last step a failed attempt logged minus the step it resumed from.
+count_lost() {
+  python3 - "$work/$1.log" <<'EOF'
+import re, sys
+last, out = None, []
+for line in open(sys.argv[1]):
+    m = re.search(r"step (\d+)/", line)
+    if m: last = int(m.group(1))
+    m = re.search(r"resumed from .*: step (\d+)", line)
+    if m and last is not None:
+        out.append(max(0, last - int(m.group(1)))); last = None
+print(" ".join(map(str, out)))
+EOF
+}
+
+if part a; then
+echo "== a. SIGSTOP of a rank on dimh1"
+supervise stop
+wait_for_step stop 30
+victim=$(ranks_on dimh1 | sed -n 1p)
+kill -STOP "$victim"; t0=$(date +%s); faults=$((faults + 1))
+for _ in $(seq 1 600); do grep -q "dim-dist: watchdog" "$work/stop.log" && break; sleep 0.1; done
+detected=$(( $(date +%s) - t0 ))
+grep -m1 "dim-dist: watchdog" "$work/stop.log" | cut -c1-240
+grep -q "no heartbeat from rank" "$work/stop.log" || { echo "faults: FAILED, the watchdog did not name the silent rank"; exit 1; }
+kill -CONT "$victim" 2>/dev/null; kill -KILL "$victim" 2>/dev/null || true
+finish stop; recovered=$((recovered + 1)); verify_latest stop
+echo "  detected after ${detected}s (deadline 15 s); resumed and equal to the uninterrupted run; steps lost: $(count_lost stop)"
+lost+=($(count_lost stop))
+fi
+
+if part b; then
+echo "== b. the link of dimh1 down mid-step"
+supervise link
+wait_for_step link 30
+ip -n dimh1 link set eth0 down; t0=$(date +%s); faults=$((faults + 1))
+for _ in $(seq 1 600); do grep -q "dim-dist: watchdog" "$work/link.log" && break; sleep 0.1; done
+detected=$(( $(date +%s) - t0 ))
+grep -m1 "dim-dist: watchdog" "$work/link.log" | cut -c1-240
+# The partition ends once the job is down; the host's leftovers are removed as an epilogue would.
+for _ in $(seq 1 300); do grep -q "restarting" "$work/link.elastic" 2>/dev/null && break; sleep 0.1; done
+for p in $(ip netns pids dimh1); do kill -KILL "$p" 2>/dev/null || true; done
+ip -n dimh1 link set eth0 up
+finish link; recovered=$((recovered + 1)); verify_latest link
+echo "  detected after ${detected}s (deadline 15 s); resumed and equal to the uninterrupted run; steps lost: $(count_lost link)"
+lost+=($(count_lost link))
+fi
+
+if part c; then
+echo "== c. twenty kill -9 at random moments"
+supervise kills
+injected=0 during_write=0
+while (( injected < ${KILLS:-20} )) && kill -0 "$sup" 2>/dev/null; do
+  sleep "0.$(( RANDOM % 9 + 1 ))"; sleep $(( RANDOM % 3 ))
+  if (( injected % 4 == 3 )); then
+    # Rank 0 while it writes a checkpoint (its temporary file exists).
+    writing=0
+    for _ in $(seq 1 4000); do if ls "$work/kills/checkpoints"/.ckpt-* >/dev/null 2>&1; then writing=1; break; fi; done
+    victim=$(rank0)
+    during_write=$((during_write + writing))
+  else
+    victim=$( (ranks_on dimh0; ranks_on dimh1) | shuf -n1)
+  fi
+  [[ -n "${victim:-}" ]] || continue
+  kill -KILL "$victim" 2>/dev/null || continue
+  injected=$((injected + 1)); faults=$((faults + 1))
+  # Wait for the supervisor to notice, then check the checkpoint it will resume from.
+  for _ in $(seq 1 600); do if (( $(restarts kills) >= injected )); then break; fi; sleep 0.1; done
+  verify_latest kills
+done
+finish kills
+recovered=$((recovered + $(restarts kills)))
+lost+=($(count_lost kills))
+echo "  $injected kills ($during_write of them rank 0 while a checkpoint file was being written); resumed every time;" \
+     "the finished run equals the uninterrupted one"
+fi
+
+total=0; for l in "${lost[@]}"; do total=$((total + l)); done
+worst=0; for l in "${lost[@]}"; do if (( l > worst )); then worst=$l; fi; done
+echo "faults: injected $faults, jobs recovered $recovered, checkpoints corrupted $corrupted, " \
+     "steps lost per fault: mean $(( ${#lost[@]} ? total / ${#lost[@]} : 0 )) max $worst (checkpoint every 10 steps)"
+(( corrupted == 0 )) || { echo "faults: FAILED, corrupted checkpoints"; exit 1; }
+echo "faults: passed"
