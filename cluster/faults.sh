@@ -68,6 +68,18 @@ steps = [json.loads(l)["step"] for l in open(sys.argv[1]) if '"loss"' in l]
 assert steps == sorted(set(steps)), f"metrics.jsonl repeats or misorders steps: {steps}"
 EOF
 }
+# Waits for the watchdog's line in $1's log; sets $detected (seconds since $2).
+await_watchdog() {
+  for _ in $(seq 1 600); do grep -q "dim-dist: watchdog" "$work/$1.log" && break; sleep 0.1; done
+  detected=$(( $(date +%s) - $2 ))
+  grep -m1 "dim-dist: watchdog" "$work/$1.log" | cut -c1-240
+}
+# Waits for $1's supervised job to finish and checks it; counts the recovery and the lost steps.
+conclude() {
+  finish "$1"; recovered=$((recovered + 1)); verify_latest "$1"
+  echo "  detected after ${detected}s (deadline 15 s); resumed and equal to the uninterrupted run; steps lost: $(count_lost "$1")"
+  lost+=($(count_lost "$1"))
+}
 # Steps lost by each restart: the last step a failed attempt logged minus the step it resumed from.
 count_lost() {
   python3 - "$work/$1.log" <<'EOF'
@@ -89,14 +101,10 @@ supervise stop
 wait_for_step stop 30
 victim=$(ranks_on dimh1 | sed -n 1p)
 kill -STOP "$victim"; t0=$(date +%s); faults=$((faults + 1))
-for _ in $(seq 1 600); do grep -q "dim-dist: watchdog" "$work/stop.log" && break; sleep 0.1; done
-detected=$(( $(date +%s) - t0 ))
-grep -m1 "dim-dist: watchdog" "$work/stop.log" | cut -c1-240
+await_watchdog stop "$t0"
 grep -q "no heartbeat from rank" "$work/stop.log" || { echo "faults: FAILED, the watchdog did not name the silent rank"; exit 1; }
 kill -CONT "$victim" 2>/dev/null; kill -KILL "$victim" 2>/dev/null || true
-finish stop; recovered=$((recovered + 1)); verify_latest stop
-echo "  detected after ${detected}s (deadline 15 s); resumed and equal to the uninterrupted run; steps lost: $(count_lost stop)"
-lost+=($(count_lost stop))
+conclude stop
 fi
 
 if part b; then
@@ -104,16 +112,12 @@ echo "== b. the link of dimh1 down mid-step"
 supervise link
 wait_for_step link 30
 ip -n dimh1 link set eth0 down; t0=$(date +%s); faults=$((faults + 1))
-for _ in $(seq 1 600); do grep -q "dim-dist: watchdog" "$work/link.log" && break; sleep 0.1; done
-detected=$(( $(date +%s) - t0 ))
-grep -m1 "dim-dist: watchdog" "$work/link.log" | cut -c1-240
+await_watchdog link "$t0"
 # The partition ends once the job is down; the host's leftovers are removed as an epilogue would.
 for _ in $(seq 1 300); do grep -q "restarting" "$work/link.elastic" 2>/dev/null && break; sleep 0.1; done
 for p in $(ip netns pids dimh1); do kill -KILL "$p" 2>/dev/null || true; done
 ip -n dimh1 link set eth0 up
-finish link; recovered=$((recovered + 1)); verify_latest link
-echo "  detected after ${detected}s (deadline 15 s); resumed and equal to the uninterrupted run; steps lost: $(count_lost link)"
-lost+=($(count_lost link))
+conclude link
 fi
 
 if part c; then

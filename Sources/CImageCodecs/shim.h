@@ -9,6 +9,16 @@
 #include <turbojpeg.h>
 #include <png.h>
 
+/// Opens a PNG held in memory (libpng's simplified API); on failure fills `err` and frees `img`.
+static inline int dim_png_open(png_image *img, const uint8_t *buf, size_t size, char *err, size_t errlen) {
+    memset(img, 0, sizeof *img);
+    img->version = PNG_IMAGE_VERSION;
+    if (png_image_begin_read_from_memory(img, buf, size)) return 0;
+    snprintf(err, errlen, "not a readable PNG (%s)", img->message);
+    png_image_free(img);
+    return -1;
+}
+
 /// Width and height of a JPEG or PNG held in memory; `kind` is 1 for JPEG, 2 for PNG.
 static inline int dim_image_header(const uint8_t *buf, size_t size, int *kind, int *width, int *height,
                                    char *err, size_t errlen) {
@@ -23,13 +33,7 @@ static inline int dim_image_header(const uint8_t *buf, size_t size, int *kind, i
     }
     if (size >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0) {
         png_image img;
-        memset(&img, 0, sizeof img);
-        img.version = PNG_IMAGE_VERSION;
-        if (!png_image_begin_read_from_memory(&img, buf, size)) {
-            snprintf(err, errlen, "not a readable PNG (%s)", img.message);
-            png_image_free(&img);
-            return -1;
-        }
+        if (dim_png_open(&img, buf, size, err, errlen) != 0) return -1;
         *width = (int)img.width; *height = (int)img.height; *kind = 2;
         png_image_free(&img);
         return 0;
@@ -53,13 +57,7 @@ static inline int dim_image_decode(const uint8_t *buf, size_t size, int channels
         return rc == 0 ? 0 : -1;
     }
     png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_memory(&img, buf, size)) {
-        snprintf(err, errlen, "not a readable PNG (%s)", img.message);
-        png_image_free(&img);
-        return -1;
-    }
+    if (dim_png_open(&img, buf, size, err, errlen) != 0) return -1;
     img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
     if (!png_image_finish_read(&img, NULL, out, 0, NULL)) {
         snprintf(err, errlen, "corrupt or truncated PNG (%s)", img.message);

@@ -16,9 +16,7 @@ struct Plot: ParsableCommand {
         @Option(help: "Chart title.") var title: String?
 
         func run() throws {
-            var path = metrics
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { path += "/metrics.jsonl" }
+            let path = metricsFile(metrics)
             let series = try Plots.readMetrics(path)
             let svg = Plots.lossSVG(series, title: title ?? "DIM training loss (\(path))")
             guard FileManager.default.createFile(atPath: out, contents: Data(svg.utf8)) else { throw DIMError("\(out): cannot write") }
@@ -34,9 +32,7 @@ struct Plot: ParsableCommand {
         @Option(help: "Chart title.") var title: String?
 
         func run() throws {
-            var path = metrics
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { path += "/metrics.jsonl" }
+            let path = metricsFile(metrics)
             let records = ProbeRecord.read(path)
             guard !records.isEmpty else {
                 throw DIMError("\(path): no probe records (make them with: dim-dist eval --every-checkpoint RUN)")
@@ -70,4 +66,11 @@ struct Plot: ParsableCommand {
             print("plot: \(queries) queries x \(k) neighbours (\(fmt(100 * g.labelsMatch, 1))% share the query's label) -> \(out)")
         }
     }
+}
+
+/// metrics.jsonl itself, or the one in a run directory.
+func metricsFile(_ path: String) -> String {
+    var isDir: ObjCBool = false
+    let dir = FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+    return dir ? path + "/metrics.jsonl" : path
 }

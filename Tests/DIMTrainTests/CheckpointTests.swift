@@ -27,11 +27,12 @@ struct TinyRun {
     }
 
     func trainer(out: String, steps: Int, comm: Communicator = SingleProcess(), resume: String? = nil,
-                 checkpointEvery: Int = 0) throws -> Trainer {
+                 checkpointEvery: Int = 0, options: (inout Trainer.Options) -> Void = { _ in }) throws -> Trainer {
         var o = Trainer.Options(dataDirectory: data, outDirectory: out, totalSteps: steps)
         o.resume = resume
         o.quiet = true
         o.checkpointEvery = checkpointEvery
+        options(&o)
         return try Trainer(config: config, options: o, comm: comm)
     }
 }
@@ -49,10 +50,7 @@ final class CheckpointTests: XCTestCase {
     func testTimeLimitStopsAndCheckpoints() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
-        var o = Trainer.Options(dataDirectory: dir + "/data", outDirectory: dir + "/run", totalSteps: 1_000_000)
-        o.quiet = true
-        o.timeLimit = 0.5
-        let t = try Trainer(config: TinyRun(data: dir + "/data").config, options: o, comm: SingleProcess())
+        let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1_000_000) { $0.timeLimit = 0.5 }
         try t.run()
         XCTAssertGreaterThan(t.state.step, 0)
         XCTAssertLessThan(t.state.step, 1_000_000)

@@ -31,12 +31,11 @@ final class FaultTests: XCTestCase {
     func testCheckpointsEveryFewSeconds() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
-        var o = Trainer.Options(dataDirectory: dir + "/data", outDirectory: dir + "/run", totalSteps: 1_000_000)
-        o.quiet = true
-        o.checkpointInterval = 0.2
-        o.timeLimit = 1.1
-        o.keepCheckpoints = 100
-        let t = try Trainer(config: TinyRun(data: dir + "/data").config, options: o, comm: SingleProcess())
+        let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1_000_000) {
+            $0.checkpointInterval = 0.2
+            $0.timeLimit = 1.1
+            $0.keepCheckpoints = 100
+        }
         try t.run()
         let files = CheckpointDirectory(path: dir + "/run/checkpoints").all()
         XCTAssertGreaterThanOrEqual(files.count, 4, "about one every 0.2 s over 1.1 s, plus the final one")

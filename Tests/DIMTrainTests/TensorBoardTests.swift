@@ -30,10 +30,7 @@ final class TensorBoardTests: XCTestCase {
     func testTrainingWritesEventsBesideMetrics() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
-        var o = Trainer.Options(dataDirectory: dir + "/data", outDirectory: dir + "/run", totalSteps: 6)
-        o.quiet = true
-        o.logEvery = 2
-        try Trainer(config: TinyRun(data: dir + "/data").config, options: o, comm: SingleProcess()).run()
+        try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 6) { $0.logEvery = 2 }.run()
         let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/run").filter { $0.hasPrefix("events.out.tfevents.") }
         XCTAssertEqual(files.count, 1)
         let events = try readScalarEvents(dir + "/run/" + files[0])
