@@ -169,7 +169,7 @@ public final class Probe {
 /// training features (never on test), then the probe is retrained on all training features with
 /// the chosen settings and scored on test. The same protocol serves trained and untrained encoders.
 public struct ProbeSelection {
-    public var weightDecays: [Float] = [0, 1e-4, 1e-3, 1e-2]
+    public var weightDecays: [Float] = [0, 1e-4, 1e-3, 1e-2, 1e-1]
     public var validationFraction = 0.1
     public var seed: UInt64 = 2024
     public init() {}
