@@ -1,0 +1,68 @@
+"""Checks the README's "Taking the encoder to PyTorch" snippet: loads a dim-dist checkpoint into a
+PyTorch encoder named as DESIGN.md section 7 says (conv0, bn0, ..., fc{n+1}, bn{n+1}, fc{n+2}) with
+the snippet's own code (read from README.md), and compares its conv / fc / y features with
+`dim-dist encode` on the same images.
+
+    dim-dist encode --checkpoint CKPT --data DATA --split test --out feats.h5
+    python3 launch/pytorch/check_export.py CKPT DATA feats.h5 [--images 256]
+"""
+import argparse, glob, re, sys
+import h5py, numpy as np, torch, torch.nn as nn
+
+
+class Encoder(nn.Module):
+    """basic32x32/28x28/64x64 from the checkpoint's shapes: conv{i}/bn{i}, fc{n+1}, bn{n+1}, fc{n+2}."""
+
+    def __init__(self, params):
+        super().__init__()
+        self.n = len([k for k in params if re.fullmatch(r"encoder\.conv\d+\.weight", k)])
+        for i in range(self.n):
+            w = params[f"encoder.conv{i}.weight"]
+            k = w.shape[2]
+            pad = 2 if k == 5 else 1
+            setattr(self, f"conv{i}", nn.Conv2d(w.shape[1], w.shape[0], k, 2, pad, bias=False))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(w.shape[0]))
+        fc = params[f"encoder.fc{self.n + 1}.weight"]
+        y = params[f"encoder.fc{self.n + 2}.weight"]
+        setattr(self, f"fc{self.n + 1}", nn.Linear(fc.shape[1], fc.shape[0], bias=False))
+        setattr(self, f"bn{self.n + 1}", nn.BatchNorm1d(fc.shape[0]))
+        setattr(self, f"fc{self.n + 2}", nn.Linear(y.shape[1], y.shape[0]))
+
+    def forward(self, x):
+        for i in range(self.n):
+            x = torch.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)))
+        conv = x.flatten(1)
+        f = torch.relu(getattr(self, f"bn{self.n + 1}")(getattr(self, f"fc{self.n + 1}")(conv)))
+        return conv, f, getattr(self, f"fc{self.n + 2}")(f)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint"); ap.add_argument("data"); ap.add_argument("features")
+    ap.add_argument("--images", type=int, default=256)
+    a = ap.parse_args()
+    with h5py.File(a.checkpoint, "r") as f:
+        params = {k: f["params"][k][()] for k in f["params"]}
+    encoder = Encoder(params).eval()
+    # The README's snippet, as written there, with its path replaced by this checkpoint.
+    readme = open(__file__.rsplit("/launch/", 1)[0] + "/README.md").read()
+    snippet = re.search(r"```python\n(import h5py, torch\n.*?)```", readme, re.S).group(1)
+    snippet = re.sub(r'h5py\.File\("[^"]+"', f'h5py.File("{a.checkpoint}"', snippet)
+    exec(snippet, {"encoder": encoder})
+    shard = sorted(glob.glob(f"{a.data}/test-*.h5"))[0]
+    with h5py.File(shard, "r") as f:
+        x = torch.from_numpy(f["images"][: a.images].astype(np.float32) * (2 / 255) - 1)
+    with torch.no_grad():
+        mine = encoder(x)
+    with h5py.File(a.features, "r") as f:
+        ref = [torch.from_numpy(f[f"features/{k}"][: a.images]) for k in ("conv", "fc", "y")]
+    worst = 0.0
+    for name, m, r in zip(("conv", "fc", "y"), mine, ref):
+        err = ((m - r).abs().max() / r.abs().max()).item()
+        worst = max(worst, err)
+        print(f"{name}: max |pytorch - dim-dist| / max |dim-dist| = {err:.2e}")
+    sys.exit(0 if worst < 1e-4 else 1)
+
+
+if __name__ == "__main__":
+    main()
