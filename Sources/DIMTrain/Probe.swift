@@ -123,7 +123,10 @@ public final class Probe {
                 softmaxCrossEntropyGradient(out, labels: rows.map { train.labels[$0] })
                 backward()
                 if config.weightDecay > 0 {
-                    for p in decayed { for i in 0..<p.count { p.grad.data[i] += config.weightDecay * p.value.data[i] } }
+                    for p in decayed {
+                        let g = p.grad.data, w = p.value.data, wd = config.weightDecay
+                        for i in 0..<p.count { g[i] += wd * w[i] }
+                    }
                 }
                 adam.update(params)
             }
