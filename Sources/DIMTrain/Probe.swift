@@ -85,11 +85,13 @@ public final class Probe {
             // Inverted dropout with a mask from the probe's own stream.
             mask.resize(h.shape)
             let keep = 1 - config.dropout
+            let m = mask.data, hd = h.data
+            var rng = dropoutRNG
             for i in 0..<h.count {
-                let m: Float = dropoutRNG.nextFloat() < keep ? 1 / keep : 0
-                mask.data[i] = m
-                h.data[i] *= m
+                m[i] = rng.nextFloat() < keep ? 1 / keep : 0
+                hd[i] *= m[i]
             }
+            dropoutRNG = rng
         }
         return second.forward(h)
     }
@@ -135,16 +137,17 @@ public final class Probe {
     }
 
     private func softmaxCrossEntropyGradient(_ out: Tensor, labels: [Int]) {
-        let n = labels.count
+        let n = labels.count, classes = classes
         dlogits.resize(out.shape)
+        let o = out.data, g = dlogits.data
         for j in 0..<n {
             var mx = -Float.infinity
-            for c in 0..<classes { mx = max(mx, out.data[c * n + j]) }
+            for c in 0..<classes { mx = max(mx, o[c * n + j]) }
             var z: Float = 0
-            for c in 0..<classes { z += expf(out.data[c * n + j] - mx) }
+            for c in 0..<classes { z += expf(o[c * n + j] - mx) }
             for c in 0..<classes {
-                let p = expf(out.data[c * n + j] - mx) / z
-                dlogits.data[c * n + j] = (p - (c == labels[j] ? 1 : 0)) / Float(n)
+                let p = expf(o[c * n + j] - mx) / z
+                g[c * n + j] = (p - (c == labels[j] ? 1 : 0)) / Float(n)
             }
         }
     }
@@ -152,7 +155,10 @@ public final class Probe {
     private func backward() {
         guard let norm = norm, let second = second else { first.backward(dlogits, inputGrad: false); return }
         let dh = second.backward(dlogits)
-        if config.dropout > 0 { for i in 0..<dh.count { dh.data[i] *= mask.data[i] } }
+        if config.dropout > 0 {
+            let d = dh.data, m = mask.data
+            for i in 0..<dh.count { d[i] *= m[i] }
+        }
         first.backward(norm.backward(dh, comm: comm), inputGrad: false)
     }
 
