@@ -58,7 +58,8 @@ public struct FolderImport {
         }
         let loose = entries.filter { !isDirectory(directory + "/" + $0) }
         guard loose.isEmpty else {
-            throw DIMError("\(directory): has class folders and loose files (\(loose.prefix(3).joined(separator: ", "))): "
+            let examples = loose.prefix(3).joined(separator: ", ")
+            throw DIMError("\(directory): has class folders and loose files (\(examples)): "
                            + "use one layout, <class>/<image> or images directly")
         }
         var listing = Listing(classNames: dirs, files: [], labels: [])
@@ -81,7 +82,9 @@ public struct FolderImport {
                   dim_image_header(base, buf.count, &kind, &w, &h, &err, err.count) == 0 else {
                 throw DIMError("\(path): \(buf.isEmpty ? "empty file" : String(cString: err))")
             }
-            guard w > 0, h > 0, Int(w) * Int(h) <= 1 << 28 else { throw DIMError("\(path): image size \(w)x\(h) not supported") }
+            guard w > 0, h > 0, Int(w) * Int(h) <= 1 << 28 else {
+                throw DIMError("\(path): image size \(w)x\(h) not supported")
+            }
             var out = [UInt8](repeating: 0, count: Int(w) * Int(h) * channels)
             guard dim_image_decode(base, buf.count, Int32(channels), &out, &err, err.count) == 0 else {
                 throw DIMError("\(path): \(String(cString: err))")
@@ -99,7 +102,9 @@ public struct FolderImport {
         for split in ["train", "test"] where FileManager.default.fileExists(atPath: "\(source)/\(split)") {
             splits[split] = try Self.list("\(source)/\(split)")
         }
-        guard let train = splits["train"] else { throw DIMError("\(source): no train/ folder (expected train/ and optionally test/)") }
+        guard let train = splits["train"] else {
+            throw DIMError("\(source): no train/ folder (expected train/ and optionally test/)")
+        }
         if let test = splits["test"], test.classNames != train.classNames {
             throw DIMError("\(source): test/ has classes \(test.classNames) but train/ has \(train.classNames)")
         }
@@ -111,7 +116,9 @@ public struct FolderImport {
         for (name, listing) in splits.sorted(by: { $0.key > $1.key }) {  // train first
             guard !listing.files.isEmpty else { throw DIMError("\(source)/\(name): no image files") }
             let (images, labels, skipped) = try decodeAll(listing, split: name, comm: comm, log: log)
-            guard !labels.isEmpty else { throw DIMError("\(source)/\(name): no readable images (\(skipped.count) bad files)") }
+            guard !labels.isEmpty else {
+                throw DIMError("\(source)/\(name): no readable images (\(skipped.count) bad files)")
+            }
             if comm.isRoot {
                 var s = try writeSplit(directory: out, split: name, images: images, labels: labels, channels: channels,
                                        height: size, width: size, shards: name == "train" ? shards : max(1, shards / 2))

@@ -18,7 +18,8 @@ public func writeImage(path: String, pixels: [UInt8], width: Int, height: Int, c
     case .png: (jpeg, quality) = (0, 0)
     case .jpeg(let q): (jpeg, quality) = (1, Int32(q))
     }
-    guard dim_image_write(path, pixels, Int32(width), Int32(height), Int32(channels), jpeg, quality, &err, err.count) == 0 else {
+    let rc = dim_image_write(path, pixels, Int32(width), Int32(height), Int32(channels), jpeg, quality, &err, err.count)
+    guard rc == 0 else {
         throw DIMError("\(path): cannot write image (\(String(cString: err)))")
     }
 }

@@ -31,7 +31,8 @@ public struct ProbeRecord: Codable, Equatable {
 
     /// The probe records of a metrics file (loss records are skipped).
     public static func read(_ path: String) -> [ProbeRecord] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path),
+              let text = String(data: data, encoding: .utf8) else {
             return []
         }
         let decoder = JSONDecoder()

@@ -22,11 +22,13 @@ public func machineReport(comm: Communicator) -> [String] {
     } else {
         let sorted = rates.sorted()
         let slowest = rates.firstIndex(of: sorted[0])!
-        lines.append("sgemm 2048x2048x4096, all ranks at once: median \(fmt(sorted[sorted.count / 2], 1)) GFLOP/s per rank, "
+        let median = fmt(sorted[sorted.count / 2], 1)
+        lines.append("sgemm 2048x2048x4096, all ranks at once: median \(median) GFLOP/s per rank, "
                      + "slowest \(fmt(sorted[0], 1)) on rank \(slowest), fastest \(fmt(sorted.last!, 1))")
         let otherCores = (0..<comm.size).filter { all[2 * $0 + 1] != mine[1] }
         if comm.isRoot && !otherCores.isEmpty {
-            lines.append("warning: rank(s) \(otherCores.map(String.init).joined(separator: ",")) run another class of BLAS kernels than rank 0")
+            let list = otherCores.map(String.init).joined(separator: ",")
+            lines.append("warning: rank(s) \(list) run another class of BLAS kernels than rank 0")
         }
     }
     return lines

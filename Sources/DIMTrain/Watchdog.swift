@@ -80,7 +80,9 @@ public final class Watchdog: CollectiveObserver {
         lock.unlock()
     }
 
-    public func collectiveBegan(_ name: StaticString, count: Int) { lock.lock(); collective = (name, count); lock.unlock() }
+    public func collectiveBegan(_ name: StaticString, count: Int) {
+        lock.lock(); collective = (name, count); lock.unlock()
+    }
     public func collectiveEnded() { lock.lock(); collective = nil; lock.unlock() }
 
     /// The deadline for one step now.
@@ -111,7 +113,8 @@ public final class Watchdog: CollectiveObserver {
                 line += "; every rank still sends heartbeats"
             } else {
                 line += "; no heartbeat from " + silent.map { r, seen in
-                    "rank \(r) for \(Int(now - seen.time)) s (last: step \(seen.step), \(Phase(rawValue: seen.phase)?.name ?? "?"))"
+                    let phase = Phase(rawValue: seen.phase)?.name ?? "?"
+                    return "rank \(r) for \(Int(now - seen.time)) s (last: step \(seen.step), \(phase))"
                 }.joined(separator: ", ")
             }
         }

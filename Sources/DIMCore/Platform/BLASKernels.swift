@@ -69,7 +69,8 @@ public enum BLASKernels {
         }
         if environment("OPENBLAS_CORETYPE") != nil {
             if let better = preferredCore(current: core, cpu: cpu) {
-                return "\(core) (set by OPENBLAS_CORETYPE; this CPU can run \(better): unset the variable for faster GEMMs)"
+                return "\(core) (set by OPENBLAS_CORETYPE; this CPU can run \(better): "
+                    + "unset the variable for faster GEMMs)"
             }
             return "\(core) (set by OPENBLAS_CORETYPE)"
         }
@@ -78,7 +79,8 @@ public enum BLASKernels {
 
     /// GFLOP/s of one m x n x k GEMM on this thread's BLAS threads (after a small warm-up call),
     /// so that a slow node shows in the first lines of a log. Leaves the FLOP counter as it was.
-    public static func measureGEMM(_ precision: Precision = .fp32, m: Int = 2048, n: Int = 2048, k: Int = 4096) -> Double {
+    public static func measureGEMM(_ precision: Precision = .fp32, m: Int = 2048, n: Int = 2048,
+                                   k: Int = 4096) -> Double {
         let a = Tensor([m, k]), b = Tensor([k, n]), c = Tensor([m, n])
         for i in 0..<a.count { a.data[i] = Float(i % 7) * 0.01 }
         for i in 0..<b.count { b.data[i] = Float(i % 5) * 0.01 }

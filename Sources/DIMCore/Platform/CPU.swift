@@ -27,11 +27,13 @@ public struct CPUInfo: Equatable {
         if avx512 { sets.append("AVX-512") }
         if avx512BF16 { sets.append("AVX512_BF16") }
         let name = brand.isEmpty ? vendor : brand
-        return "\(name) (\(vendor) family \(family) model \(model); \(sets.isEmpty ? "no AVX2" : sets.joined(separator: ", ")))"
+        let features = sets.isEmpty ? "no AVX2" : sets.joined(separator: ", ")
+        return "\(name) (\(vendor) family \(family) model \(model); \(features))"
     }
 
     static func read() -> CPUInfo {
-        var info = CPUInfo(vendor: "unknown", brand: "", family: 0, model: 0, avx2FMA: false, avx512: false, avx512BF16: false)
+        var info = CPUInfo(vendor: "unknown", brand: "", family: 0, model: 0,
+                           avx2FMA: false, avx512: false, avx512BF16: false)
         guard dim_is_x86() != 0 else { return info }
         func cpuid(_ leaf: UInt32, _ sub: UInt32 = 0) -> (a: UInt32, b: UInt32, c: UInt32, d: UInt32) {
             var a: UInt32 = 0, b: UInt32 = 0, c: UInt32 = 0, d: UInt32 = 0

@@ -14,7 +14,8 @@ public final class EventFileWriter {
     public init(directory: String) throws {
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, host.count - 1)
-        path = "\(directory)/events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(String(cString: host)).\(getpid())"
+        let seconds = Int(Date().timeIntervalSince1970)
+        path = "\(directory)/events.out.tfevents.\(seconds).\(String(cString: host)).\(getpid())"
         guard let f = fopen(path, "wb") else { throw DIMError("\(path): cannot create the TensorBoard event file") }
         file = f
         var first = Tensorflow_Event()
@@ -79,9 +80,13 @@ public func readScalarEvents(_ path: String) throws -> [ScalarEvent] {
         let start = offset + 12, end = start + length
         guard end + 4 <= bytes.count else { throw DIMError("\(path): record \(index) is truncated") }
         let payload = Array(bytes[start..<end])
-        guard le(end, UInt32.self) == maskedCRC32C(payload) else { throw DIMError("\(path): record \(index): data checksum mismatch") }
+        guard le(end, UInt32.self) == maskedCRC32C(payload) else {
+            throw DIMError("\(path): record \(index): data checksum mismatch")
+        }
         let event = try Tensorflow_Event(serializedBytes: payload)
-        for v in event.summary.value { out.append(ScalarEvent(step: Int(event.step), tag: v.tag, value: v.simpleValue)) }
+        for v in event.summary.value {
+            out.append(ScalarEvent(step: Int(event.step), tag: v.tag, value: v.simpleValue))
+        }
         offset = end + 4
         index += 1
     }
