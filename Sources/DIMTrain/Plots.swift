@@ -34,8 +34,10 @@ public enum Plots {
 
     /// Probe test accuracy (%) against the training step, one line per probe and feature set.
     public static func probeSVG(_ records: [ProbeRecord], title: String) -> String {
-        var series: [String: [(Double, Double)]] = [:]
-        for r in records.sorted(by: { $0.step < $1.step }) { series[r.series, default: []].append((Double(r.step), 100 * r.testAccuracy)) }
+        // The last record of each (series, step): probes run twice for a step count once.
+        var latest: [String: [Int: Double]] = [:]
+        for r in records { latest[r.series, default: [:]][r.step] = 100 * r.testAccuracy }
+        let series = latest.mapValues { $0.sorted { $0.key < $1.key }.map { (Double($0.key), $0.value) } }
         let keys = series.keys.sorted()
         let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
         return lineChart(series, keys: keys, colors: keys.indices.map { palette[$0 % palette.count] }, dashed: [],

@@ -221,8 +221,11 @@ public final class Trainer {
             try FileManager.default.createDirectory(atPath: options.outDirectory, withIntermediateDirectories: true)
             // After a resume the records past the checkpoint's step are dropped, so that the file
             // stays one record per step however often the run was interrupted.
-            if state.step > 0 { try truncateMetrics(after: state.step) }
-            metrics = fopen(options.outDirectory + "/metrics.jsonl", state.step > 0 ? "a" : "w")
+            let path = options.outDirectory + "/metrics.jsonl"
+            if state.step > 0 { try truncateMetrics(after: state.step) } else { fclose(fopen(path, "w")) }
+            // Append mode (O_APPEND): `eval --every-checkpoint` may add probe records to the same
+            // file while training runs; a plain write offset would overwrite them.
+            metrics = fopen(path, "a")
             guard metrics != nil else { throw DIMError("\(options.outDirectory)/metrics.jsonl: cannot write") }
             events = try EventFileWriter(directory: options.outDirectory)
         }

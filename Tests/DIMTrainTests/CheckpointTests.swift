@@ -57,6 +57,24 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(CheckpointDirectory(path: dir + "/run/checkpoints").latestName(), CheckpointDirectory.fileName(step: t.state.step))
     }
 
+    /// `eval --every-checkpoint` may append probe records while training writes metrics: both survive.
+    func testProbeRecordsAppendedDuringTrainingSurvive() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1_000_000) {
+            $0.timeLimit = 0.6
+            $0.logEvery = 1
+        }
+        let record = ProbeRecord(step: 1, ProbeResult(feature: "conv", probe: "linear", dim: 4, trainAccuracy: 0.5,
+                                                       testAccuracy: 0.5, validationAccuracy: 0.5, weightDecay: 0, epochs: 1))
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) {
+            try? ProbeRecord.append([record], to: dir + "/run/metrics.jsonl")
+        }
+        try t.run()
+        XCTAssertEqual(ProbeRecord.read(dir + "/run/metrics.jsonl"), [record])
+        XCTAssertGreaterThan(try Plots.readMetrics(dir + "/run/metrics.jsonl")["loss"]?.count ?? 0, 5)
+    }
+
     func testResumeIsBitIdentical() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
