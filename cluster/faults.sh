@@ -29,9 +29,10 @@ echo "== uninterrupted run ($steps steps)"
 "$here/run.sh" -np 4 "${train[@]}" --out "$work/straight" > "$work/straight.log" 2>&1
 tail -1 "$work/straight.log"
 
-supervise() {  # $1 name: runs the job under the supervisor in the background; sets $sup
-  "$root/launch/elastic.sh" --max-restarts 30 --kill-after 20 --log "$work/$1.elastic" -- \
-    "$here/run.sh" -np 4 "${train[@]}" --out "$work/$1" > "$work/$1.log" 2>&1 &
+supervise() {  # $1 name [more train options]: runs the job under the supervisor in the background; sets $sup
+  local name="$1"; shift
+  "$root/launch/elastic.sh" --max-restarts 30 --kill-after 20 --log "$work/$name.elastic" -- \
+    "$here/run.sh" -np 4 "${train[@]}" "$@" --out "$work/$name" > "$work/$name.log" 2>&1 &
   sup=$!
 }
 latest_step() { local f; f=$(cat "$work/$1/checkpoints/latest" 2>/dev/null) || { echo 0; return; }; f=${f#ckpt-}; echo $((10#${f%.h5})); }
@@ -56,11 +57,11 @@ verify_latest() {
     corrupted=$((corrupted + 1)); echo "  CORRUPTED: $(tail -1 "$work/verify.log")"
   fi
 }
-finish() {  # $1 name: waits for the supervisor, checks the result against the uninterrupted run
-  local status=0
+finish() {  # $1 name [$2 reference run]: waits for the supervisor, checks the result against the uninterrupted run
+  local status=0 reference="${2:-straight}"
   wait "$sup" || status=$?
   (( status == 0 )) || { echo "faults: FAILED, $1 did not finish (status $status)"; cat "$work/$1.elastic"; exit 1; }
-  "$bin" checkpoint diff "$work/straight" "$work/$1" --tolerance 0 > "$work/diff.log" \
+  "$bin" checkpoint diff "$work/$reference" "$work/$1" --tolerance 0 > "$work/diff.log" \
     || { echo "faults: FAILED, $1 differs from the uninterrupted run"; cat "$work/diff.log"; exit 1; }
   python3 - "$work/$1/metrics.jsonl" <<'EOF'
 import json, sys
@@ -122,7 +123,9 @@ fi
 
 if part c; then
 echo "== c. twenty kill -9 at random moments"
-supervise kills
+# A longer run, so that twenty faults fit in it even on an idle machine.
+"$here/run.sh" -np 4 "${train[@]}" --steps 4000 --out "$work/straight-long" > "$work/straight-long.log" 2>&1
+supervise kills --steps 4000
 injected=0 during_write=0
 while (( injected < ${KILLS:-20} )) && kill -0 "$sup" 2>/dev/null; do
   sleep "0.$(( RANDOM % 9 + 1 ))"; sleep $(( RANDOM % 3 ))
@@ -142,7 +145,8 @@ while (( injected < ${KILLS:-20} )) && kill -0 "$sup" 2>/dev/null; do
   for _ in $(seq 1 600); do if (( $(restarts kills) >= injected )); then break; fi; sleep 0.1; done
   verify_latest kills
 done
-finish kills
+(( injected >= ${KILLS:-20} )) || { echo "faults: FAILED, the run ended after $injected of ${KILLS:-20} kills"; exit 1; }
+finish kills straight-long
 recovered=$((recovered + $(restarts kills)))
 lost+=($(count_lost kills))
 echo "  $injected kills ($during_write of them rank 0 while a checkpoint file was being written); resumed every time;" \
