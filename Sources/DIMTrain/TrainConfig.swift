@@ -8,12 +8,17 @@ public struct TrainConfig: Codable, Equatable {
     public var loss: LossConfig
     public var globalBatch: Int
     public var learningRate: Float = 1e-4
+    /// nil: constant `learningRate` (also what checkpoints written before schedules existed hold).
+    public var schedule: LearningRateSchedule? = nil
     public var beta1: Float = 0.5
     public var beta2: Float = 0.999
     public var seed: UInt64 = 0
     public var augmentation = Augmentation()
     /// Bounded negatives: globals gathered per step from the other ranks (nil: the whole batch).
     public var maxNegatives: Int? = nil
+    /// The learning rate for step `step` (0-based).
+    public func learningRate(step: Int) -> Float { schedule?.rate(step: step) ?? learningRate }
+
     public init(model: ModelConfig, loss: LossConfig, globalBatch: Int) {
         self.model = model; self.loss = loss; self.globalBatch = globalBatch
     }
@@ -28,6 +33,9 @@ public struct TrainConfig: Codable, Equatable {
         }
         if globalBatch != other.globalBatch { d.append("global batch \(other.globalBatch) vs \(globalBatch)") }
         if learningRate != other.learningRate || beta1 != other.beta1 || beta2 != other.beta2 { d.append("Adam settings lr \(other.learningRate) vs \(learningRate)") }
+        if schedule != other.schedule {
+            d.append("learning-rate schedule \(other.schedule?.description ?? "constant") vs \(schedule?.description ?? "constant")")
+        }
         if seed != other.seed { d.append("seed \(other.seed) vs \(seed)") }
         if maxNegatives != other.maxNegatives { d.append("max negatives \(other.maxNegatives.map(String.init) ?? "all") vs \(maxNegatives.map(String.init) ?? "all")") }
         if augmentation != other.augmentation { d.append("augmentation \(other.augmentation) vs \(augmentation)") }

@@ -190,6 +190,9 @@ public final class Trainer {
         if !finiteSum(state.model.params) || (withPrior && !finiteSum(state.model.discParams)) {
             throw DIMError("step \(state.step + 1): a gradient is NaN or infinite; stopping (the last checkpoint is untouched)")
         }
+        let rate = config.learningRate(step: state.step)
+        state.adam.lr = rate
+        state.discAdam.lr = rate
         state.adam.update(state.model.params)
         if withPrior { state.discAdam.update(state.model.discParams) }
         state.step += 1
@@ -308,7 +311,7 @@ public final class Trainer {
     private func writeMetrics(_ l: DIMModel.Losses, imagesPerSecond: Double, elapsed: Double, commSeconds: Double) {
         guard let m = metrics else { return }
         let bpe = reader.batchesPerEpoch
-        let line = "{\"step\":\(state.step),\"epoch\":\(state.step / bpe),\"loss\":\(json(l.total)),\"local\":\(json(l.local)),\"global\":\(json(l.global)),\"prior\":\(json(l.prior)),\"discriminator\":\(json(l.discriminator)),\"images_per_s\":\(json(imagesPerSecond)),\"elapsed_s\":\(json(elapsed)),\"comm_s\":\(json(commSeconds)),\"ranks\":\(comm.size)}\n"
+        let line = "{\"step\":\(state.step),\"epoch\":\(state.step / bpe),\"loss\":\(json(l.total)),\"local\":\(json(l.local)),\"global\":\(json(l.global)),\"prior\":\(json(l.prior)),\"discriminator\":\(json(l.discriminator)),\"lr\":\(json(Double(config.learningRate(step: max(state.step - 1, 0))))),\"images_per_s\":\(json(imagesPerSecond)),\"elapsed_s\":\(json(elapsed)),\"comm_s\":\(json(commSeconds)),\"ranks\":\(comm.size)}\n"
         fputs(line, m)
         fflush(m)
     }
@@ -322,7 +325,7 @@ public final class Trainer {
         if lc.alpha != 0 { values.append(("loss/global", l.global)) }
         if lc.gamma != 0 { values += [("loss/prior", l.prior), ("loss/discriminator", l.discriminator)] }
         values += [("throughput/images_per_second", imagesPerSecond),
-                   ("optimizer/learning_rate", Double(config.learningRate))]
+                   ("optimizer/learning_rate", Double(config.learningRate(step: max(state.step - 1, 0))))]
         try events.scalars(values, step: state.step)
     }
 

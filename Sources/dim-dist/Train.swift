@@ -19,7 +19,13 @@ struct Train: ParsableCommand {
     @Option(help: "Global batch size (divided among ranks).") var batchSize = 64
     @Option(help: "Epochs to train (ignored when --steps is given).") var epochs = 1
     @Option(help: "Total steps to train (overrides --epochs).") var steps: Int?
-    @Option(help: "Adam learning rate.") var lr: Float = 1e-4
+    @Option(help: "Adam learning rate (the peak rate with a schedule).") var lr: Float = 1e-4
+    @Option(help: ArgumentHelp("Learning-rate schedule: constant (the paper's) or cosine.",
+                               discussion: "cosine: linear warm-up over --warmup-steps, then half a cosine down to --final-lr-fraction x --lr at --lr-decay-steps."))
+    var lrSchedule: LearningRateSchedule.Kind = .constant
+    @Option(help: "Cosine schedule: warm-up steps.") var warmupSteps = 0
+    @Option(help: "Cosine schedule: the step where the decay ends (default: the run's total steps).") var lrDecaySteps: Int?
+    @Option(help: "Cosine schedule: the final rate as a fraction of --lr.") var finalLrFraction: Float = 0
     @Option(help: "Adam beta1.") var beta1: Float = 0.5
     @Option(help: "Random seed (initial weights, data order, augmentation, prior samples).") var seed: UInt64 = 0
     @Option(help: "Augmentation: random crop with this much padding (0 = off).") var cropPadding = 0
@@ -43,6 +49,16 @@ struct Train: ParsableCommand {
     @Option(help: "Resume from a checkpoint file, or 'auto' for OUT/checkpoints/latest (fresh start when there is none).")
     var resume: String?
 
+    func validate() throws {
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must not be negative") }
+        guard (0...1).contains(finalLrFraction) else { throw ValidationError("--final-lr-fraction must be in 0...1") }
+        if lrSchedule == .constant && (warmupSteps != 0 || lrDecaySteps != nil) {
+            throw ValidationError("--warmup-steps and --lr-decay-steps need --lr-schedule cosine")
+        }
+        if let d = lrDecaySteps, d <= warmupSteps { throw ValidationError("--lr-decay-steps must exceed --warmup-steps") }
+    }
+
     func run() throws {
         let watchdog = Watchdog(timeout: stepTimeout)
         let comm = try makeCommunicator(observer: watchdog)
@@ -63,14 +79,18 @@ struct Train: ParsableCommand {
         var cfg = TrainConfig(model: try model.config(imageSize: manifest.height, channels: manifest.channels),
                               loss: model.lossConfig(), globalBatch: batchSize)
         cfg.learningRate = lr
+        let trainImages = try manifest.split("train").count
+        let totalSteps = steps ?? epochs * (trainImages / max(batchSize, 1))
+        if lrSchedule != .constant {
+            cfg.schedule = LearningRateSchedule(kind: lrSchedule, peak: lr, warmupSteps: warmupSteps,
+                                                decaySteps: lrDecaySteps ?? totalSteps, finalFraction: finalLrFraction)
+        }
         cfg.beta1 = beta1
         cfg.seed = seed
         cfg.augmentation = Augmentation(cropPadding: cropPadding, horizontalFlip: flip)
         cfg.maxNegatives = maxNegatives
-        let split = try manifest.split("train")
         guard batchSize % comm.size == 0 else { throw DIMError("--batch-size \(batchSize) does not divide by \(comm.size) ranks") }
-        let perEpoch = split.count / max(batchSize, 1)
-        var opts = Trainer.Options(dataDirectory: dataDir, outDirectory: out, totalSteps: steps ?? epochs * perEpoch)
+        var opts = Trainer.Options(dataDirectory: dataDir, outDirectory: out, totalSteps: totalSteps)
         opts.logEvery = logEvery
         if let steps = Int(checkpointEvery) {
             guard steps >= 0 else { throw ValidationError("--checkpoint-every must not be negative") }
@@ -93,3 +113,5 @@ struct Train: ParsableCommand {
         }
     }
 }
+
+extension LearningRateSchedule.Kind: ExpressibleByArgument {}

@@ -159,3 +159,19 @@ final class PlatformTests: XCTestCase {
         }
     }
 }
+
+final class LearningRateScheduleTests: XCTestCase {
+    func testConstantAndCosine() {
+        XCTAssertEqual(LearningRateSchedule(peak: 0.5).rate(step: 1000), 0.5)
+        let s = LearningRateSchedule(kind: .cosine, peak: 1, warmupSteps: 4, decaySteps: 14, finalFraction: 0.1)
+        // Warm-up: 1/4, 2/4, 3/4, 4/4 of the peak on the first four updates.
+        XCTAssertEqual((0..<4).map { s.rate(step: $0) }, [0.25, 0.5, 0.75, 1])
+        XCTAssertEqual(s.rate(step: 4), 1, accuracy: 1e-7)
+        // Half-way through the decay: the mean of peak and floor.
+        XCTAssertEqual(s.rate(step: 9), 0.55, accuracy: 1e-6)
+        XCTAssertEqual(s.rate(step: 14), 0.1, accuracy: 1e-7)
+        XCTAssertEqual(s.rate(step: 100), 0.1, accuracy: 1e-7)
+        // Monotone after the warm-up.
+        for k in 4..<20 { XCTAssertLessThanOrEqual(s.rate(step: k + 1), s.rate(step: k)) }
+    }
+}

@@ -76,21 +76,39 @@ final class CheckpointTests: XCTestCase {
     }
 
     func testResumeIsBitIdentical() throws {
-        let dir = temporaryDirectory()
-        try TinyRun.makeData(dir + "/data")
-        let run = TinyRun(data: dir + "/data")
-        // 40 images / batch 8 = 5 steps per epoch: 12 steps cross two epoch boundaries.
-        let straight = try run.trainer(out: dir + "/a", steps: 12)
-        try straight.run()
-        let first = try run.trainer(out: dir + "/b", steps: 7)
-        try first.run()
-        let resumed = try run.trainer(out: dir + "/b", steps: 12, resume: "auto")
-        try resumed.run()
-        XCTAssertEqual(resumed.state.step, 12)
-        XCTAssertEqual(snapshot(resumed.state), snapshot(straight.state), "k steps + resume + N-k steps must equal N steps exactly")
-        // Metrics continue where they stopped.
-        let lines = try String(contentsOfFile: dir + "/b/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-        XCTAssertTrue(lines.last!.contains("\"step\":12"))
+        // Constant rate, and a cosine schedule (the rate is a function of the step, so it must
+        // continue where it stopped).
+        for schedule in [nil, LearningRateSchedule(kind: .cosine, peak: 1e-3, warmupSteps: 3, decaySteps: 12)] {
+            let dir = temporaryDirectory()
+            try TinyRun.makeData(dir + "/data")
+            var run = TinyRun(data: dir + "/data")
+            run.config.schedule = schedule
+            // 40 images / batch 8 = 5 steps per epoch: 12 steps cross two epoch boundaries.
+            let straight = try run.trainer(out: dir + "/a", steps: 12)
+            try straight.run()
+            let first = try run.trainer(out: dir + "/b", steps: 7)
+            try first.run()
+            let resumed = try run.trainer(out: dir + "/b", steps: 12, resume: "auto")
+            try resumed.run()
+            XCTAssertEqual(resumed.state.step, 12)
+            XCTAssertEqual(snapshot(resumed.state), snapshot(straight.state),
+                           "k steps + resume + N-k steps must equal N steps exactly (schedule \(String(describing: schedule)))")
+            // Metrics continue where they stopped.
+            let lines = try String(contentsOfFile: dir + "/b/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            XCTAssertTrue(lines.last!.contains("\"step\":12"))
+            if schedule != nil {
+                // The last update (step 11 of a decay ending at 12) used 1e-3 x (1 + cos(8/9 pi)) / 2.
+                let record = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as? [String: Any]
+                let last = record?["lr"] as? Double ?? .nan
+                XCTAssertEqual(last, 1e-3 * (1 + cos(8.0 / 9 * .pi)) / 2, accuracy: 1e-9)
+                // Resuming with another schedule is refused, naming it.
+                var other = run
+                other.config.schedule = nil
+                XCTAssertThrowsError(try other.trainer(out: dir + "/b", steps: 14, resume: "auto").run()) { e in
+                    XCTAssertTrue("\(e)".contains("learning-rate schedule"), "\(e)")
+                }
+            }
+        }
     }
 
     func testCheckpointKeepsLastKAndLatest() throws {

@@ -13,7 +13,8 @@ OUT="${OUT:-runs/cifar10-recipe}"
 TIME_LIMIT="${TIME_LIMIT:-2h}"
 RANKS="${RANKS:-2}"                 # one rank per core: 2 ranks x 1 thread beat 1 x 2 threads here
 PRECISION="${PRECISION:-}"          # bf16 where the CPU's bf16 GEMMs are faster (see below)
-bin=.build/release/dim-dist
+bin="${DIM_DIST:-.build/release/dim-dist}"   # launch/local.sh honours DIM_DIST too
+STEPS="${STEPS:-24000}"             # the cosine's length: ~2 h at ~210 images/s (batch 64)
 [[ -x $bin ]] || bash launch/setup.sh
 if [[ ! -f data/cifar10/manifest.json ]]; then
   $bin data import --format cifar10 --source ../shared/datasets/cifar10-jpeg --out data/cifar10
@@ -27,14 +28,20 @@ if [[ -z $PRECISION ]]; then
 fi
 echo "recipe: $RANKS ranks, precision $PRECISION, time limit $TIME_LIMIT, output $OUT"
 # --estimator nce: infoNCE, the paper's best estimator for local DIM (Table 1).
-# --batch-size 64, --lr 1e-4, Adam betas (0.5, 0.999): the paper's settings.
+# --batch-size 64, Adam betas (0.5, 0.999): the paper's settings.
+# --lr 2e-4 --lr-schedule cosine --warmup-steps 500 --steps $STEPS: twice the paper's constant 1e-4
+#   at the peak, then half a cosine to 0 at the last step. The paper's constant rate flattened the
+#   learning curve after ~12,000 steps here (61.9% linear on conv, then noise); the decay removes
+#   the weight noise a constant rate keeps, and the higher peak keeps the average rate at 1e-4.
+#   Paper setting: --lr 1e-4 (constant is the default).
 # --crop-padding 4 --flip: the usual CIFAR augmentation (random 32x32 crop of the 4-pixel padded
 #   image, horizontal flip): more distinct images per epoch for a short budget.
-# --epochs 1000 --time-limit: train until the time limit (long before 1000 epochs), then write a
-#   final checkpoint.
-# --checkpoint-every 1500 --keep 100: a checkpoint every ~8 minutes, all kept for the learning curve.
-launch/local.sh -np "$RANKS" train --data data/cifar10 --estimator nce --batch-size 64 --lr 1e-4 \
-  --crop-padding 4 --flip --precision "$PRECISION" --epochs 1000 --time-limit "$TIME_LIMIT" \
+# --time-limit: a hard stop at the time budget (then a final checkpoint), should this machine be
+#   slower than expected; the rate is then already near the end of its decay.
+# --checkpoint-every 1500 --keep 100: a checkpoint every ~7 minutes, all kept for the learning curve.
+launch/local.sh -np "$RANKS" train --data data/cifar10 --estimator nce --batch-size 64 \
+  --lr 2e-4 --lr-schedule cosine --warmup-steps 500 --steps "$STEPS" \
+  --crop-padding 4 --flip --precision "$PRECISION" --time-limit "$TIME_LIMIT" \
   --checkpoint-every 1500 --keep 100 --log-every 50 --out "$OUT"
 # Probes on frozen conv / fc / y features: linear and MLP, settings chosen on a validation split.
 launch/local.sh -np "$RANKS" eval --checkpoint "$OUT" --data data/cifar10 --probe both --json | tee "$OUT/probes-trained.txt"
