@@ -42,7 +42,7 @@ let package = Package(
 
         // Helpers the test targets share (temporary directories, image folders).
         .target(name: "DIMTestSupport", dependencies: ["DIMIO"], path: "Tests/DIMTestSupport"),
-        .testTarget(name: "DIMCoreTests", dependencies: ["DIMCore"]),
+        .testTarget(name: "DIMCoreTests", dependencies: ["DIMCore", "DIMTestSupport"]),
         .testTarget(name: "DIMIOTests", dependencies: ["DIMIO", "DIMCore", "DIMTestSupport"]),
         .testTarget(name: "DIMTrainTests", dependencies: ["DIMTrain", "DIMIO", "DIMCore", "DIMMPI", "DIMTestSupport"]),
     ]

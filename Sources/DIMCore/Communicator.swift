@@ -12,10 +12,12 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int)
     /// In-place elementwise max over ranks.
     func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int)
-    /// Concatenates `count` floats from every rank, in rank order, into `output` (size * count).
-    func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>)
-    /// Sums `size * count` floats over ranks and leaves this rank's block of `count` in `output`.
-    func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>)
+    /// Concatenates `counts[r]` floats from every rank r, in rank order, into `output`
+    /// (sum of counts); this rank sends `counts[rank]` from `input`.
+    func allgather(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
+    /// Sums `counts.sum` floats over ranks and leaves block `rank` (`counts[rank]` floats, after
+    /// the blocks of the lower ranks) in `output`.
+    func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)
     func barrier()
@@ -52,6 +54,16 @@ extension Communicator {
         return v
     }
 
+    /// `count` floats from every rank (the common case of the variable-count form).
+    public func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
+        allgather(input, counts: Array(repeating: count, count: size), into: output)
+    }
+
+    /// Blocks of `count` floats for every rank.
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
+        reduceScatterSum(input, counts: Array(repeating: count, count: size), into: output)
+    }
+
     /// True on every rank when it is true on any rank (used to make error handling collective).
     public func any(_ flag: Bool) -> Bool { max(flag ? 1 : 0) > 0 }
 }
@@ -65,11 +77,11 @@ public final class SingleProcess: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
     public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
-    public func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
-        if UnsafePointer(output) != input { output.update(from: input, count: count) }
+    public func allgather(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
+        if UnsafePointer(output) != input { output.update(from: input, count: counts[0]) }
     }
-    public func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
-        if UnsafePointer(output) != input { output.update(from: input, count: count) }
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
+        if UnsafePointer(output) != input { output.update(from: input, count: counts[0]) }
     }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
     public func barrier() {}

@@ -53,3 +53,32 @@ public struct SplitMix64 {
         return p
     }
 }
+
+/// Every random stream of dim-dist, in one place: a generator is `SplitMix64(seed:stream:index:)`
+/// with one of these, so no two purposes share numbers by accident and a run stays a pure function
+/// of its seed.
+public enum RandomStream {
+    /// Initial weights (ParameterStore.allocate).
+    public static let parameters: UInt64 = 1
+    /// The order of the training examples, per epoch (BatchReader).
+    public static let dataOrder: UInt64 = 2
+    /// Crops and flips, per (epoch, example) (BatchReader).
+    public static let augmentation: UInt64 = 3
+    /// The probes' validation split (ProbeSelection); shares the number with augmentation, but
+    /// draws from the probe's own seed.
+    public static let probeValidationSplit: UInt64 = 3
+    /// The prior sample of prior matching, per step (Trainer).
+    public static let priorSample: UInt64 = 4
+    /// The sampled rows of bounded negatives, per step (RowSelection).
+    public static let scoredRows: UInt64 = 5
+    /// The probe's example order, per fit (Probe).
+    public static let probeOrder: UInt64 = 7
+    /// The probe's dropout masks (Probe).
+    public static let probeDropout: UInt64 = 8
+    /// The test images whose neighbours `plot neighbours` draws.
+    public static let neighbourQueries: UInt64 = 11
+    /// Benchmark input images, one stream per rank.
+    public static func benchmarkImages(rank: Int) -> UInt64 { UInt64(rank) }
+    /// Synthetic datasets (tests, benchmarks): one stream per split.
+    public static func synthetic(split: UInt64) -> UInt64 { 100 + split }
+}

@@ -65,7 +65,7 @@ public final class BatchReader {
     public func order(epoch: Int) -> [Int] {
         orderLock.lock(); defer { orderLock.unlock() }
         if let c = cachedOrder, c.epoch == epoch { return c.order }
-        var rng = SplitMix64(seed: seed, stream: 2, index: UInt64(epoch))
+        var rng = SplitMix64(seed: seed, stream: RandomStream.dataOrder, index: UInt64(epoch))
         let o = shuffle ? rng.permutation(data.count) : Array(0..<data.count)
         cachedOrder = (epoch, o)
         return o
@@ -120,7 +120,7 @@ public final class BatchReader {
             let out = batch.images
             let (C, H, W, n) = (m.channels, m.height, m.width, ex.count)
             for (j, example) in ex.enumerated() {
-                var rng = SplitMix64(seed: seed, stream: 3, index: UInt64(epoch) &* 1_000_003 &+ UInt64(example))
+                var rng = SplitMix64(seed: seed, stream: RandomStream.augmentation, index: UInt64(epoch) &* 1_000_003 &+ UInt64(example))
                 let pad = augmentation.cropPadding
                 let ox = pad > 0 ? rng.nextInt(2 * pad + 1) - pad : 0
                 let oy = pad > 0 ? rng.nextInt(2 * pad + 1) - pad : 0

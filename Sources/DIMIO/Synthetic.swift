@@ -7,7 +7,7 @@ import DIMCore
 public enum SyntheticDataset {
     public static func images(count: Int, classes: Int, channels: Int, size: Int, seed: UInt64, stream: UInt64)
         -> (pixels: [UInt8], labels: [Int]) {
-        var rng = SplitMix64(seed: seed, stream: 100 + stream)
+        var rng = SplitMix64(seed: seed, stream: RandomStream.synthetic(split: stream))
         let per = channels * size * size
         var pixels = [UInt8](repeating: 0, count: count * per)
         var labels = [Int](repeating: 0, count: count)

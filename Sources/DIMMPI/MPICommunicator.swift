@@ -62,12 +62,41 @@ public final class MPICommunicator: Communicator {
         timed("MPI_Allreduce (max)", count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_MAX(), world) }
     }
 
-    public func allgather(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
-        timed("MPI_Allgather", count) { MPI_Allgather(input, Int32(count), dim_MPI_FLOAT(), output, Int32(count), dim_MPI_FLOAT(), world) }
+    /// MPI_Allgather when every rank sends the same count (its algorithms are tuned for that case),
+    /// MPI_Allgatherv otherwise.
+    public func allgather(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
+        let mine = Int32(counts[rank])
+        if counts.allSatisfy({ $0 == counts[0] }) {
+            timed("MPI_Allgather", counts[0]) {
+                MPI_Allgather(input, mine, dim_MPI_FLOAT(), output, mine, dim_MPI_FLOAT(), world)
+            }
+            return
+        }
+        let (sizes, offsets) = Self.layout(counts)
+        timed("MPI_Allgatherv", counts[rank]) {
+            MPI_Allgatherv(input, mine, dim_MPI_FLOAT(), output, sizes, offsets, dim_MPI_FLOAT(), world)
+        }
     }
 
-    public func reduceScatterSum(_ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>) {
-        timed("MPI_Reduce_scatter_block", count) { MPI_Reduce_scatter_block(input, output, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
+        if counts.allSatisfy({ $0 == counts[0] }) {
+            timed("MPI_Reduce_scatter_block", counts[0]) {
+                MPI_Reduce_scatter_block(input, output, Int32(counts[0]), dim_MPI_FLOAT(), dim_MPI_SUM(), world)
+            }
+            return
+        }
+        let (sizes, _) = Self.layout(counts)
+        timed("MPI_Reduce_scatter", counts[rank]) {
+            MPI_Reduce_scatter(input, output, sizes, dim_MPI_FLOAT(), dim_MPI_SUM(), world)
+        }
+    }
+
+    /// MPI's per-rank counts and displacements (32-bit, as the C interface takes them).
+    private static func layout(_ counts: [Int]) -> (sizes: [Int32], offsets: [Int32]) {
+        var offsets: [Int32] = [], at = 0
+        for c in counts { offsets.append(Int32(at)); at += c }
+        precondition(at <= Int(Int32.max), "collective of \(at) floats exceeds MPI's 32-bit counts")
+        return (counts.map { Int32($0) }, offsets)
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {

@@ -25,7 +25,7 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     let sync = GradientSync(comm: comm)
     let adam = Adam(count: model.params.count)
     let discAdam = Adam(count: model.discParams.count)
-    var rng = SplitMix64(seed: 42, stream: UInt64(comm.rank))
+    var rng = SplitMix64(seed: 42, stream: RandomStream.benchmarkImages(rank: comm.rank))
     let x = Tensor([config.inChannels, n, config.imageSize, config.imageSize])
     for i in 0..<x.count { x.data[i] = rng.uniform(1) }
     let zp = Tensor([config.globalDim, n])

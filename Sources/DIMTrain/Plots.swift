@@ -99,7 +99,7 @@ public enum Plots {
                                      comm: Communicator) throws -> (rgb: [UInt8], width: Int, height: Int, labelsMatch: Double) {
         let train = try ShardedSplit(directory: dir, split: "train"), test = try ShardedSplit(directory: dir, split: "test")
         let trainY = try encodeSplit(model: model, data: train, kinds: [.y], comm: comm)[.y]!
-        var rng = SplitMix64(seed: seed, stream: 11)
+        var rng = SplitMix64(seed: seed, stream: RandomStream.neighbourQueries)
         let picks = Array(rng.permutation(test.count).prefix(queries))
         let m = test.manifest
         let per = m.imageBytes

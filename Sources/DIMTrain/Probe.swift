@@ -110,8 +110,8 @@ public final class Probe {
             mean[k] = Float(mu)
             invStd[k] = Float(1 / (max(s[k] / Double(train.count) - mu * mu, 0) + 1e-6).squareRoot())
         }
-        var rng = SplitMix64(seed: config.seed, stream: 7)
-        dropoutRNG = SplitMix64(seed: config.seed, stream: 8)
+        var rng = SplitMix64(seed: config.seed, stream: RandomStream.probeOrder)
+        dropoutRNG = SplitMix64(seed: config.seed, stream: RandomStream.probeDropout)
         let decayed = params.parameters.filter { $0.name.hasSuffix(".weight") && !$0.name.contains(".bn.") }
         for epoch in 1...max(config.epochs, 1) {
             let order = rng.permutation(train.count)
@@ -214,7 +214,7 @@ public struct ProbeSelection {
 
     /// A fixed random `validationFraction` of the rows (the same for every encoder of a dataset).
     func split(_ f: FeatureSet) -> (fit: FeatureSet, validation: FeatureSet) {
-        var rng = SplitMix64(seed: seed, stream: 3)
+        var rng = SplitMix64(seed: seed, stream: RandomStream.probeValidationSplit)
         let order = rng.permutation(f.count)
         let v = max(1, Int(Double(f.count) * validationFraction))
         func subset(_ rows: ArraySlice<Int>) -> FeatureSet {

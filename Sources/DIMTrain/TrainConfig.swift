@@ -14,8 +14,10 @@ public struct TrainConfig: Codable, Equatable {
     public var beta2: Float = 0.999
     public var seed: UInt64 = 0
     public var augmentation = Augmentation()
-    /// Bounded negatives: globals gathered per step from the other ranks (nil: the whole batch).
+    /// Bounded negatives: global vectors scored per step, sampled from the global batch (nil: all).
     public var maxNegatives: Int? = nil
+    /// The rows every step scores (RowSelection), from `maxNegatives` and the seed.
+    public var scoredRows: RowSelection { RowSelection(limit: maxNegatives, seed: seed) }
     /// The learning rate for step `step` (0-based).
     public func learningRate(step: Int) -> Float { schedule?.rate(step: step) ?? learningRate }
 

@@ -57,11 +57,7 @@ public final class Trainer {
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config, precision: options.precision)
-        if let k = config.maxNegatives {
-            guard config.loss.estimator != .nce else { throw DIMError("--max-negatives works with --estimator jsd or dv (infoNCE needs every row on every rank)") }
-            guard k >= 1 else { throw DIMError("--max-negatives must be at least 1") }
-            state.model.localScorer.negativeSelection = NegativeSelection(maxNegatives: k, ranks: comm.size, seed: config.seed)
-        }
+        if let k = config.maxNegatives, k < 2 { throw DIMError("--max-negatives must be at least 2") }
         sync = GradientSync(comm: comm)
         state.broadcast(comm: comm)
     }
@@ -158,7 +154,7 @@ public final class Trainer {
     func fillPriorSample(step: Int) {
         let d = config.model.globalDim, N = config.globalBatch, n = N / comm.size
         priorSample.resize([d, n])
-        var rng = SplitMix64(seed: config.seed, stream: 4, index: UInt64(step))
+        var rng = SplitMix64(seed: config.seed, stream: RandomStream.priorSample, index: UInt64(step))
         for i in 0..<N {
             for k in 0..<d {
                 let v = rng.nextFloat()
@@ -176,8 +172,8 @@ public final class Trainer {
         watchdog?.enter(.forwardBackward)
         let withPrior = config.loss.gamma != 0
         if withPrior { fillPriorSample(step: state.step) }
-        state.model.localScorer.step = state.step
-        let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil, comm: comm)
+        let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil,
+                                                 rows: config.scoredRows, step: state.step, comm: comm)
         watchdog?.enter(.gradientAllreduce)
         sync.allreduce(state.model.params)
         if withPrior { sync.allreduce(state.model.discParams) }

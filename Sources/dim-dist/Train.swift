@@ -30,7 +30,9 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed (initial weights, data order, augmentation, prior samples).") var seed: UInt64 = 0
     @Option(help: "Augmentation: random crop with this much padding (0 = off).") var cropPadding = 0
     @Flag(help: "Augmentation: random horizontal flips.") var flip = false
-    @Option(help: "Bounded negatives: global vectors gathered per step from the other ranks (cost flat in the number of ranks; jsd and dv). Default: the whole global batch.")
+    @Option(help: ArgumentHelp(
+        "Bounded negatives: score K global vectors per step, sampled from the global batch (default: all).",
+        discussion: "The cost per rank stays flat as ranks are added; every estimator averages over the sampled rows (an unbiased estimate of the full loss; docs/bounded-negatives.md)."))
     var maxNegatives: Int?
     @Option(help: "Stop after this much training time (e.g. 2h, 90m, 3600s) and write a checkpoint.",
             transform: parseDuration)

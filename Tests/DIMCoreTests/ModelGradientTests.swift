@@ -9,17 +9,29 @@ final class ModelGradientTests: XCTestCase {
     let comm = SingleProcess()
 
     func testScorerGradients() {
+        // All rows, and 2 sampled rows of 4 (images outside the sample get no gradient through G).
         let (U, n, P) = (6, 4, 3)
-        for est in Estimator.allCases {
-            let G = randomTensor([U, n], seed: 71, scale: 0.7)
-            let L = randomTensor([U, n, P], seed: 72, scale: 0.7)
-            let scorer = Scorer()
-            _ = scorer.forward(G: G, L: L, positions: P, estimator: est, weight: 0.8, maskValue: -10, comm: comm)
-            scorer.backward(comm: comm)
-            let dG = scorer.gradG.array, dL = scorer.gradL.array
-            let f = { Scorer().forward(G: G, L: L, positions: P, estimator: est, weight: 0.8, maskValue: -10, comm: self.comm) }
-            checkGradient("\(est) dG", value: G.data, count: G.count, analytic: dG, eps: 1e-2, tolerance: 1e-2, loss: f)
-            checkGradient("\(est) dL", value: L.data, count: L.count, analytic: dL, eps: 1e-2, tolerance: 1e-2, loss: f)
+        for rows in [RowSelection.all, RowSelection(limit: 2, seed: 5)] {
+            for est in Estimator.allCases {
+                let G = randomTensor([U, n], seed: 71, scale: 0.7)
+                let L = randomTensor([U, n, P], seed: 72, scale: 0.7)
+                let scorer = Scorer()
+                _ = scorer.forward(G: G, L: L, positions: P, estimator: est, rows: rows, step: 3, weight: 0.8,
+                                   maskValue: -10, comm: comm)
+                scorer.backward(comm: comm)
+                let dG = scorer.gradG.array, dL = scorer.gradL.array
+                // The gradients are those of weight x the (unweighted) loss that forward returns.
+                let f = {
+                    0.8 * Scorer().forward(G: G, L: L, positions: P, estimator: est, rows: rows, step: 3,
+                                           maskValue: -10, comm: self.comm)
+                }
+                checkGradient("\(est) \(rows) dG", value: G.data, count: G.count, analytic: dG, eps: 1e-2, tolerance: 1e-2, loss: f)
+                checkGradient("\(est) \(rows) dL", value: L.data, count: L.count, analytic: dL, eps: 1e-2, tolerance: 1e-2, loss: f)
+                if rows != .all {
+                    let zeroColumns = (0..<n).filter { j in (0..<U).allSatisfy { dG[$0 * n + j] == 0 } }
+                    XCTAssertEqual(zeroColumns.count, n - 2, "\(est): two images are scored")
+                }
+            }
         }
     }
 

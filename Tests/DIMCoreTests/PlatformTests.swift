@@ -88,14 +88,14 @@ final class PlatformTests: XCTestCase {
         let N = 8, P = 4
         let u = Tensor([N, N * P]), grad = Tensor([N, N * P])
         for i in 0..<N { for j in 0..<N { for l in 0..<P { u.data[i * N * P + j * P + l] = i == j ? 100 : -100 } } }
-        let block = ScoreBlock(N: N, n: N, offset: 0, P: P)
+        let block = ScoreLayout.allRows(images: N, positions: P)
         defer { FloatingPointEnvironment.flushSubnormalsToZero() }
         FloatingPointEnvironment.keepSubnormals()
-        _ = estimatorLoss(.jsd, u: u.data, grad: grad.data, block: block, maskValue: -10, comm: SingleProcess())
+        _ = estimatorLoss(.jsd, u: u.data, grad: grad.data, layout: block, maskValue: -10, comm: SingleProcess())
         XCTAssertGreaterThan(subnormalCount(grad.data, count: grad.count), 0, "the test must be able to fail")
         FloatingPointEnvironment.flushSubnormalsToZero()
         for est in Estimator.allCases {
-            _ = estimatorLoss(est, u: u.data, grad: grad.data, block: block, maskValue: -10, comm: SingleProcess())
+            _ = estimatorLoss(est, u: u.data, grad: grad.data, layout: block, maskValue: -10, comm: SingleProcess())
             XCTAssertEqual(subnormalCount(grad.data, count: grad.count), 0, "\(est)")
         }
     }

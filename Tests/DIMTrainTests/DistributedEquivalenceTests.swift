@@ -1,4 +1,5 @@
 import XCTest
+import DIMTestSupport
 import DIMCore
 import DIMMPI
 @testable import DIMTrain
@@ -42,6 +43,42 @@ struct EquivalenceFixture {
         return worst
     }
 
+    /// Trains `steps` steps on rows [first, first+n) of each global batch; returns all parameters.
+    /// `localOnly`: the model sees only this rank (own images as negatives, own BatchNorm
+    /// statistics) and only the gradients are summed: not DIM's loss, to show the gathers matter.
+    /// `plainSGD`: p -= 0.05 g instead of Adam. Adam's first steps are +-lr whatever the size of a
+    /// gradient entry, so an entry that sums to almost zero (cancelling terms; more of them when
+    /// only a few rows carry gradient) turns float rounding into a full step; plain SGD keeps the
+    /// comparison about the gradients.
+    func train(loss: LossConfig, comm: Communicator, rows: RowSelection = .all, localOnly: Bool = false,
+               precision: Precision = .fp32, plainSGD: Bool = false) -> [Float] {
+        let n = globalBatch / comm.size, first = comm.rank * n
+        let model = DIMModel(config: config, loss: loss, seed: 3, precision: precision)
+        let modelComm: Communicator = localOnly ? SingleProcess() : comm
+        let adam = Adam(count: model.params.count, lr: 1e-3)
+        let discAdam = Adam(count: model.discParams.count, lr: 1e-3)
+        let sync = GradientSync(comm: comm)
+        let x = Tensor([1, n, 28, 28]), z = Tensor([config.globalDim, n])
+        for s in 0..<steps {
+            let all = globalImages(step: s), prior = globalPrior(step: s)
+            for i in 0..<(n * 784) { x.data[i] = all[first * 784 + i] }
+            for k in 0..<config.globalDim { for j in 0..<n { z.data[k * n + j] = prior[k * globalBatch + first + j] } }
+            model.forwardBackward(x, priorSample: z, rows: rows, step: s, comm: modelComm)
+            sync.allreduce(model.params)
+            sync.allreduce(model.discParams)
+            if plainSGD {
+                for store in [model.params, model.discParams] where store.count > 0 {
+                    for i in 0..<store.count { store.values![i] -= 0.05 * store.grads![i] }
+                }
+            } else {
+                adam.update(model.params)
+                discAdam.update(model.discParams)
+            }
+        }
+        return Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
+            + Array(UnsafeBufferPointer(start: model.discParams.values!, count: model.discParams.count))
+    }
+
 }
 
 /// DESIGN.md §6: np ranks with per-rank batch N/np reproduce one process with batch N.
@@ -62,27 +99,9 @@ final class DistributedEquivalenceTests: XCTestCase {
         fixture.worstDifference(a, b, loss: loss, paramsOnly: paramsOnly)
     }
 
-    /// Trains `steps` steps on rows [first, first+n) of each global batch; returns all parameters.
-    func train(loss: LossConfig, comm: Communicator, localNegatives: Bool = false, precision: Precision = .fp32) -> [Float] {
-        let n = globalBatch / comm.size, first = comm.rank * n
-        let model = DIMModel(config: config, loss: loss, seed: 3, precision: precision)
-        model.localScorer.gatherAcrossRanks = !localNegatives
-        let adam = Adam(count: model.params.count, lr: 1e-3)
-        let discAdam = Adam(count: model.discParams.count, lr: 1e-3)
-        let sync = GradientSync(comm: comm)
-        let x = Tensor([1, n, 28, 28]), z = Tensor([config.globalDim, n])
-        for s in 0..<steps {
-            let all = globalImages(step: s), prior = globalPrior(step: s)
-            for i in 0..<(n * 784) { x.data[i] = all[first * 784 + i] }
-            for k in 0..<config.globalDim { for j in 0..<n { z.data[k * n + j] = prior[k * globalBatch + first + j] } }
-            model.forwardBackward(x, priorSample: z, comm: comm)
-            sync.allreduce(model.params)
-            sync.allreduce(model.discParams)
-            adam.update(model.params)
-            discAdam.update(model.discParams)
-        }
-        return Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
-            + Array(UnsafeBufferPointer(start: model.discParams.values!, count: model.discParams.count))
+    func train(loss: LossConfig, comm: Communicator, rows: RowSelection = .all, localOnly: Bool = false,
+               precision: Precision = .fp32) -> [Float] {
+        fixture.train(loss: loss, comm: comm, rows: rows, localOnly: localOnly, precision: precision)
     }
 
     func requireRanks() throws -> Communicator {
@@ -141,11 +160,11 @@ final class DistributedEquivalenceTests: XCTestCase {
     }
 
     func testLocalNegativesAreNotEquivalent() throws {
-        // Without the cross-rank gather each rank only sees its own images as negatives: a
+        // Without the cross-rank collectives each rank only sees its own images as negatives: a
         // different loss, so the equivalence test above can fail.
         let comm = try requireRanks()
         let loss = LossConfig(estimator: .nce)
-        let local = train(loss: loss, comm: comm, localNegatives: true)
+        let local = train(loss: loss, comm: comm, localOnly: true)
         let reference = train(loss: loss, comm: SingleProcess())
         let (err, name) = worstDifference(reference, local, loss: loss)
         if comm.isRoot { print("local negatives np=\(comm.size): worst relative difference \(sci(err)) (\(name))") }
@@ -153,49 +172,88 @@ final class DistributedEquivalenceTests: XCTestCase {
     }
 }
 
-/// Bounded negatives (--max-negatives): with K covering the whole batch it is the full loss again
-/// (every code path of the mode runs: selection, gather, returning gradients to their owners);
-/// with fewer it is a different, cheaper objective.
+/// The same checks in plain `swift test`: ranks are threads of this process (InProcessGroup), so
+/// every distributed code path (rank offsets, the gathers, reduce-scatters, per-row allreduces,
+/// synchronised BatchNorm) runs at np = 2 and 4 without mpirun.
+final class InProcessEquivalenceTests: XCTestCase {
+    let runner = EquivalenceFixture()
+    var fixture: EquivalenceFixture { runner }
+
+    func worst(_ loss: LossConfig, np: Int, rows: RowSelection = .all) -> (Double, String) {
+        let reference = runner.train(loss: loss, comm: SingleProcess(), rows: rows)
+        let distributed = InProcessGroup.run(ranks: np) { self.runner.train(loss: loss, comm: $0, rows: rows) }
+        // Every rank ends with the same parameters.
+        for r in 1..<np { XCTAssertEqual(distributed[r], distributed[0], "rank \(r) differs from rank 0") }
+        return fixture.worstDifference(reference, distributed[0], loss: loss)
+    }
+
+    func testEveryEstimatorAndTermMatchesOneProcess() {
+        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .jsd, beta: 1, alpha: 0.5, gamma: 0.1)]
+        for loss in losses {
+            for np in [2, 4] {
+                let (err, name) = worst(loss, np: np)
+                XCTAssertLessThan(err, 1e-4, "\(loss.estimator) alpha \(loss.alpha) gamma \(loss.gamma), np=\(np): \(name) differs by \(err)")
+            }
+        }
+    }
+
+    func testLocalOnlyTrainingIsNotEquivalent() {
+        let loss = LossConfig(estimator: .nce)
+        let reference = runner.train(loss: loss, comm: SingleProcess())
+        let local = InProcessGroup.run(ranks: 2) { self.runner.train(loss: loss, comm: $0, localOnly: true) }
+        XCTAssertGreaterThan(fixture.worstDifference(reference, local[0], loss: loss).0, 1e-3)
+    }
+}
+
+/// Bounded negatives (--max-negatives K): K rows sampled from the global batch per step, the same
+/// sample on any number of ranks (docs/bounded-negatives.md).
 final class BoundedNegativesTests: XCTestCase {
-    let base = EquivalenceFixture()
+    let runner = EquivalenceFixture()
+    var fixture: EquivalenceFixture { runner }
+    let sampled = RowSelection(limit: 3, seed: 1)
 
-    func train(_ est: Estimator, K: Int?, comm: Communicator) -> [Float] {
-        let cfg = base.config, n = base.globalBatch / comm.size, first = comm.rank * n
-        let model = DIMModel(config: cfg, loss: LossConfig(estimator: est), seed: 3)
-        if let K = K { model.localScorer.negativeSelection = NegativeSelection(maxNegatives: K, ranks: comm.size, seed: 1) }
-        let adam = Adam(count: model.params.count, lr: 1e-3)
-        let sync = GradientSync(comm: comm)
-        let x = Tensor([1, n, 28, 28])
-        for s in 0..<base.steps {
-            let all = base.globalImages(step: s)
-            for i in 0..<(n * 784) { x.data[i] = all[first * 784 + i] }
-            model.localScorer.step = s
-            model.forwardBackward(x, comm: comm)
-            sync.allreduce(model.params)
-            adam.update(model.params)
-        }
-        return Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
-    }
-
-    func testSingleProcessBoundedIsTheFullLoss() {
-        // One rank: the rows are its own images, i.e. the whole batch.
-        for est in [Estimator.jsd, .dv] {
-            XCTAssertEqual(train(est, K: 4, comm: SingleProcess()), train(est, K: nil, comm: SingleProcess()))
+    /// np = 1, 2, 4 train identically (5 plain SGD steps) with K = 3 of N = 8, for every estimator and with the
+    /// global-DIM critic and prior matching on.
+    func testBoundedIsTheSameLossOnAnyNumberOfRanks() {
+        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .nce, beta: 1, alpha: 0.5, gamma: 0.1)]
+        for loss in losses {
+            let reference = runner.train(loss: loss, comm: SingleProcess(), rows: sampled, plainSGD: true)
+            for np in [2, 4] {
+                let distributed = InProcessGroup.run(ranks: np) { self.runner.train(loss: loss, comm: $0, rows: self.sampled, plainSGD: true) }
+                let (err, name) = fixture.worstDifference(reference, distributed[0], loss: loss)
+                XCTAssertLessThan(err, 1e-4, "bounded \(loss.estimator) alpha \(loss.alpha), np=\(np): \(name) differs by \(err)")
+            }
+            // Fewer rows than images is another objective (so the comparison above can fail).
+            let full = runner.train(loss: loss, comm: SingleProcess(), plainSGD: true)
+            XCTAssertGreaterThan(fixture.worstDifference(full, reference, loss: loss).0, 1e-3, "\(loss.estimator): K < N must change training")
         }
     }
 
-    func testBoundedWithAllNegativesMatchesOneProcess() throws {
+    /// K >= N is DIM's full loss, on one rank and on several.
+    func testKAtLeastNIsTheFullLoss() {
+        for est in Estimator.allCases {
+            let loss = LossConfig(estimator: est)
+            let full = runner.train(loss: loss, comm: SingleProcess())
+            for K in [fixture.globalBatch, 100] {
+                let rows = RowSelection(limit: K, seed: 1)
+                XCTAssertEqual(runner.train(loss: loss, comm: SingleProcess(), rows: rows), full)
+                let two = InProcessGroup.run(ranks: 2) { self.runner.train(loss: loss, comm: $0, rows: rows) }
+                XCTAssertLessThan(fixture.worstDifference(full, two[0], loss: loss).0, 1e-4, "\(est) K=\(K)")
+            }
+        }
+    }
+
+    /// Under mpirun: the MPI collectives (variable-count gather and reduce-scatter) give the same.
+    func testBoundedUnderMPIMatchesOneProcess() throws {
         let comm = DistributedEquivalenceTests.comm
         guard comm.size > 1 else { throw XCTSkip("multi-rank test: run under mpirun (.ci/run does)") }
-        for est in [Estimator.jsd, .dv] {
-            let bounded = train(est, K: base.globalBatch, comm: comm)
-            let reference = train(est, K: nil, comm: SingleProcess())
-            let (err, name) = base.worstDifference(reference, bounded, loss: LossConfig(estimator: est), paramsOnly: true)
-            if comm.isRoot { print("bounded negatives K=N np=\(comm.size) \(est.rawValue): worst relative difference \(sci(err)) (\(name))") }
+        for est in Estimator.allCases {
+            let loss = LossConfig(estimator: est)
+            let bounded = runner.train(loss: loss, comm: comm, rows: sampled, plainSGD: true)
+            let reference = runner.train(loss: loss, comm: SingleProcess(), rows: sampled, plainSGD: true)
+            let (err, name) = fixture.worstDifference(reference, bounded, loss: loss)
+            if comm.isRoot { print("bounded negatives K=3 of 8, np=\(comm.size) \(est.rawValue): worst relative difference \(sci(err)) (\(name))") }
             XCTAssertLessThan(err, 1e-4, "\(est): \(name)")
-            let fewer = train(est, K: comm.size, comm: comm)  // one gathered vector per rank
-            let (d, _) = base.worstDifference(reference, fewer, loss: LossConfig(estimator: est), paramsOnly: true)
-            XCTAssertGreaterThan(d, 1e-3, "K < N must change the objective")
         }
     }
 }

@@ -21,7 +21,6 @@ public final class DIMModel {
     public let localScorer = Scorer()
     private let gradY = Tensor([0])
     private let gradC = Tensor([0])
-    private let z = Tensor([0])
     /// Per-phase wall time of forwardBackward (enable for benchmarks).
     public let timer = PhaseTimer()
 
@@ -66,10 +65,12 @@ public final class DIMModel {
 
     /// One forward and backward pass on this rank's images `x` (`[Cin, n, H, W]`, channel-major,
     /// pixels in [-1, 1]). `priorSample` (`[globalDim, n]`, this rank's slice of the global
-    /// sample) is needed when the discriminator is trained. Gradients are zeroed first.
+    /// sample) is needed when the prior term is on. `rows` and `step` choose the scored global
+    /// vectors (RowSelection). Gradients are zeroed first; each term returns its unweighted loss
+    /// and adds the gradient of its weighted loss.
     @discardableResult
-    public func forwardBackward(_ x: Tensor, priorSample: Tensor? = nil, comm: Communicator,
-                                trainDiscriminator: Bool = true) -> Losses {
+    public func forwardBackward(_ x: Tensor, priorSample: Tensor? = nil, rows: RowSelection = .all, step: Int = 0,
+                                comm: Communicator) -> Losses {
         params.zeroGrads()
         discParams.zeroGrads()
         let lc = lossConfig
@@ -77,62 +78,63 @@ public final class DIMModel {
         timer.start()
         encoder.forward(x, training: true, comm: comm)
         timer.mark("encoder")
-        let C = encoder.localMap, Y = encoder.globalVector
-        let n = Y.shape[1], N = n * comm.size
-        gradY.resize(Y.shape, zero: true)
-        gradC.resize(C.shape, zero: true)
-        if lc.beta != 0 {
-            let L = localHead.forward(C, training: true, comm: comm)
-            let G = globalHead.forward(Y, training: true, comm: comm)
-            timer.mark("heads")
-            losses.local = localScorer.forward(G: G, L: L, positions: config.localPositions, estimator: lc.estimator,
-                                               weight: lc.beta, maskValue: lc.nceMaskValue, comm: comm) / lc.beta
-            localScorer.backward(comm: comm)
-            timer.mark("scores+loss")
-            add(localHead.backward(localScorer.gradL, comm: comm), into: gradC)
-            add(globalHead.backward(localScorer.gradG, comm: comm), into: gradY)
-            timer.mark("heads backward")
-        }
-        if lc.alpha != 0 {
-            guard let critic = globalDIM else { preconditionFailure("alpha > 0 needs the global-DIM critic") }
-            losses.global = critic.forward(localMap: C, Y: Y, estimator: lc.estimator, weight: lc.alpha,
-                                           maskValue: lc.nceMaskValue, training: true, comm: comm) / lc.alpha
-            let (dC, dY) = critic.backward(comm: comm)
-            add(dC, into: gradC)
-            add(dY, into: gradY)
-        }
-        if lc.gamma != 0 {
-            guard let disc = discriminator else { preconditionFailure("gamma > 0 needs the prior discriminator") }
-            z.resize(Y.shape)
-            for i in 0..<Y.count { z.data[i] = sigmoid(Y.data[i]) }
-            let out = disc.forward(z)
-            let gx = disc.inputGradient()
-            // d/dY of gamma * mean softplus(-D(sigmoid(Y))) = gamma * (-sigmoid(-D)/N) * dD/dz * z(1-z).
-            var term = 0.0
-            let d = Y.shape[0]
-            for s in 0..<n {
-                let v = Double(out.data[s])
-                term += softplus(-v)
-                let coef = Float(-sigmoid(-v) / Double(N) * lc.gamma)
-                for k in 0..<d {
-                    let zi = z.data[k * n + s]
-                    gradY.data[k * n + s] += coef * gx.data[k * n + s] * zi * (1 - zi)
-                }
-            }
-            losses.prior = comm.sum(term) / Double(N)
-        }
+        gradY.resize(encoder.globalVector.shape, zero: true)
+        gradC.resize(encoder.localMap.shape, zero: true)
+        if lc.beta != 0 { losses.local = localTerm(rows: rows, step: step, comm: comm) }
+        if lc.alpha != 0 { losses.global = globalTerm(rows: rows, step: step, comm: comm) }
+        if lc.gamma != 0 { losses.prior = priorTerm(comm: comm) }
         timer.mark("global DIM + prior")
         encoder.backward(gradY: gradY, gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm)
         timer.mark("encoder backward")
         losses.total = lc.beta * losses.local + lc.alpha * losses.global + lc.gamma * losses.prior
-        if lc.gamma != 0, trainDiscriminator, let disc = discriminator, let zp = priorSample {
-            // z_q = sigmoid(Y), detached: the discriminator's loss reaches only its own weights.
-            var d = disc.lossAndBackward(zp, real: true, globalBatch: N, penaltyWeight: lc.gradientPenaltyWeight)
-            d += disc.lossAndBackward(z, real: false, globalBatch: N, penaltyWeight: lc.gradientPenaltyWeight)
-            losses.discriminator = comm.sum(d)
+        if lc.gamma != 0, let zp = priorSample {
+            losses.discriminator = discriminatorStep(priorSample: zp, comm: comm)
             timer.mark("discriminator")
         }
         return losses
+    }
+
+    /// Local DIM: Y's head against every local position's head, through the scorer.
+    private func localTerm(rows: RowSelection, step: Int, comm: Communicator) -> Double {
+        let L = localHead.forward(encoder.localMap, training: true, comm: comm)
+        let G = globalHead.forward(encoder.globalVector, training: true, comm: comm)
+        timer.mark("heads")
+        let loss = localScorer.forward(G: G, L: L, positions: config.localPositions, estimator: lossConfig.estimator,
+                                       rows: rows, step: step, weight: lossConfig.beta,
+                                       maskValue: lossConfig.nceMaskValue, comm: comm)
+        localScorer.backward(comm: comm)
+        timer.mark("scores+loss")
+        add(localHead.backward(localScorer.gradL, comm: comm), into: gradC)
+        add(globalHead.backward(localScorer.gradG, comm: comm), into: gradY)
+        timer.mark("heads backward")
+        return loss
+    }
+
+    /// Global DIM: the critic scores (Y, whole local map) pairs.
+    private func globalTerm(rows: RowSelection, step: Int, comm: Communicator) -> Double {
+        guard let critic = globalDIM else { preconditionFailure("alpha > 0 needs the global-DIM critic") }
+        let loss = critic.forward(localMap: encoder.localMap, Y: encoder.globalVector, estimator: lossConfig.estimator,
+                                  rows: rows, step: step, weight: lossConfig.alpha, maskValue: lossConfig.nceMaskValue,
+                                  training: true, comm: comm)
+        let (dC, dY) = critic.backward(comm: comm)
+        add(dC, into: gradC)
+        add(dY, into: gradY)
+        return loss
+    }
+
+    /// Prior matching, the encoder's side: mean softplus(-D(sigmoid(Y))).
+    private func priorTerm(comm: Communicator) -> Double {
+        guard let disc = discriminator else { preconditionFailure("gamma > 0 needs the prior discriminator") }
+        return disc.encoderTerm(Y: encoder.globalVector, weight: lossConfig.gamma, addingGradientTo: gradY, comm: comm)
+    }
+
+    /// The discriminator's own loss and gradients: the prior sample against sigmoid(Y), detached.
+    private func discriminatorStep(priorSample zp: Tensor, comm: Communicator) -> Double {
+        guard let disc = discriminator else { preconditionFailure("gamma > 0 needs the prior discriminator") }
+        let N = encoder.globalVector.shape[1] * comm.size, penalty = lossConfig.gradientPenaltyWeight
+        var d = disc.lossAndBackward(zp, real: true, globalBatch: N, penaltyWeight: penalty)
+        d += disc.lossAndBackward(disc.encodedInput, real: false, globalBatch: N, penaltyWeight: penalty)
+        return comm.sum(d)
     }
 
     private func add(_ src: Tensor, into dst: Tensor) {

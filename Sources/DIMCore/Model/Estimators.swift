@@ -1,145 +1,139 @@
-/// The estimators of DESIGN.md §3 on a block of the score matrix.
+/// The estimators of DESIGN.md §3 on this rank's block of the score matrix.
 ///
-/// `u` is this rank's block `[N, n*P]`: row i is a global image (its vector gathered from every
-/// rank), column (j, l) is patch l of local image j, whose global index is `offset + j`.
-/// Positives are the entries with i == offset + j. Each function returns the loss of the **global**
-/// batch (the same number on every rank) and writes dloss/du for this rank's block into `grad`.
-/// Sums that span ranks (infoNCE's per-anchor normaliser, DV's log-mean-exp, the loss itself) are
-/// combined with allreduces, so np ranks compute exactly what one process computes.
-public struct ScoreBlock {
-    public var N: Int       // global batch
-    public var n: Int       // local batch
-    public var offset: Int  // global index of local image 0
-    public var P: Int       // positions per image
-    public init(N: Int, n: Int, offset: Int, P: Int) { self.N = N; self.n = n; self.offset = offset; self.P = P }
-    var cols: Int { n * P }
+/// `u` is `[R, n*P]`: row i is the global vector of image `layout.rowImage[i]` (gathered from its
+/// owner), column (j, l) is patch l of this rank's image j (global index offset + j). Row i's
+/// positives are its own image's P patches (on the rank that owns it); every other entry of the
+/// row is a negative. With all N rows this is DIM's loss; with a sample of rows, each estimator
+/// averages over the sampled rows (docs/bounded-negatives.md). Each function returns the loss of
+/// the whole step (the same number on every rank) and writes `gradScale` x dloss/du into `grad`.
+/// Sums that span ranks (infoNCE's per-row normaliser, DV's log-mean-exp, the loss itself) are
+/// combined with allreduces, so np ranks compute what one process computes.
+///
+/// The elementwise work is float32 SIMD (VectorMath.swift); per-row and per-rank totals are Double.
+public func estimatorLoss(_ estimator: Estimator, u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>,
+                          layout: ScoreLayout, maskValue: Double, gradScale: Double = 1, comm: Communicator) -> Double {
+    precondition(layout.globalBatch >= 2, "DIM needs at least two images in the global batch (negatives)")
+    switch estimator {
+    case .jsd: return jsdLoss(u: u, grad: grad, layout, Float(gradScale), comm)
+    case .nce: return infoNCELoss(u: u, grad: grad, layout, maskValue: maskValue, gradScale, comm)
+    case .dv: return donskerVaradhanLoss(u: u, grad: grad, layout, Float(gradScale), comm)
+    }
 }
 
-public func estimatorLoss(_ estimator: Estimator, u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>,
-                          block b: ScoreBlock, maskValue: Double, comm: Communicator) -> Double {
-    precondition(b.N >= 2, "DIM needs at least two images in the global batch (negatives)")
-    switch estimator {
-    case .jsd: return jsdLoss(u: u, grad: grad, b, comm)
-    case .nce: return infoNCELoss(u: u, grad: grad, b, maskValue: maskValue, comm)
-    case .dv: return donskerVaradhanLoss(u: u, grad: grad, b, comm)
-    }
+/// Calls `body(columns, isPositive)` for the negative spans of row i and its positive span, in
+/// column order.
+@inline(__always)
+private func forEachSpan(row i: Int, _ layout: ScoreLayout, _ body: (Range<Int>, Bool) -> Void) {
+    let pos = layout.positiveColumns(row: i)
+    if pos.isEmpty { body(0..<layout.columns, false); return }
+    if pos.lowerBound > 0 { body(0..<pos.lowerBound, false) }
+    body(pos, true)
+    if pos.upperBound < layout.columns { body(pos.upperBound..<layout.columns, false) }
 }
 
 /// JSD: mean softplus(-u) over positives + mean softplus(u) over negatives - 2 log 2.
-func jsdLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ b: ScoreBlock, _ comm: Communicator) -> Double {
-    let posW = 1 / Double(b.N * b.P)
-    let negW = 1 / Double(b.N * (b.N - 1) * b.P)
-    var sum = 0.0
-    for i in 0..<b.N {
-        let row = u + i * b.cols, g = grad + i * b.cols
-        for j in 0..<b.n {
-            let positive = (b.offset + j == i)
-            for l in 0..<b.P {
-                let c = j * b.P + l
-                let v = Double(row[c])
-                if positive {
-                    sum += softplus(-v) * posW
-                    g[c] = Float(-sigmoid(-v) * posW)
-                } else {
-                    sum += softplus(v) * negW
-                    g[c] = Float(sigmoid(v) * negW)
-                }
+func jsdLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout, _ gradScale: Float,
+             _ comm: Communicator) -> Double {
+    let posW = 1 / layout.positiveCount, negW = 1 / layout.negativeCount
+    var positives = 0.0, negatives = 0.0
+    for i in 0..<layout.rowCount {
+        let row = u + i * layout.columns, g = grad + i * layout.columns
+        forEachSpan(row: i, layout) { span, positive in
+            let (x, gx, count) = (row + span.lowerBound, g + span.lowerBound, span.count)
+            if positive {
+                positives += softplusSum(x, count: count, sign: -1, gradScale: -Float(posW) * gradScale, grad: gx)
+            } else {
+                negatives += softplusSum(x, count: count, sign: 1, gradScale: Float(negW) * gradScale, grad: gx)
             }
         }
     }
-    return comm.sum(sum) - 2 * log(2.0)
+    return comm.sum(positives * posW + negatives * negW) - 2 * log(2.0)
 }
 
-/// infoNCE: for each anchor (i, l), softplus(LSE_i - u[i, i, l]), where LSE_i runs over the
-/// negatives of row i plus the P self-image entries replaced by `maskValue`.
-func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ b: ScoreBlock,
-                 maskValue: Double, _ comm: Communicator) -> Double {
-    var rowMax = [Double](repeating: maskValue, count: b.N)
-    for i in 0..<b.N {
-        let row = u + i * b.cols
-        var m = rowMax[i]
-        for j in 0..<b.n where b.offset + j != i {
-            for c in j * b.P..<(j + 1) * b.P { m = max(m, Double(row[c])) }
+/// infoNCE: for each anchor (row i, its positive patch l), softplus(LSE_i - u[i, (i, l)]), where
+/// LSE_i runs over row i's negatives (on every rank) plus its P own-image entries replaced by
+/// `maskValue`; averaged over the R*P anchors.
+func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout,
+                 maskValue: Double, _ gradScale: Double, _ comm: Communicator) -> Double {
+    let R = layout.rowCount, cols = layout.columns, P = layout.P
+    var rowMax = [Double](repeating: maskValue, count: R)
+    for i in 0..<R {
+        var m = Float(rowMax[i])
+        forEachSpan(row: i, layout) { span, positive in
+            if !positive { m = maximum(u + i * cols + span.lowerBound, count: span.count, initial: m) }
         }
-        rowMax[i] = m
+        rowMax[i] = Double(m)
     }
-    comm.allreduceMax(&rowMax, count: b.N)
-    var rowSum = [Double](repeating: 0, count: b.N)
-    for i in 0..<b.N {
-        let row = u + i * b.cols
+    comm.allreduceMax(&rowMax, count: R)
+    var rowSum = [Double](repeating: 0, count: R)
+    for i in 0..<R {
         var s = 0.0
-        for j in 0..<b.n where b.offset + j != i {
-            for c in j * b.P..<(j + 1) * b.P { s += exp(Double(row[c]) - rowMax[i]) }
+        forEachSpan(row: i, layout) { span, positive in
+            if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(rowMax[i])) }
         }
         rowSum[i] = s
     }
-    comm.allreduceSum(&rowSum, count: b.N)
-    var lse = [Double](repeating: 0, count: b.N)
-    for i in 0..<b.N {
-        lse[i] = rowMax[i] + log(rowSum[i] + Double(b.P) * exp(maskValue - rowMax[i]))
-    }
-    // Positives live with the rank that owns image i; their sigmoid weights, summed per row,
-    // scale the softmax over that row's negatives on every rank.
-    let w = 1 / Double(b.N * b.P)
+    comm.allreduceSum(&rowSum, count: R)
+    let lse = (0..<R).map { rowMax[$0] + log(rowSum[$0] + Double(P) * exp(maskValue - rowMax[$0])) }
+    // Positives live with the rank that owns row i's image; their sigmoid weights, summed per
+    // row, scale the softmax over that row's negatives on every rank.
+    let w = 1 / layout.positiveCount
     var loss = 0.0
-    var rowWeight = [Double](repeating: 0, count: b.N)
-    for j in 0..<b.n {
-        let i = b.offset + j
-        let row = u + i * b.cols, g = grad + i * b.cols
-        for c in j * b.P..<(j + 1) * b.P {
-            let t = lse[i] - Double(row[c])
+    var rowWeight = [Double](repeating: 0, count: R)
+    for i in 0..<R {
+        for c in layout.positiveColumns(row: i) {
+            let t = lse[i] - Double(u[i * cols + c])
             loss += softplus(t) * w
             let s = sigmoid(t) * w
-            g[c] = Float(-s)
+            grad[i * cols + c] = Float(-s * gradScale)
             rowWeight[i] += s
         }
     }
-    comm.allreduceSum(&rowWeight, count: b.N)
-    for i in 0..<b.N {
-        let row = u + i * b.cols, g = grad + i * b.cols
-        for j in 0..<b.n where b.offset + j != i {
-            for c in j * b.P..<(j + 1) * b.P { g[c] = Float(rowWeight[i] * exp(Double(row[c]) - lse[i])) }
+    comm.allreduceSum(&rowWeight, count: R)
+    for i in 0..<R {
+        let scale = Float(rowWeight[i] * gradScale)
+        forEachSpan(row: i, layout) { span, positive in
+            if positive { return }
+            let offset = i * cols + span.lowerBound
+            _ = expSum(u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale, grad: grad + offset)
         }
     }
     return comm.sum(loss)
 }
 
 /// Donsker-Varadhan: -mean over positives of u + log(mean over all negatives of e^u).
-func donskerVaradhanLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ b: ScoreBlock,
-                         _ comm: Communicator) -> Double {
-    var m = -Double.infinity
-    for i in 0..<b.N {
-        let row = u + i * b.cols
-        for j in 0..<b.n where b.offset + j != i {
-            for c in j * b.P..<(j + 1) * b.P { m = max(m, Double(row[c])) }
+func donskerVaradhanLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout,
+                         _ gradScale: Float, _ comm: Communicator) -> Double {
+    let cols = layout.columns
+    var m: Float = -.infinity
+    for i in 0..<layout.rowCount {
+        forEachSpan(row: i, layout) { span, positive in
+            if !positive { m = maximum(u + i * cols + span.lowerBound, count: span.count, initial: m) }
         }
     }
-    m = comm.max(m)
-    var s = 0.0, pos = 0.0
-    for i in 0..<b.N {
-        let row = u + i * b.cols
-        for j in 0..<b.n {
-            if b.offset + j == i {
-                for c in j * b.P..<(j + 1) * b.P { pos += Double(row[c]) }
+    let shift = comm.max(Double(m))
+    var sums = [0.0, 0.0]  // sum of e^(u - shift) over negatives, sum of u over positives
+    for i in 0..<layout.rowCount {
+        forEachSpan(row: i, layout) { span, positive in
+            if positive {
+                for c in span { sums[1] += Double(u[i * cols + c]) }
             } else {
-                for c in j * b.P..<(j + 1) * b.P { s += exp(Double(row[c]) - m) }
+                sums[0] += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(shift))
             }
         }
     }
-    var sums = [s, pos]
     comm.allreduceSum(&sums, count: 2)
-    let lse = m + log(sums[0])
-    let count = Double(b.N * (b.N - 1) * b.P)
-    let posW = 1 / Double(b.N * b.P)
-    for i in 0..<b.N {
-        let row = u + i * b.cols, g = grad + i * b.cols
-        for j in 0..<b.n {
-            if b.offset + j == i {
-                for c in j * b.P..<(j + 1) * b.P { g[c] = Float(-posW) }
+    let lse = shift + log(sums[0])
+    let posW = 1 / layout.positiveCount
+    for i in 0..<layout.rowCount {
+        forEachSpan(row: i, layout) { span, positive in
+            let offset = i * cols + span.lowerBound
+            if positive {
+                for c in 0..<span.count { grad[offset + c] = Float(-posW) * gradScale }
             } else {
-                for c in j * b.P..<(j + 1) * b.P { g[c] = Float(exp(Double(row[c]) - lse)) }
+                _ = expSum(u + offset, count: span.count, shift: Float(lse), gradScale: gradScale, grad: grad + offset)
             }
         }
     }
-    return -sums[1] * posW + lse - log(count)
+    return -sums[1] * posW + lse - log(layout.negativeCount)
 }

@@ -34,17 +34,17 @@ public final class GlobalDIMCritic {
         yLayer = Linear(params, "\(prefix).y", in: config.globalDim, out: config.miUnits, bias: true, precision: precision)
     }
 
-    /// Returns weight * the global-DIM loss.
-    public func forward(localMap: Tensor, Y: Tensor, estimator: Estimator, weight: Double, maskValue: Double,
-                        training: Bool, comm: Communicator) -> Double {
+    /// Returns the global-DIM loss (unweighted), keeping the gradient of weight x the loss.
+    public func forward(localMap: Tensor, Y: Tensor, estimator: Estimator, rows: RowSelection, step: Int,
+                        weight: Double, maskValue: Double, training: Bool, comm: Communicator) -> Double {
         mapInput = localMap
         var h = localMap
         for i in convs.indices { h = convNorms[i].forward(convs[i].forward(h), training: training, comm: comm) }
         flattenMap(h, into: flat)
         let mapSide = out.forward(fcNorm.forward(fc.forward(flat), training: training, comm: comm))
         let ySide = yLayer.forward(Y)
-        return scorer.forward(G: ySide, L: mapSide, positions: 1, estimator: estimator, weight: weight,
-                              maskValue: maskValue, comm: comm)
+        return scorer.forward(G: ySide, L: mapSide, positions: 1, estimator: estimator, rows: rows, step: step,
+                              weight: weight, maskValue: maskValue, comm: comm)
     }
 
     /// Returns (dL/dC, dL/dY): gradLocalMap and the y layer's gradInput.

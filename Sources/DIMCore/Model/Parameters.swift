@@ -67,7 +67,7 @@ public final class ParameterStore {
             g.initialize(repeating: 0, count: max(count, 1))
             grads = g
         }
-        var rng = SplitMix64(seed: seed, stream: 1)
+        var rng = SplitMix64(seed: seed, stream: RandomStream.parameters)
         for p in parameters {
             p.value = Tensor(view: v + p.offset, shape: p.shape)
             if let g = grads { p.grad = Tensor(view: g + p.offset, shape: p.shape) }

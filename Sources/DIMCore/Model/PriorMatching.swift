@@ -16,6 +16,8 @@ public final class PriorDiscriminator {
     private let dt = Tensor([0])
     private let dout = Tensor([0])
     private var input: Tensor?
+    /// z = sigmoid(Y) of the last `encoderTerm` (the discriminator's "fake" input).
+    public let encodedInput = Tensor([0])
 
     public init(_ store: ParameterStore, inFeatures: Int, hidden: [Int], prefix: String = "prior_disc") {
         self.inFeatures = inFeatures
@@ -27,6 +29,30 @@ public final class PriorDiscriminator {
         }
         self.layers = layers
         g = layers.map { _ in Tensor([0]) }
+    }
+
+    /// The encoder's prior-matching term, mean over the global batch of softplus(-D(sigmoid(Y))),
+    /// unweighted; adds the gradient of `weight` x the term with respect to Y (`[d, n]`) to
+    /// `gradY`: weight * (-sigmoid(-D)/N) * dD/dz * z(1-z).
+    public func encoderTerm(Y: Tensor, weight: Double, addingGradientTo gradY: Tensor, comm: Communicator) -> Double {
+        let (d, n) = (Y.shape[0], Y.shape[1])
+        let N = n * comm.size
+        let z = encodedInput
+        z.resize(Y.shape)
+        for i in 0..<Y.count { z.data[i] = sigmoid(Y.data[i]) }
+        let out = forward(z)
+        let gx = inputGradient()
+        var term = 0.0
+        for s in 0..<n {
+            let v = Double(out.data[s])
+            term += softplus(-v)
+            let coef = Float(-sigmoid(-v) / Double(N) * weight)
+            for k in 0..<d {
+                let zi = z.data[k * n + s]
+                gradY.data[k * n + s] += coef * gx.data[k * n + s] * zi * (1 - zi)
+            }
+        }
+        return comm.sum(term) / Double(N)
     }
 
     /// D(x) for x `[d, n]`; returns `[1, n]`. Hidden ReLUs are applied in place.

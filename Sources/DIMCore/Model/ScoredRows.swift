@@ -1,0 +1,74 @@
+/// Which global vectors a step scores: the rows of the score matrix (docs/bounded-negatives.md).
+///
+/// Every rank scores its own local patches (the columns) against the global vectors of a set of
+/// images of the global batch (the rows). `all` is DIM's loss: every image, so the score GEMM, the
+/// estimator and the gather of G grow with the global batch N. `limit(K)` keeps the per-rank cost
+/// flat in the number of ranks: K images drawn uniformly without replacement from the global batch
+/// of the step, from (seed, step) only, so every rank (and every rank count) draws the same set.
+/// Each estimator then averages over the sampled rows instead of all N: an unbiased estimate of
+/// the full loss, equal to it when K >= N.
+public struct RowSelection: Equatable, Codable, CustomStringConvertible {
+    /// nil: every image of the global batch.
+    public var limit: Int?
+    public var seed: UInt64
+
+    public static let all = RowSelection(limit: nil, seed: 0)
+    public init(limit: Int?, seed: UInt64) {
+        precondition(limit.map { $0 >= 2 } ?? true, "a bounded row set needs at least 2 rows")
+        self.limit = limit; self.seed = seed
+    }
+
+    /// The global image indices scored at `step`, ascending (so each owner's rows are contiguous
+    /// and in rank order, as the variable-count collectives expect).
+    public func rows(globalBatch N: Int, step: Int) -> [Int] {
+        guard let K = limit, K < N else { return Array(0..<N) }
+        var rng = SplitMix64(seed: seed, stream: RandomStream.scoredRows, index: UInt64(step))
+        return Array(rng.permutation(N).prefix(K)).sorted()
+    }
+
+    public var description: String { limit.map { "\($0) sampled rows" } ?? "all rows" }
+}
+
+/// The rows of one step as this rank sees them: which image each row is, which rows this rank
+/// owns (it sends their global vectors and receives their gradients), and the positive columns.
+public struct ScoreLayout {
+    /// Global image index of each row, ascending.
+    public let rowImage: [Int]
+    public let globalBatch: Int
+    /// This rank's images are offset..<offset+n; each has P local positions (columns j*P..<(j+1)*P).
+    public let n: Int, offset: Int, P: Int
+    /// Rows owned by each rank (rank r owns images r*n..<(r+1)*n).
+    public let rowsPerRank: [Int]
+    /// The local index j of each row this rank owns, in row order.
+    public let ownedLocalIndex: [Int]
+    /// The first row this rank owns.
+    public let firstOwnedRow: Int
+
+    public init(rows: [Int], globalBatch N: Int, localBatch n: Int, rank: Int, ranks: Int, positions P: Int) {
+        precondition(N == n * ranks, "global batch \(N) is not \(ranks) ranks x \(n)")
+        rowImage = rows; globalBatch = N; self.n = n; offset = rank * n; self.P = P
+        var perRank = [Int](repeating: 0, count: ranks)
+        for i in rows { perRank[i / n] += 1 }
+        rowsPerRank = perRank
+        firstOwnedRow = perRank[..<rank].reduce(0, +)
+        ownedLocalIndex = rows[firstOwnedRow..<(firstOwnedRow + perRank[rank])].map { $0 - rank * n }
+    }
+
+    /// One process scoring all N rows (tests, benchmarks).
+    public static func allRows(images N: Int, positions P: Int) -> ScoreLayout {
+        ScoreLayout(rows: Array(0..<N), globalBatch: N, localBatch: N, rank: 0, ranks: 1, positions: P)
+    }
+
+    public var rowCount: Int { rowImage.count }
+    public var columns: Int { n * P }
+    /// The columns of row i's positives on this rank (empty when another rank owns its image).
+    @inline(__always)
+    public func positiveColumns(row i: Int) -> Range<Int> {
+        let j = rowImage[i] - offset
+        return j >= 0 && j < n ? j * P..<(j + 1) * P : 0..<0
+    }
+    /// Positive pairs of the whole loss: each row's image has P patches.
+    public var positiveCount: Double { Double(rowCount * P) }
+    /// Negative pairs: each row against the patches of the N - 1 other images.
+    public var negativeCount: Double { Double(rowCount * (globalBatch - 1) * P) }
+}
