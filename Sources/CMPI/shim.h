@@ -11,3 +11,4 @@ static inline MPI_Op dim_MPI_MAX(void) { return MPI_MAX; }
 static inline MPI_Op dim_MPI_MIN(void) { return MPI_MIN; }
 static inline void *dim_MPI_IN_PLACE(void) { return MPI_IN_PLACE; }
 static inline MPI_Errhandler dim_MPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Status *dim_MPI_STATUS_IGNORE(void) { return MPI_STATUS_IGNORE; }

@@ -18,6 +18,10 @@ public protocol Communicator: AnyObject {
     /// Sums `counts.sum` floats over ranks and leaves block `rank` (`counts[rank]` floats, after
     /// the blocks of the lower ranks) in `output`.
     func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
+    /// Starts an in-place sum over ranks and returns at once (MPI_Iallreduce); the buffer must not
+    /// be touched until the returned collective is complete. Ranks start their non-blocking and
+    /// blocking collectives in the same order.
+    func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)
     func barrier()
@@ -25,6 +29,21 @@ public protocol Communicator: AnyObject {
     func abort(_ message: String, code: Int32) -> Never
     /// Seconds spent inside collectives since the last reset (for the communication share of a step).
     var communicationSeconds: Double { get set }
+}
+
+/// A non-blocking collective in flight.
+public protocol PendingCollective: AnyObject {
+    /// Lets the library progress it; true once complete.
+    func test() -> Bool
+    /// Blocks until complete.
+    func wait()
+}
+
+/// A collective that completed when it was started (one process, or a blocking stand-in).
+public final class CompletedCollective: PendingCollective {
+    public init() {}
+    public func test() -> Bool { true }
+    public func wait() {}
 }
 
 /// Told when a collective starts and ends, so that a watchdog can name the collective a stalled
@@ -82,6 +101,9 @@ public final class SingleProcess: Communicator {
     }
     public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
         if UnsafePointer(output) != input { output.update(from: input, count: counts[0]) }
+    }
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective {
+        CompletedCollective()
     }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
     public func barrier() {}

@@ -41,7 +41,7 @@ public final class MPICommunicator: Communicator {
     }
 
     @inline(__always)
-    private func timed(_ name: StaticString, _ count: Int, _ body: () -> Int32) {
+    fileprivate func timed(_ name: StaticString, _ count: Int, _ body: () -> Int32) {
         observer?.collectiveBegan(name, count: count)
         let t0 = monotonicSeconds()
         let rc = body()
@@ -97,6 +97,38 @@ public final class MPICommunicator: Communicator {
         for c in counts { offsets.append(Int32(at)); at += c }
         precondition(at <= Int(Int32.max), "collective of \(at) floats exceeds MPI's 32-bit counts")
         return (counts.map { Int32($0) }, offsets)
+    }
+
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective {
+        let pending = MPIRequest(communicator: self, count: count)
+        timed("MPI_Iallreduce (start)", count) {
+            MPI_Iallreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world, &pending.request)
+        }
+        return pending
+    }
+
+    /// A started MPI_Iallreduce. Open MPI progresses it inside MPI calls: MPI_Test here, and the
+    /// blocking collectives the step makes meanwhile (synchronised BatchNorm).
+    final class MPIRequest: PendingCollective {
+        unowned let communicator: MPICommunicator
+        let count: Int
+        var request: MPI_Request? = nil
+        var done = false
+        init(communicator: MPICommunicator, count: Int) { self.communicator = communicator; self.count = count }
+
+        func test() -> Bool {
+            if done { return true }
+            var flag: Int32 = 0
+            communicator.timed("MPI_Test", count) { MPI_Test(&request, &flag, dim_MPI_STATUS_IGNORE()) }
+            done = flag != 0
+            return done
+        }
+
+        func wait() {
+            if done { return }
+            communicator.timed("MPI_Wait (Iallreduce)", count) { MPI_Wait(&request, dim_MPI_STATUS_IGNORE()) }
+            done = true
+        }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {

@@ -9,6 +9,12 @@ public struct BenchmarkResult {
     public var gflopPerStep: Double   // this rank's GEMM work
     public var gemmSecondsPerStep: Double   // time inside GEMM calls
     public var phases: [(String, Double)]  // seconds per step
+    /// Per step: the wait for the gradient allreduce after backward (overlapped with it).
+    public var exposedAllreduceSeconds = 0.0
+    /// The same allreduce alone and blocking (nil on one rank).
+    public var blockingAllreduceSeconds: Double?
+    /// Floats in the gradient allreduce.
+    public var parameterCount = 0
     public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
     public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
     /// The GEMMs' own rate: their FLOPs over the time spent inside them.
@@ -16,7 +22,8 @@ public struct BenchmarkResult {
 }
 
 public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Precision = .fp32, globalBatch: Int,
-                         steps: Int, warmup: Int, comm: Communicator, log: (String) -> Void) throws -> BenchmarkResult {
+                         rows: RowSelection = .all, steps: Int, warmup: Int, comm: Communicator,
+                         log: (String) -> Void) throws -> BenchmarkResult {
     guard globalBatch % comm.size == 0 else {
         throw DIMError("batch size \(globalBatch) does not divide by \(comm.size) ranks")
     }
@@ -30,10 +37,16 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     for i in 0..<x.count { x.data[i] = rng.uniform(1) }
     let zp = Tensor([config.globalDim, n])
     for i in 0..<zp.count { zp.data[i] = rng.nextFloat() }
+    var stepIndex = 0
+    var exposed = 0.0
     func step() {
-        model.forwardBackward(x, priorSample: zp, comm: comm)
+        sync.begin(model.params)
+        model.forwardBackward(x, priorSample: zp, rows: rows, step: stepIndex, comm: comm,
+                              gradientsFinal: sync.gradientsFinal(from:))
+        stepIndex += 1
         model.timer.start()
-        sync.allreduce(model.params)
+        sync.finish()
+        exposed += sync.exposedSeconds
         if model.discriminator != nil { sync.allreduce(model.discParams) }
         model.timer.mark("gradient allreduce")
         adam.update(model.params)
@@ -44,6 +57,7 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     comm.barrier()
     model.timer.enabled = true
     model.timer.reset()
+    exposed = 0
     comm.communicationSeconds = 0
     FlopCounter.reset()
     let t0 = monotonicSeconds()
@@ -58,7 +72,40 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
                                  gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(steps),
                                  gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(steps), phases: phases)
     result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(steps)))
+    result.exposedAllreduceSeconds = exposed / Double(steps)
+    result.parameterCount = model.params.count
+    // The same reduction alone and blocking, for how much of it the overlap hid.
+    if comm.size > 1 {
+        var best = Double.infinity
+        for _ in 0..<3 {
+            comm.barrier()
+            let t = monotonicSeconds()
+            sync.allreduce(model.params)
+            best = min(best, monotonicSeconds() - t)
+        }
+        result.blockingAllreduceSeconds = best
+    }
     return result
+}
+
+/// Nanoseconds per score of each estimator on one thread, on a block of random scores shaped like
+/// a step's (`rows` x `columns`; the per-rank allreduces of one process are free).
+public func measureEstimators(rows: Int, localBatch n: Int, positions P: Int, repeats: Int = 5) -> [(Estimator, Double)] {
+    let layout = ScoreLayout(rows: Array(0..<rows), globalBatch: max(rows, n), localBatch: max(rows, n), rank: 0,
+                             ranks: 1, positions: P)
+    let cols = layout.columns
+    let u = Tensor([rows, cols]), grad = Tensor([rows, cols])
+    var rng = SplitMix64(seed: 9, stream: RandomStream.benchmarkImages(rank: 0))
+    for i in 0..<u.count { u.data[i] = rng.uniform(8) }
+    return Estimator.allCases.map { est in
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let t0 = monotonicSeconds()
+            _ = estimatorLoss(est, u: u.data, grad: grad.data, layout: layout, maskValue: -10, comm: SingleProcess())
+            best = min(best, monotonicSeconds() - t0)
+        }
+        return (est, best / Double(rows * cols) * 1e9)
+    }
 }
 
 /// Times the three collectives of a DIM step (gradient allreduce, all-gather of G, reduce-scatter

@@ -172,10 +172,13 @@ public final class Trainer {
         watchdog?.enter(.forwardBackward)
         let withPrior = config.loss.gamma != 0
         if withPrior { fillPriorSample(step: state.step) }
+        // The gradient allreduce starts inside backward, bucket by bucket (GradientSync).
+        sync.begin(state.model.params)
         let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil,
-                                                 rows: config.scoredRows, step: state.step, comm: comm)
+                                                 rows: config.scoredRows, step: state.step, comm: comm,
+                                                 gradientsFinal: sync.gradientsFinal(from:))
         watchdog?.enter(.gradientAllreduce)
-        sync.allreduce(state.model.params)
+        sync.finish()
         if withPrior { sync.allreduce(state.model.discParams) }
         watchdog?.enter(.optimizer)
         // Divergence guard: every rank sees the same summed values, so all stop together.

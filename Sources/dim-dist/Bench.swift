@@ -15,6 +15,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Global batch size.") var batchSize = 64
     @Option(help: "Timed steps.") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
+    @Option(help: "Bounded negatives: score K sampled global vectors per step (as train --max-negatives).")
+    var maxNegatives: Int?
     @Flag(help: "Time the collectives (allreduce, allgather, reduce-scatter) over message sizes instead.") var collectives = false
     @Option(help: "Message sizes in bytes for --collectives, comma-separated.") var sizes = "4096,65536,1048576,8388608,58720256"
     @Option(help: "Repetitions per size for --collectives.") var repeats = 20
@@ -51,8 +53,12 @@ struct Bench: ParsableCommand {
             }
             print("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), precision \(model.precision.rawValue), global batch \(batchSize), \(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
         }
-        let r = try runBenchmark(config: config, loss: loss, precision: model.precision, globalBatch: batchSize, steps: steps, warmup: warmup,
-                                 comm: comm, log: { _ in })
+        let rows = RowSelection(limit: maxNegatives, seed: 0)
+        let r = try runBenchmark(config: config, loss: loss, precision: model.precision, globalBatch: batchSize,
+                                 rows: rows, steps: steps, warmup: warmup, comm: comm, log: { _ in })
+        // The estimators alone, on this rank's block of scores (rows x local patches).
+        let scoredRows = min(maxNegatives ?? batchSize, batchSize)
+        let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size, positions: config.localPositions)
         if comm.isRoot {
             let perStep = r.seconds / Double(r.steps)
             print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, \(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = \(fmt(r.gflopPerStep * Double(comm.size) / Double(batchSize), 3)) GFLOP/image)")
@@ -62,6 +68,15 @@ struct Bench: ParsableCommand {
             for (name, s) in r.phases {
                 print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
             }
+            if let blocking = r.blockingAllreduceSeconds {
+                let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
+                print("  gradient allreduce (\(fmt(Double(4 * (r.parameterCount)) / 1e6, 1)) MB): \(fmt(blocking * 1000, 1)) ms alone; "
+                      + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
+                      + "(\(fmt(100 * hidden, 0))% hidden)")
+            }
+            let cols = batchSize / comm.size * config.localPositions
+            print("  estimators on one thread, \(scoredRows) x \(cols) scores: "
+                  + estimators.map { "\($0.0.rawValue) \(fmt($0.1, 2)) ns/score" }.joined(separator: ", "))
         }
     }
 }

@@ -117,6 +117,12 @@ public final class InProcessCommunicator: Communicator {
         group.barrier()
     }
 
+    /// Blocking here (every rank starts it at the same point of its program).
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective {
+        allreduceSum(buffer, count: count)
+        return CompletedCollective()
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {
         var copy = [UInt8]()
         exchange(UnsafeRawPointer(buffer)) { all in

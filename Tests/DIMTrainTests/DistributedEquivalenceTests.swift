@@ -57,14 +57,20 @@ struct EquivalenceFixture {
         let modelComm: Communicator = localOnly ? SingleProcess() : comm
         let adam = Adam(count: model.params.count, lr: 1e-3)
         let discAdam = Adam(count: model.discParams.count, lr: 1e-3)
+        // Small buckets started as soon as backward finishes them: under mpirun, many
+        // non-blocking allreduces in flight between synchronised BatchNorm's blocking ones.
         let sync = GradientSync(comm: comm)
+        sync.bucketFloats = 256
+        sync.minimumBucketFloats = 1
         let x = Tensor([1, n, 28, 28]), z = Tensor([config.globalDim, n])
         for s in 0..<steps {
             let all = globalImages(step: s), prior = globalPrior(step: s)
             for i in 0..<(n * 784) { x.data[i] = all[first * 784 + i] }
             for k in 0..<config.globalDim { for j in 0..<n { z.data[k * n + j] = prior[k * globalBatch + first + j] } }
-            model.forwardBackward(x, priorSample: z, rows: rows, step: s, comm: modelComm)
-            sync.allreduce(model.params)
+            sync.begin(model.params)
+            model.forwardBackward(x, priorSample: z, rows: rows, step: s, comm: modelComm,
+                                  gradientsFinal: sync.gradientsFinal(from:))
+            sync.finish()
             sync.allreduce(model.discParams)
             if plainSGD {
                 for store in [model.params, model.discParams] where store.count > 0 {
@@ -147,6 +153,20 @@ final class DistributedEquivalenceTests: XCTestCase {
             let (err, name) = worstDifference(reference, distributed, loss: loss)
             if comm.isRoot { print("equivalence np=\(comm.size) \(est.rawValue) bf16: worst relative difference \(sci(err)) (\(name))") }
             XCTAssertLessThan(err, 0x1p-7, "bf16 \(est) on \(comm.size) ranks: \(name) differs by \(err)")
+        }
+    }
+
+    /// Under mpirun: the MPI collectives (variable-count gather and reduce-scatter) give the same.
+    func testBoundedUnderMPIMatchesOneProcess() throws {
+        let comm = try requireRanks()
+        let sampled = RowSelection(limit: 3, seed: 1)
+        for est in Estimator.allCases {
+            let loss = LossConfig(estimator: est)
+            let bounded = fixture.train(loss: loss, comm: comm, rows: sampled, plainSGD: true)
+            let reference = fixture.train(loss: loss, comm: SingleProcess(), rows: sampled, plainSGD: true)
+            let (err, name) = fixture.worstDifference(reference, bounded, loss: loss)
+            if comm.isRoot { print("bounded negatives K=3 of 8, np=\(comm.size) \(est.rawValue): worst relative difference \(sci(err)) (\(name))") }
+            XCTAssertLessThan(err, 1e-4, "\(est): \(name)")
         }
     }
 
@@ -240,20 +260,6 @@ final class BoundedNegativesTests: XCTestCase {
                 let two = InProcessGroup.run(ranks: 2) { self.runner.train(loss: loss, comm: $0, rows: rows) }
                 XCTAssertLessThan(fixture.worstDifference(full, two[0], loss: loss).0, 1e-4, "\(est) K=\(K)")
             }
-        }
-    }
-
-    /// Under mpirun: the MPI collectives (variable-count gather and reduce-scatter) give the same.
-    func testBoundedUnderMPIMatchesOneProcess() throws {
-        let comm = DistributedEquivalenceTests.comm
-        guard comm.size > 1 else { throw XCTSkip("multi-rank test: run under mpirun (.ci/run does)") }
-        for est in Estimator.allCases {
-            let loss = LossConfig(estimator: est)
-            let bounded = runner.train(loss: loss, comm: comm, rows: sampled, plainSGD: true)
-            let reference = runner.train(loss: loss, comm: SingleProcess(), rows: sampled, plainSGD: true)
-            let (err, name) = fixture.worstDifference(reference, bounded, loss: loss)
-            if comm.isRoot { print("bounded negatives K=3 of 8, np=\(comm.size) \(est.rawValue): worst relative difference \(sci(err)) (\(name))") }
-            XCTAssertLessThan(err, 1e-4, "\(est): \(name)")
         }
     }
 }

@@ -52,6 +52,11 @@ public final class DIMModel {
         discParams.allocate(seed: seed &+ 1)
     }
 
+    /// The encoder's parameters come first in `params`; this is where they end.
+    public var encoderParameterEnd: Int {
+        params.parameters.filter { $0.name.hasPrefix("encoder.") }.map { $0.offset + $0.count }.max() ?? 0
+    }
+
     public var batchNorms: [BatchNorm] {
         var all = encoder.convNorms + [encoder.fcNorm, localHead.norm, globalHead.norm]
         if let g = globalDIM { all += g.convNorms + [g.fcNorm] }
@@ -67,10 +72,12 @@ public final class DIMModel {
     /// pixels in [-1, 1]). `priorSample` (`[globalDim, n]`, this rank's slice of the global
     /// sample) is needed when the prior term is on. `rows` and `step` choose the scored global
     /// vectors (RowSelection). Gradients are zeroed first; each term returns its unweighted loss
-    /// and adds the gradient of its weighted loss.
+    /// and adds the gradient of its weighted loss. `gradientsFinal(offset)` is told as backward
+    /// goes that every gradient of `params` at `offset` and above is final (GradientSync starts
+    /// reducing them while the encoder's backward runs).
     @discardableResult
     public func forwardBackward(_ x: Tensor, priorSample: Tensor? = nil, rows: RowSelection = .all, step: Int = 0,
-                                comm: Communicator) -> Losses {
+                                comm: Communicator, gradientsFinal: (Int) -> Void = { _ in }) -> Losses {
         params.zeroGrads()
         discParams.zeroGrads()
         let lc = lossConfig
@@ -84,7 +91,9 @@ public final class DIMModel {
         if lc.alpha != 0 { losses.global = globalTerm(rows: rows, step: step, comm: comm) }
         if lc.gamma != 0 { losses.prior = priorTerm(comm: comm) }
         timer.mark("global DIM + prior")
-        encoder.backward(gradY: gradY, gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm)
+        gradientsFinal(encoderParameterEnd)  // the heads' and the critic's
+        encoder.backward(gradY: gradY, gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm,
+                         gradientsFinal: gradientsFinal)
         timer.mark("encoder backward")
         losses.total = lc.beta * losses.local + lc.alpha * losses.global + lc.gamma * losses.prior
         if lc.gamma != 0, let zp = priorSample {

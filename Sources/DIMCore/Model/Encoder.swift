@@ -53,9 +53,15 @@ public final class Encoder {
     }
 
     /// Back-propagates dL/dY and, when given, dL/dC (added at the local map).
-    public func backward(gradY: Tensor, gradLocalMap: Tensor?, comm: Communicator) {
+    /// Backward from dL/dY (and dL/dC added at the local map). `gradientsFinal(offset)` is told,
+    /// layer by layer, that every parameter gradient at `offset` and above is final (layers
+    /// declare their parameters in forward order), so their allreduce can start.
+    public func backward(gradY: Tensor, gradLocalMap: Tensor?, comm: Communicator,
+                         gradientsFinal: (Int) -> Void = { _ in }) {
         let dfc = head.backward(gradY)
+        gradientsFinal(head.weight.offset)
         let dflat = fc.backward(fcNorm.backward(dfc, comm: comm))
+        gradientsFinal(fc.weight.offset)
         let last = convNorms[convNorms.count - 1].output
         unflattenMap(dflat, channels: last.shape[0], height: last.shape[2], width: last.shape[3], into: gradMap)
         var d = gradMap
@@ -65,6 +71,7 @@ public final class Encoder {
                 for j in 0..<d.count { d.data[j] += dC.data[j] }
             }
             d = convs[i].backward(convNorms[i].backward(d, comm: comm), inputGrad: i > 0)
+            gradientsFinal(convs[i].weight.offset)
         }
     }
 }
