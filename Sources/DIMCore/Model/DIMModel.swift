@@ -53,8 +53,11 @@ public final class DIMModel {
     }
 
     /// The encoder's parameters come first in `params`; this is where they end.
-    public var encoderParameterEnd: Int {
-        params.parameters.filter { $0.name.hasPrefix("encoder.") }.map { $0.offset + $0.count }.max() ?? 0
+    public var encoderParameterEnd: Int { parameterStart("local_mi.") }
+
+    /// Where the parameters named `prefix`... start in the flat buffer.
+    public func parameterStart(_ prefix: String) -> Int {
+        params.parameters.first { $0.name.hasPrefix(prefix) }?.offset ?? params.count
     }
 
     public var batchNorms: [BatchNorm] {
@@ -87,11 +90,16 @@ public final class DIMModel {
         timer.mark("encoder")
         gradY.resize(encoder.globalVector.shape, zero: true)
         gradC.resize(encoder.localMap.shape, zero: true)
-        if lc.beta != 0 { losses.local = localTerm(rows: rows, step: step, comm: comm) }
-        if lc.alpha != 0 { losses.global = globalTerm(rows: rows, step: step, comm: comm) }
+        // The critic first: its parameters come last in `params`, so its gradients are the first
+        // final ones, then the global head's, the local head's, the encoder's from the top down.
+        if lc.alpha != 0 {
+            losses.global = globalTerm(rows: rows, step: step, comm: comm)
+            gradientsFinal(parameterStart("gdim."))
+        }
+        if lc.beta != 0 { losses.local = localTerm(rows: rows, step: step, comm: comm, gradientsFinal: gradientsFinal) }
         if lc.gamma != 0 { losses.prior = priorTerm(comm: comm) }
         timer.mark("global DIM + prior")
-        gradientsFinal(encoderParameterEnd)  // the heads' and the critic's
+        gradientsFinal(encoderParameterEnd)  // everything above the encoder, also terms that are off
         encoder.backward(gradY: gradY, gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm,
                          gradientsFinal: gradientsFinal)
         timer.mark("encoder backward")
@@ -104,7 +112,7 @@ public final class DIMModel {
     }
 
     /// Local DIM: Y's head against every local position's head, through the scorer.
-    private func localTerm(rows: RowSelection, step: Int, comm: Communicator) -> Double {
+    private func localTerm(rows: RowSelection, step: Int, comm: Communicator, gradientsFinal: (Int) -> Void) -> Double {
         let L = localHead.forward(encoder.localMap, training: true, comm: comm)
         let G = globalHead.forward(encoder.globalVector, training: true, comm: comm)
         timer.mark("heads")
@@ -113,8 +121,12 @@ public final class DIMModel {
                                        maskValue: lossConfig.nceMaskValue, comm: comm)
         localScorer.backward(comm: comm)
         timer.mark("scores+loss")
-        add(localHead.backward(localScorer.gradL, comm: comm), into: gradC)
+        // The small global head first: its gradients are reduced while the local head's large
+        // backward runs.
         add(globalHead.backward(localScorer.gradG, comm: comm), into: gradY)
+        gradientsFinal(parameterStart("global_mi."))
+        add(localHead.backward(localScorer.gradL, comm: comm), into: gradC)
+        gradientsFinal(parameterStart("local_mi."))
         timer.mark("heads backward")
         return loss
     }
