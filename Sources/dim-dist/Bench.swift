@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import DIMCore
 import DIMTrain
@@ -20,7 +21,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Time the collectives (allreduce, allgather, reduce-scatter) over message sizes instead.") var collectives = false
     @Option(help: "Message sizes in bytes for --collectives, comma-separated.") var sizes = "4096,65536,1048576,8388608,58720256"
     @Option(help: "Repetitions per size for --collectives.") var repeats = 20
-    @Flag(help: "With --collectives: one JSON record per line.") var json = false
+    @Flag(help: "One JSON record per line (per message size with --collectives, else one for the step).")
+    var json = false
 
     func run() throws {
         let comm = try makeCommunicator()
@@ -43,15 +45,17 @@ struct Bench: ParsableCommand {
         // The rate the step's GEMMs are compared with, and bf16's where the CPU has it.
         let reference = BLASKernels.measureGEMM(model.precision)
         let bf16Rate = Precision.bf16.unsupportedReason() == nil ? BLASKernels.measureGEMM(.bf16) : nil
+        // With --json, stdout carries only the record; the header goes to stderr.
+        let say: (String) -> Void = json ? { printError($0) } : { print($0) }
         if comm.isRoot {
-            machine.forEach { print($0) }
+            machine.forEach { say($0) }
             if let r = bf16Rate {
                 let fp32 = model.precision == .fp32 ? reference : BLASKernels.measureGEMM(.fp32)
-                print("bf16 GEMM 2048x2048x4096 (oneDNN): \(fmt(r, 1)) GFLOP/s = \(fmt(r / fp32, 2))x fp32")
+                say("bf16 GEMM 2048x2048x4096 (oneDNN): \(fmt(r, 1)) GFLOP/s = \(fmt(r / fp32, 2))x fp32")
             } else {
-                print("bf16 GEMM: not available on this CPU (no AVX512_BF16)")
+                say("bf16 GEMM: not available on this CPU (no AVX512_BF16)")
             }
-            print("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), precision \(model.precision.rawValue), global batch \(batchSize), \(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
+            say("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), precision \(model.precision.rawValue), global batch \(batchSize), \(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
         }
         let rows = RowSelection(limit: maxNegatives, seed: 0)
         let r = try runBenchmark(config: config, loss: loss, precision: model.precision, globalBatch: batchSize,
@@ -59,6 +63,22 @@ struct Bench: ParsableCommand {
         // The estimators alone, on this rank's block of scores (rows x local patches).
         let scoredRows = min(maxNegatives ?? batchSize, batchSize)
         let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size, positions: config.localPositions)
+        if comm.isRoot && json {
+            var record: [String: Any] = [
+                "kind": "bench", "ranks": comm.size, "threads": blasThreads(), "global_batch": batchSize,
+                "precision": model.precision.rawValue, "images_per_s": r.imagesPerSecond,
+                "ms_per_step": r.seconds / Double(r.steps) * 1000, "gflops_per_rank": r.gflopsPerSecond,
+                "gemm_gflops": r.gemmGflopsPerSecond, "reference_gemm_gflops": reference,
+                "exposed_allreduce_ms": r.exposedAllreduceSeconds * 1000,
+                "estimator_ns_per_score": Dictionary(uniqueKeysWithValues: estimators.map { ($0.0.rawValue, $0.1) }),
+                "phase_ms": Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) }),
+            ]
+            if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
+            if let k = maxNegatives { record["max_negatives"] = k }
+            let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
         if comm.isRoot {
             let perStep = r.seconds / Double(r.steps)
             print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, \(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = \(fmt(r.gflopPerStep * Double(comm.size) / Double(batchSize), 3)) GFLOP/image)")
