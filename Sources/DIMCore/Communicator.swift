@@ -1,3 +1,5 @@
+import Foundation
+
 /// The collective operations that distributed DIM needs (Horovod-style: the model and the trainer
 /// only see this protocol; DIMMPI implements it over MPI, `SingleProcess` is the stand-in that
 /// makes every collective the identity for one process).
@@ -111,4 +113,13 @@ public final class SingleProcess: Communicator {
         printError(message)
         exit(code)
     }
+}
+
+/// Each rank's share of a global batch. The loss is defined on the global batch, which every
+/// rank count must split evenly (DESIGN.md §6).
+public func localBatchSize(global: Int, ranks: Int) throws -> Int {
+    guard ranks > 0, global % ranks == 0 else {
+        throw DIMError("--batch-size \(global) does not divide by \(ranks) ranks")
+    }
+    return global / ranks
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Sums parameter gradients over ranks in a few large buckets (not one call per tensor): the
 /// gradients already live in one flat buffer, so a bucket is a contiguous slice of it.
 ///

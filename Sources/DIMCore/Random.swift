@@ -1,3 +1,5 @@
+import Foundation
+
 /// SplitMix64: a small, fast, fully deterministic generator. dim-dist derives every random stream
 /// (initial weights, data order, augmentation, prior samples) from the run's seed and a purpose, so
 /// a run is a pure function of its seed whatever the number of ranks.

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-@_exported import Glibc
-#endif
+import Foundation
 
 /// Writes one line to standard error.
 public func printError(_ message: String) {

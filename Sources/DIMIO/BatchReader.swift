@@ -47,9 +47,7 @@ public final class BatchReader {
 
     public init(data: ShardedSplit, globalBatch: Int, rank: Int, ranks: Int, seed: UInt64, shuffle: Bool = true,
                 augmentation: Augmentation = Augmentation()) throws {
-        guard globalBatch % ranks == 0 else {
-            throw DIMError("batch size \(globalBatch) does not divide by \(ranks) ranks")
-        }
+        _ = try localBatchSize(global: globalBatch, ranks: ranks)
         guard globalBatch <= data.count else {
             throw DIMError("batch size \(globalBatch) is larger than the \(data.count) examples of \(data.directory) (\(data.splitName))")
         }
@@ -130,7 +128,7 @@ public final class BatchReader {
                     let dst = out.data + (c * n + j) * H * W
                     let plane = src + c * H * W
                     if ox == 0 && oy == 0 && !flip {
-                        for i in 0..<(H * W) { dst[i] = Float(plane[i]) * (2 / 255) - 1 }
+                        for i in 0..<(H * W) { dst[i] = modelPixel(plane[i]) }
                         continue
                     }
                     for y in 0..<H {
@@ -138,7 +136,7 @@ public final class BatchReader {
                         for x in 0..<W {
                             let sx = (flip ? W - 1 - x : x) + ox
                             // Padding is black (pixel 0 -> -1).
-                            dst[y * W + x] = (sy >= 0 && sy < H && sx >= 0 && sx < W) ? Float(plane[sy * W + sx]) * (2 / 255) - 1 : -1
+                            dst[y * W + x] = (sy >= 0 && sy < H && sx >= 0 && sx < W) ? modelPixel(plane[sy * W + sx]) : -1
                         }
                     }
                 }

@@ -1,3 +1,4 @@
+import Foundation
 import CZlib
 
 func crc32Update(_ crc: UInt, _ p: UnsafeRawPointer, _ n: Int) -> UInt {

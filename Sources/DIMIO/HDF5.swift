@@ -1,3 +1,4 @@
+import Foundation
 import CHDF5
 import DIMCore
 
@@ -136,35 +137,6 @@ public final class HDF5File {
             if status < 0 { throw DIMError("\(path): cannot read dataset '\(name)' (damaged file or wrong type)") }
         }
         return (values, shape)
-    }
-
-    /// Reads rows [start, start+count) of a dataset whose first dimension is the row index into
-    /// `buffer` (which must hold count * rowSize elements).
-    public func readRows<T: HDF5Scalar>(_ name: String, start: Int, count: Int, into buffer: UnsafeMutablePointer<T>) throws {
-        let d = try openDataset(name)
-        defer { H5Dclose(d) }
-        try readRows(dataset: d, name: name, start: start, count: count, into: buffer)
-    }
-
-    func readRows<T: HDF5Scalar>(dataset d: hid_t, name: String, start: Int, count: Int, into buffer: UnsafeMutablePointer<T>) throws {
-        let fileSpace = H5Dget_space(d)
-        defer { H5Sclose(fileSpace) }
-        let rank = Int(H5Sget_simple_extent_ndims(fileSpace))
-        var dims = [hsize_t](repeating: 0, count: rank)
-        H5Sget_simple_extent_dims(fileSpace, &dims, nil)
-        guard rank >= 1, start >= 0, start + count <= Int(dims[0]) else {
-            throw DIMError("\(path): rows \(start)..<\(start + count) outside dataset '\(name)' of \(dims.first ?? 0) rows")
-        }
-        var offset = [hsize_t](repeating: 0, count: rank)
-        offset[0] = hsize_t(start)
-        var sel = dims
-        sel[0] = hsize_t(count)
-        H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, &offset, nil, &sel, nil)
-        let memSpace = H5Screate_simple(Int32(rank), &sel, nil)
-        defer { H5Sclose(memSpace) }
-        if H5Dread(d, T.hdf5Type, memSpace, fileSpace, dim_H5P_DEFAULT(), buffer) < 0 {
-            throw DIMError("\(path): cannot read rows of '\(name)' (damaged file?)")
-        }
     }
 
     /// Writes a dataset (creating parent groups). `chunkRows` > 0 makes it chunked by rows.

@@ -1,3 +1,4 @@
+import Foundation
 import DIMCore
 
 extension HDF5File {

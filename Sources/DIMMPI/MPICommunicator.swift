@@ -1,3 +1,4 @@
+import Foundation
 import CMPI
 import DIMCore
 
@@ -26,10 +27,21 @@ public final class MPICommunicator: Communicator {
             }
         }
         world = dim_MPI_COMM_WORLD()
+        // Failed calls return an error code (instead of Open MPI's default abort without
+        // context), so `timed` can name the call before ending the job.
+        MPI_Comm_set_errhandler(world, dim_MPI_ERRORS_RETURN())
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(world, &r)
         MPI_Comm_size(world, &s)
         rank = Int(r); size = Int(s)
+    }
+
+    /// MPI's text for an error code.
+    static func errorString(_ code: Int32) -> String {
+        var buffer = [CChar](repeating: 0, count: 512)  // >= MPI_MAX_ERROR_STRING (a macro)
+        var length: Int32 = 0
+        MPI_Error_string(code, &buffer, &length)
+        return "\(String(cString: buffer)) (error \(code))"
     }
 
     /// True when this process was started by mpirun (or another PMI launcher) with more than one rank.
@@ -47,7 +59,7 @@ public final class MPICommunicator: Communicator {
         let rc = body()
         communicationSeconds += monotonicSeconds() - t0
         observer?.collectiveEnded()
-        if rc != 0 { abort("rank \(rank): MPI call failed with error \(rc)", code: 3) }
+        if rc != 0 { abort("rank \(rank): \(name) failed: \(Self.errorString(rc))", code: 3) }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {

@@ -1,3 +1,4 @@
+import Foundation
 import DIMCore
 
 /// Times training steps (forward, backward, gradient allreduce, Adam) of a model on random data.
@@ -24,10 +25,7 @@ public struct BenchmarkResult {
 public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Precision = .fp32, globalBatch: Int,
                          rows: RowSelection = .all, steps: Int, warmup: Int, comm: Communicator,
                          log: (String) -> Void) throws -> BenchmarkResult {
-    guard globalBatch % comm.size == 0 else {
-        throw DIMError("batch size \(globalBatch) does not divide by \(comm.size) ranks")
-    }
-    let n = globalBatch / comm.size
+    let n = try localBatchSize(global: globalBatch, ranks: comm.size)
     let model = DIMModel(config: config, loss: loss, seed: 1, precision: precision)
     let sync = GradientSync(comm: comm)
     let adam = Adam(count: model.params.count)

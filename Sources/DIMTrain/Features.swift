@@ -1,3 +1,4 @@
+import Foundation
 import DIMCore
 import DIMIO
 
@@ -40,7 +41,7 @@ public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind
         let hw = m.height * m.width
         for j in 0..<n { for c in 0..<m.channels {
             let dst = x.data + (c * n + j) * hw
-            for p in 0..<hw { dst[p] = Float(raw[j * m.imageBytes + c * hw + p]) * (2 / 255) - 1 }
+            for p in 0..<hw { dst[p] = modelPixel(raw[j * m.imageBytes + c * hw + p]) }
         } }
         model.encode(x, training: false, comm: single)
         for k in kinds {

@@ -1,3 +1,4 @@
+import Foundation
 import DIMCore
 
 /// The first lines of a `train` or `bench` log: the CPU, the BLAS kernels and threads, the

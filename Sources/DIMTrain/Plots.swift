@@ -109,7 +109,7 @@ public enum Plots {
         let x = Tensor([m.channels, queries, m.height, m.width])
         let hw = m.height * m.width
         for j in 0..<queries { for c in 0..<m.channels { for p in 0..<hw {
-            x.data[(c * queries + j) * hw + p] = Float(qraw[j * per + c * hw + p]) * (2 / 255) - 1
+            x.data[(c * queries + j) * hw + p] = modelPixel(qraw[j * per + c * hw + p])
         } } }
         model.encode(x, training: false, comm: SingleProcess())
         let y = model.encoder.globalVector, d = trainY.dim

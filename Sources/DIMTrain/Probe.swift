@@ -1,3 +1,4 @@
+import Foundation
 import DIMCore
 
 /// The classifiers that judge a representation (the paper's evaluation): a linear softmax

@@ -1,3 +1,4 @@
+import Foundation
 import DIMCore
 
 /// Preemption: Slurm (`--signal=B:USR1@120`, or SIGTERM at a time limit) and other schedulers

@@ -46,9 +46,7 @@ public final class Trainer {
         self.config = config; self.options = options; self.comm = comm; self.watchdog = watchdog
         try config.model.validate()
         guard config.globalBatch >= 2 else { throw DIMError("--batch-size must be at least 2 (DIM needs negatives)") }
-        guard config.globalBatch % comm.size == 0 else {
-            throw DIMError("--batch-size \(config.globalBatch) does not divide by \(comm.size) ranks")
-        }
+        _ = try localBatchSize(global: config.globalBatch, ranks: comm.size)
         data = try ShardedSplit(directory: options.dataDirectory, split: "train", verify: options.verifyData && comm.isRoot)
         let m = data.manifest
         guard m.height == config.model.imageSize, m.width == config.model.imageSize, m.channels == config.model.inChannels else {
@@ -186,7 +184,7 @@ public final class Trainer {
         if let bad = terms.first(where: { !$0.1.isFinite }) {
             throw DIMError("step \(state.step + 1): the \(bad.0) loss is \(bad.1); stopping (the last checkpoint is untouched)")
         }
-        if !finiteSum(state.model.params) || (withPrior && !finiteSum(state.model.discParams)) {
+        if !allFinite(state.model.params) || (withPrior && !allFinite(state.model.discParams)) {
             throw DIMError("step \(state.step + 1): a gradient is NaN or infinite; stopping (the last checkpoint is untouched)")
         }
         let rate = config.learningRate(step: state.step)
@@ -199,7 +197,7 @@ public final class Trainer {
         return losses
     }
 
-    private func finiteSum(_ store: ParameterStore) -> Bool {
+    private func allFinite(_ store: ParameterStore) -> Bool {
         guard let g = store.grads else { return true }
         var s: Float = 0
         for i in 0..<store.count { s += g[i] * 0 }  // NaN and inf survive multiplication by zero

@@ -1,3 +1,4 @@
+import Foundation
 import DIMCore
 
 /// The model plus everything the optimiser carries between steps: what a checkpoint holds.

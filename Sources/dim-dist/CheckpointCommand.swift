@@ -18,12 +18,7 @@ struct CheckpointCommand: ParsableCommand {
         var verify = false
 
         func run() throws {
-            var file = path
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-                guard let latest = CheckpointDirectory(path: path).latest() else { throw DIMError("\(path): no 'latest' checkpoint pointer") }
-                file = latest
-            }
+            let file = try resolveCheckpoint(path)
             let f = try HDF5File(file)
             let info = try CheckpointFile.readInfo(f)
             let params = try f.members("params")

@@ -4,17 +4,6 @@ import DIMIO
 import DIMTrain
 import Foundation
 
-/// Resolves a checkpoint argument: a file, a run directory, or its checkpoints directory.
-func resolveCheckpoint(_ path: String) throws -> String {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DIMError("\(path): no such checkpoint") }
-    if !isDir.boolValue { return path }
-    for dir in [path, path + "/checkpoints"] {
-        if let latest = CheckpointDirectory(path: dir).latest() { return latest }
-    }
-    throw DIMError("\(path): no checkpoint 'latest' pointer in it or in its checkpoints/")
-}
-
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Probe a trained encoder: linear or MLP classifiers on frozen conv / fc / y features.",
@@ -28,8 +17,9 @@ struct Eval: ParsableCommand {
 
     @Option(help: "Checkpoint file, or a run directory (its latest checkpoint).") var checkpoint: String
     @Option(help: "Dataset directory with train and test splits (default: the embedded MNIST).") var data: String?
-    @Option(help: "Feature sets, comma-separated: conv, fc, y.") var features = "conv,fc,y"
-    @Option(help: "linear, mlp, or both.") var probe = "linear"
+    @Option(help: "Feature sets, comma-separated: conv, fc, y.", transform: parseFeatures)
+    var features: [FeatureKind] = FeatureKind.allCases
+    @Option(help: "Probe: linear, mlp or both.") var probe: ProbeChoice = .linear
     @Option(help: "Probe training epochs.") var probeEpochs = 20
     @Flag(help: "Evaluate the untrained encoder of the same configuration instead.") var initOnly = false
     @Flag(help: ArgumentHelp(
@@ -50,8 +40,8 @@ struct Eval: ParsableCommand {
         if everyCheckpoint { return try learningCurve(comm) }
         let path = try resolveCheckpoint(checkpoint)
         let dir = try data ?? EmbeddedData.directory(comm: comm)
-        let kinds = try parseFeatures(features)
-        let probeKinds = try parseProbes(probe)
+        let kinds = features
+        let probeKinds = probe.kinds
         let (model, cfg, info) = try Evaluation.loadModel(checkpoint: path, untrained: initOnly)
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
         log("eval: \(initOnly ? "UNTRAINED encoder of " : "")\(path) (step \(info.step), \(cfg.model.architecture.rawValue), \(cfg.loss.estimator.rawValue)) on \(dir)")
@@ -75,8 +65,8 @@ extension Eval {
         let checkpoints = CheckpointDirectory(path: run + "/checkpoints").all()
         guard !checkpoints.isEmpty else { throw DIMError("\(run): no checkpoints in \(run)/checkpoints (--every-checkpoint wants a run directory)") }
         let dir = try data ?? EmbeddedData.directory(comm: comm)
-        let kinds = try parseFeatures(features)
-        let probes = try parseProbes(probe).map { ProbeConfig(kind: $0, epochs: probeEpochs) }
+        let kinds = features
+        let probes = probe.kinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) }
         let metrics = run + "/metrics.jsonl"
         let done = Set(ProbeRecord.read(metrics).map { "\($0.step) \($0.series)" })
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
@@ -97,6 +87,7 @@ extension Eval {
     }
 }
 
+/// Comma-separated feature sets; an unknown name is a usage error.
 func parseFeatures(_ list: String) throws -> [FeatureKind] {
     try list.split(separator: ",").map { s -> FeatureKind in
         guard let k = FeatureKind(rawValue: String(s)) else { throw ValidationError("unknown feature set '\(s)' (conv, fc, y)") }
@@ -104,36 +95,7 @@ func parseFeatures(_ list: String) throws -> [FeatureKind] {
     }
 }
 
-func parseProbes(_ s: String) throws -> [ProbeConfig.Kind] {
-    if s == "both" { return [.linear, .mlp] }
-    guard let k = ProbeConfig.Kind(rawValue: s) else { throw ValidationError("--probe must be linear, mlp or both") }
-    return [k]
-}
-
-struct Encode: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Write the frozen encoder's features (and labels) of a dataset split to HDF5.")
-    @Option(help: "Checkpoint file or run directory.") var checkpoint: String
-    @Option(help: "Dataset directory (default: the embedded MNIST).") var data: String?
-    @Option(help: "Split to encode.") var split = "test"
-    @Option(help: "Feature sets, comma-separated: conv, fc, y.") var features = "conv,fc,y"
-    @Option(help: "Output HDF5 file: features/<set> [N, dim] float32, labels [N] int64.") var out: String
-
-    func run() throws {
-        let comm = try makeCommunicator()
-        let path = try resolveCheckpoint(checkpoint)
-        let dir = try data ?? EmbeddedData.directory(comm: comm)
-        let kinds = features.split(separator: ",").compactMap { FeatureKind(rawValue: String($0)) }
-        let (model, _, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)
-        let s = try ShardedSplit(directory: dir, split: split)
-        let sets = try encodeSplit(model: model, data: s, kinds: kinds, comm: comm)
-        guard comm.isRoot else { return }
-        let f = try HDF5File(out, mode: .create)
-        for (k, set) in sets { try f.write("features/\(k.rawValue)", set.values, shape: [set.count, set.dim]) }
-        try f.write("labels", sets.values.first!.labels.map { Int64($0) }, shape: [s.count])
-        try f.setAttribute("checkpoint", path)
-        try f.setAttribute("step", Int64(info.step))
-        try f.setAttribute("split", split)
-        print("encode: \(s.count) \(split) images of \(dir) -> \(out) (\(sets.keys.map { "\($0.rawValue) \(sets[$0]!.dim)-d" }.sorted().joined(separator: ", ")))")
-    }
+enum ProbeChoice: String, ExpressibleByArgument, CaseIterable {
+    case linear, mlp, both
+    var kinds: [ProbeConfig.Kind] { self == .both ? [.linear, .mlp] : [self == .linear ? .linear : .mlp] }
 }

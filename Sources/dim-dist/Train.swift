@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import DIMCore
 import DIMIO
@@ -91,7 +92,6 @@ struct Train: ParsableCommand {
         cfg.seed = seed
         cfg.augmentation = Augmentation(cropPadding: cropPadding, horizontalFlip: flip)
         cfg.maxNegatives = maxNegatives
-        guard batchSize % comm.size == 0 else { throw DIMError("--batch-size \(batchSize) does not divide by \(comm.size) ranks") }
         var opts = Trainer.Options(dataDirectory: dataDir, outDirectory: out, totalSteps: totalSteps)
         opts.logEvery = logEvery
         if let steps = Int(checkpointEvery) {

@@ -39,6 +39,33 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 
+    /// Forward values against a direct convolution written from the definition (the gradient
+    /// checks above only show that forward and backward agree with each other).
+    func testConvolutionForwardEqualsTheDirectSum() {
+        for (k, s, p, size) in [(4, 2, 1, 8), (5, 2, 2, 7), (3, 1, 1, 5)] {
+            let store = ParameterStore()
+            let (cin, cout, n) = (3, 4, 2)
+            let conv = Conv2D(store, "conv", in: cin, out: cout, kernel: k, stride: s, padding: p)
+            store.allocate(seed: 14)
+            let x = randomTensor([cin, n, size, size], seed: 15)
+            let y = conv.forward(x)
+            let out = ConvGeometry.outputSize(size, kernel: k, stride: s, padding: p)
+            XCTAssertEqual(y.shape, [cout, n, out, out])
+            let w = conv.weight.value.data
+            var worst: Float = 0
+            for o in 0..<cout { for b in 0..<n { for oy in 0..<out { for ox in 0..<out {
+                var sum: Float = 0
+                for c in 0..<cin { for ky in 0..<k { for kx in 0..<k {
+                    let iy = oy * s - p + ky, ix = ox * s - p + kx
+                    guard iy >= 0, iy < size, ix >= 0, ix < size else { continue }
+                    sum += w[((o * cin + c) * k + ky) * k + kx] * x.data[((c * n + b) * size + iy) * size + ix]
+                } } }
+                worst = max(worst, abs(sum - y.data[((o * n + b) * out + oy) * out + ox]))
+            } } } }
+            XCTAssertLessThan(worst, 1e-5, "conv k\(k)s\(s)p\(p)")
+        }
+    }
+
     func testIm2colIsTheAdjointOfCol2im() {
         let g = ConvGeometry(inChannels: 2, height: 7, width: 6, kernel: 3, stride: 2, padding: 1)
         let x = randomTensor([2, 3, 7, 6], seed: 8)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The whole Deep InfoMax model: encoder, local and global MI heads, the scorer, and optionally
 /// the global-DIM critic (alpha > 0) and the prior discriminator (gamma > 0).
 ///

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The estimators of DESIGN.md §3 on this rank's block of the score matrix.
 ///
 /// `u` is `[R, n*P]`: row i is the global vector of image `layout.rowImage[i]` (gathered from its

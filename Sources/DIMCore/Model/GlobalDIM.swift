@@ -1,3 +1,5 @@
+import Foundation
+
 /// The global-DIM critic (DESIGN.md §2b): scores (Y of image i, local map of image j) with one
 /// score per pair. The map side runs fresh copies of the encoder's layers *after* the local map
 /// (own weights), then `out`: linear(fc -> units); the Y side is `y`: linear(globalDim -> units).

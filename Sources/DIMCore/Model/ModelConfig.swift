@@ -1,3 +1,5 @@
+import Foundation
+
 /// The encoder families of DESIGN.md §1.
 public enum Architecture: String, CaseIterable, Codable {
     case basic28x28, basic32x32, basic64x64
@@ -51,7 +53,7 @@ public struct ModelConfig: Equatable, Codable {
     public func mapSize(after i: Int) -> Int {
         let g = architecture.convGeometry
         var s = imageSize
-        for _ in 0...i { s = (s + 2 * g.padding - g.kernel) / g.stride + 1 }
+        for _ in 0...i { s = ConvGeometry.outputSize(s, kernel: g.kernel, stride: g.stride, padding: g.padding) }
         return s
     }
     public var localChannels: Int { convChannels[localMapIndex] }

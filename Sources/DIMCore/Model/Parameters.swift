@@ -1,3 +1,5 @@
+import Foundation
+
 /// How a parameter starts before any checkpoint or reference file overwrites it.
 public enum Initializer {
     case zeros

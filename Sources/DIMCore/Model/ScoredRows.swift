@@ -1,3 +1,5 @@
+import Foundation
+
 /// Which global vectors a step scores: the rows of the score matrix (docs/bounded-negatives.md).
 ///
 /// Every rank scores its own local patches (the columns) against the global vectors of a set of

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Encode-and-dot-product scoring across ranks (DESIGN.md §2 and §6), for the local DIM term and
 /// the global-DIM critic alike.
 ///

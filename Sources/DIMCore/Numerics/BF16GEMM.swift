@@ -1,3 +1,4 @@
+import Foundation
 import CDNNL
 
 /// Row-major GEMM with bfloat16 inputs and float32 accumulation and output, through oneDNN's

@@ -1,3 +1,4 @@
+import Foundation
 import CBLAS
 
 /// Precision of a layer's GEMMs. `bf16` rounds both operands to bfloat16 and accumulates in

@@ -1,3 +1,5 @@
+import Foundation
+
 /// BatchNorm over the channels of a channel-major `[C, M]` tensor, optionally followed by ReLU
 /// (in DIM every BatchNorm is followed by ReLU, and fusing saves two passes over the largest
 /// activations).

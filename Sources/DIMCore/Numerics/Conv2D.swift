@@ -1,3 +1,5 @@
+import Foundation
+
 /// A 2-D convolution without bias (every conv in DIM is followed by BatchNorm) as im2col + GEMM.
 /// Input `[Cin, N, H, W]`, output `[Cout, N, Ho, Wo]`, weight `[Cout, Cin, k, k]`.
 public final class Conv2D {
@@ -21,7 +23,6 @@ public final class Conv2D {
                                .uniform(1 / Float(fanIn).squareRoot()))
     }
 
-    public func outputSize(_ size: Int) -> Int { (size + 2 * padding - kernel) / stride + 1 }
 
     /// x: [Cin, N, H, W]. The column matrix is kept for the weight gradient.
     @discardableResult

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Scalar functions used by the estimators, written to be stable for large |x|.
 
 /// softplus(x) = log(1 + e^x)

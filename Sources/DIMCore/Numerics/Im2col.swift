@@ -1,9 +1,16 @@
+import Foundation
+
 /// Geometry of a 2-D convolution over a channel-major batch `[C, N, H, W]`.
 public struct ConvGeometry: Equatable {
     public var inChannels: Int, height: Int, width: Int
     public var kernel: Int, stride: Int, padding: Int
-    public var outHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
-    public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
+    public var outHeight: Int { Self.outputSize(height, kernel: kernel, stride: stride, padding: padding) }
+    public var outWidth: Int { Self.outputSize(width, kernel: kernel, stride: stride, padding: padding) }
+
+    /// Output length of a convolution along one axis.
+    public static func outputSize(_ size: Int, kernel: Int, stride: Int, padding: Int) -> Int {
+        (size + 2 * padding - kernel) / stride + 1
+    }
     /// Rows of the column matrix: one per (input channel, kernel row, kernel column).
     public var patchSize: Int { inChannels * kernel * kernel }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// LayerNorm over the channels at each position of a channel-major `[C, M]` tensor (the MI heads'
 /// output normalisation), affine, eps 1e-5. Column statistics are accumulated row by row so every
 /// loop runs over contiguous memory.
@@ -9,8 +11,10 @@ public final class LayerNorm {
     public let gradInput = Tensor([0])
     private let xhat = Tensor([0])
     private var invStd: [Float] = []
-    private var colA: [Float] = []
-    private var colB: [Float] = []
+    /// Per-position scratch: forward keeps the means and the shifted sums of squares there,
+    /// backward the sums of g and of g * xhat.
+    private var columnSums: [Float] = []
+    private var columnSecondSums: [Float] = []
 
     public init(_ store: ParameterStore, _ name: String, channels: Int, eps: Float = 1e-5) {
         self.channels = channels; self.eps = eps
@@ -23,10 +27,10 @@ public final class LayerNorm {
         let m = x.count / channels
         output.resize(x.shape)
         xhat.resize(x.shape)
-        if colA.count != m { colA = Array(repeating: 0, count: m); colB = colA; invStd = colA }
+        if columnSums.count != m { columnSums = Array(repeating: 0, count: m); columnSecondSums = columnSums; invStd = columnSums }
         let C = channels
-        colA.withUnsafeMutableBufferPointer { meanP in
-        colB.withUnsafeMutableBufferPointer { sqP in
+        columnSums.withUnsafeMutableBufferPointer { meanP in
+        columnSecondSums.withUnsafeMutableBufferPointer { sqP in
         invStd.withUnsafeMutableBufferPointer { rP in
             let mean = meanP.baseAddress!, sq = sqP.baseAddress!, r = rP.baseAddress!
             mean.update(repeating: 0, count: m)
@@ -60,8 +64,8 @@ public final class LayerNorm {
         let C = channels
         gradInput.resize(dy.shape)
         let w = weight.value.data, dw = weight.grad.data, db = bias.grad.data
-        colA.withUnsafeMutableBufferPointer { aP in
-        colB.withUnsafeMutableBufferPointer { bP in
+        columnSums.withUnsafeMutableBufferPointer { aP in
+        columnSecondSums.withUnsafeMutableBufferPointer { bP in
         invStd.withUnsafeMutableBufferPointer { rP in
             let sumG = aP.baseAddress!, sumGX = bP.baseAddress!, r = rP.baseAddress!
             sumG.update(repeating: 0, count: m)

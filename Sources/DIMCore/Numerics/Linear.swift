@@ -1,3 +1,5 @@
+import Foundation
+
 /// y[out, M] = W[out, in] * x[in, M] (+ b): a fully connected layer on channel-major vectors, and
 /// equally a 1x1 convolution on a channel-major map (M = images x positions).
 public final class Linear {

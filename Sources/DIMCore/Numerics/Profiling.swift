@@ -1,3 +1,5 @@
+import Foundation
+
 /// Counts the floating-point operations that go through `gemm`/`sgemm` (2*M*N*K each) and the
 /// time spent inside those calls, so the benchmark can report both the step's rate and the
 /// GEMMs' own rate. Only the thread that runs the model calls them.

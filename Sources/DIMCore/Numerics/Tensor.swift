@@ -1,3 +1,5 @@
+import Foundation
+
 /// A flat Float32 buffer with a shape. Layers keep their outputs and caches in Tensors that are
 /// allocated once and reused every step (`resize` only reallocates when the size grows), so the
 /// training loop does no per-step allocation.

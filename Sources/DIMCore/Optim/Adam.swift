@@ -1,3 +1,5 @@
+import Foundation
+
 /// Adam with PyTorch's update rule (bias-corrected, eps added to sqrt(v_hat)), over the flat
 /// buffers of a ParameterStore: one tight loop per step.
 public final class Adam {

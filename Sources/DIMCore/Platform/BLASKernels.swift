@@ -1,3 +1,4 @@
+import Foundation
 import CBLAS
 
 /// OpenBLAS picks its kernels ("core") once, when the library loads, from the CPU models it knows.

@@ -1,3 +1,4 @@
+import Foundation
 import CCPU
 
 /// What this CPU can run, read with cpuid. An instruction set counts only when the operating

@@ -1,3 +1,4 @@
+import Foundation
 import CCPU
 
 /// Subnormal (denormal) floats take a microcode assist per operand on Intel cores: the estimator's
