@@ -6,18 +6,9 @@ import DIMIO
 public enum Plots {
     /// Reads metrics.jsonl into series by key (step on the x axis).
     public static func readMetrics(_ path: String) throws -> [String: [(Double, Double)]] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw DIMError("\(path): cannot read")
-        }
         var series: [String: [(Double, Double)]] = [:]
-        for (i, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let step = obj["step"] as? Double ?? (obj["step"] as? Int).map(Double.init) else {
-                throw DIMError("\(path): line \(i + 1) is not a metrics record")
-            }
-            for key in ["loss", "local", "global", "prior", "discriminator"] {
-                if let v = obj[key] as? Double, v.isFinite { series[key, default: []].append((step, v)) }
-            }
+        for r in try LossRecord.read(path) {
+            for case let (key, v?) in r.terms { series[key, default: []].append((Double(r.step), v)) }
         }
         guard !(series["loss"] ?? []).isEmpty else { throw DIMError("\(path): no loss records") }
         // Terms that are identically zero (switched off) are not drawn.

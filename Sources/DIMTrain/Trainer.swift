@@ -295,11 +295,7 @@ public final class Trainer {
     private func truncateMetrics(after step: Int) throws {
         let path = options.outDirectory + "/metrics.jsonl"
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { line in
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let s = obj["step"] as? Int else { return false }
-            return s <= step
-        }
+        let kept = text.split(separator: "\n").filter { line in LossRecord.step(ofLine: line).map { $0 <= step } ?? false }
         let tmp = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: tmp, contents: Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8)),
               rename(tmp, path) == 0 else { throw DIMError("\(path): cannot rewrite") }
@@ -308,7 +304,13 @@ public final class Trainer {
     private func writeMetrics(_ l: DIMModel.Losses, imagesPerSecond: Double, elapsed: Double, commSeconds: Double) {
         guard let m = metrics else { return }
         let bpe = reader.batchesPerEpoch
-        let line = "{\"step\":\(state.step),\"epoch\":\(state.step / bpe),\"loss\":\(json(l.total)),\"local\":\(json(l.local)),\"global\":\(json(l.global)),\"prior\":\(json(l.prior)),\"discriminator\":\(json(l.discriminator)),\"lr\":\(json(Double(config.learningRate(step: max(state.step - 1, 0))))),\"images_per_s\":\(json(imagesPerSecond)),\"elapsed_s\":\(json(elapsed)),\"comm_s\":\(json(commSeconds)),\"ranks\":\(comm.size)}\n"
+        let record = LossRecord(
+            step: state.step, epoch: state.step / bpe, loss: finite(l.total), local: finite(l.local), global: finite(l.global),
+            prior: finite(l.prior), discriminator: finite(l.discriminator),
+            learningRate: Double(config.learningRate(step: max(state.step - 1, 0))),
+            imagesPerSecond: finite(imagesPerSecond), elapsedSeconds: finite(elapsed), communicationSeconds: finite(commSeconds),
+            ranks: comm.size)
+        guard let line = try? record.jsonLine() else { return }
         fputs(line, m)
         fflush(m)
     }
@@ -350,7 +352,6 @@ public final class Trainer {
     }
 }
 
-func json(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
 
 public func duration(_ s: Double) -> String {
     guard s.isFinite else { return "?" }
