@@ -87,6 +87,17 @@ extension Communicator {
 
     /// True on every rank when it is true on any rank (used to make error handling collective).
     public func any(_ flag: Bool) -> Bool { max(flag ? 1 : 0) > 0 }
+
+    /// Rank 0 runs `body` (files, imports); then every rank learns whether it failed and throws
+    /// the same error, so no rank runs ahead alone. Rank 0 throws its own error, the others
+    /// `DIMError("\(what) failed on rank 0")`.
+    public func rootActs(_ what: String, _ body: () throws -> Void) throws {
+        var failure: Error? = nil
+        if isRoot {
+            do { try body() } catch { failure = error }
+        }
+        if any(failure != nil) { throw failure ?? DIMError("\(what) failed on rank 0") }
+    }
 }
 
 /// One process: every collective is a copy or nothing.

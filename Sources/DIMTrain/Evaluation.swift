@@ -9,9 +9,7 @@ public enum Evaluation {
     public static func loadModel(checkpoint: String, untrained: Bool) throws -> (DIMModel, TrainConfig, CheckpointFile.Info) {
         let f = try HDF5File(checkpoint)
         let info = try CheckpointFile.readInfo(f)
-        guard let cfg = try? JSONDecoder().decode(TrainConfig.self, from: Data(info.configJSON.utf8)) else {
-            throw DIMError("\(checkpoint): unreadable training configuration")
-        }
+        let cfg = try TrainConfig(checkpoint: info, path: checkpoint)
         let state = TrainingState(config: cfg)
         if !untrained {
             try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)

@@ -26,6 +26,14 @@ public struct TrainConfig: Codable, Equatable {
         self.model = model; self.loss = loss; self.globalBatch = globalBatch
     }
 
+    /// The configuration stored in a checkpoint (`path` names the file in the error).
+    public init(checkpoint info: CheckpointFile.Info, path: String) throws {
+        guard let c = try? JSONDecoder().decode(TrainConfig.self, from: Data(info.configJSON.utf8)) else {
+            throw DIMError("\(path): unreadable training configuration")
+        }
+        self = c
+    }
+
     /// Human-readable differences from another configuration (for resume errors).
     public func differences(from other: TrainConfig) -> [String] {
         var d: [String] = []

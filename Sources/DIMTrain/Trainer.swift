@@ -92,17 +92,13 @@ public final class Trainer {
 
     /// Rank 0 writes; every rank waits so no rank runs ahead of a checkpoint it may need.
     public func saveCheckpoint() throws {
-        var failure: String? = nil
-        if comm.isRoot {
-            do {
-                let path = try checkpoints.save(step: state.step) { tmp in
-                    try CheckpointFile.write(path: tmp, model: state.model, adam: state.adam, discAdam: state.discAdam,
-                                             info: checkpointInfo(loss: state.lastLosses.total))
-                }
-                if !options.quiet { log("checkpoint: \(path)") }
-            } catch { failure = "\(error)" }
+        try comm.rootActs("checkpoint") {
+            let path = try checkpoints.save(step: state.step) { tmp in
+                try CheckpointFile.write(path: tmp, model: state.model, adam: state.adam, discAdam: state.discAdam,
+                                         info: checkpointInfo(loss: state.lastLosses.total))
+            }
+            if !options.quiet { log("checkpoint: \(path)") }
         }
-        if comm.any(failure != nil) { throw DIMError(failure ?? "checkpoint failed on rank 0") }
         savedStep = state.step
     }
 
@@ -110,25 +106,22 @@ public final class Trainer {
     public func resume(from spec: String) throws {
         var path: String? = spec
         if spec == "auto" { path = checkpoints.latest() }
-        var failure: String? = nil
-        if comm.isRoot, let p = path {
-            do {
-                let f = try HDF5File(p)
-                let info = try CheckpointFile.readInfo(f)
-                guard let saved = try? JSONDecoder().decode(TrainConfig.self, from: Data(info.configJSON.utf8)) else {
-                    throw DIMError("\(p): unreadable training configuration")
-                }
-                let diffs = config.differences(from: saved)
-                if !diffs.isEmpty { throw DIMError("\(p): made with a different configuration: " + diffs.joined(separator: "; ")) }
-                if info.datasetFingerprint != data.manifest.fingerprint || info.datasetCount != data.count {
-                    throw DIMError("\(p): made on a different dataset (fingerprint \(info.datasetFingerprint), \(info.datasetCount) examples; \(options.dataDirectory) has \(data.manifest.fingerprint), \(data.count))")
-                }
-                try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
-                state.step = info.step
-                if !options.quiet { log("resumed from \(p): step \(info.step), epoch \(info.epoch), saved by \(info.ranks) rank(s), loss \(fmt(info.loss, 4))") }
-            } catch { failure = "\(error)" }
+        try comm.rootActs("resume") {
+            guard let p = path else { return }
+            let f = try HDF5File(p)
+            let info = try CheckpointFile.readInfo(f)
+            let diffs = config.differences(from: try TrainConfig(checkpoint: info, path: p))
+            if !diffs.isEmpty { throw DIMError("\(p): made with a different configuration: " + diffs.joined(separator: "; ")) }
+            if info.datasetFingerprint != data.manifest.fingerprint || info.datasetCount != data.count {
+                throw DIMError("\(p): made on a different dataset (fingerprint \(info.datasetFingerprint), "
+                               + "\(info.datasetCount) examples; \(options.dataDirectory) has \(data.manifest.fingerprint), \(data.count))")
+            }
+            try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
+            state.step = info.step
+            if !options.quiet {
+                log("resumed from \(p): step \(info.step), epoch \(info.epoch), saved by \(info.ranks) rank(s), loss \(fmt(info.loss, 4))")
+            }
         }
-        if comm.any(failure != nil) { throw DIMError(failure ?? "resume failed on rank 0") }
         if spec != "auto" && path == nil { throw DIMError("\(spec): no checkpoint") }
         // Everyone takes rank 0's state (the file need not be visible on every host).
         var counters = [Double(state.step), Double(state.adam.step), Double(state.discAdam.step)] + state.model.batchNorms.map { Double($0.batchesTracked) }

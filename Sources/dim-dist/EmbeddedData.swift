@@ -34,15 +34,12 @@ enum EmbeddedData {
             throw DIMError("no --data given and the embedded dataset (\(relative)) was not found above the working directory; pass --data DIR")
         }
         let out = root + "/data/mnist"
-        var failure: String? = nil
-        if comm.isRoot && (try? DatasetManifest.load(directory: out)) == nil {
+        try comm.rootActs("import of the embedded dataset") {
+            guard (try? DatasetManifest.load(directory: out)) == nil else { return }
             print("importing the embedded MNIST (\(root)/\(relative)) into \(out) ...")
-            do {
-                try DatasetImporter.importDataset(name: "mnist", files: DatasetImporter.mnistFiles(root + "/" + relative), out: out,
-                                                  shards: 4, classNames: [], channelOrder: "gray", source: relative, log: { print($0) })
-            } catch { failure = "\(error)" }
+            try DatasetImporter.importDataset(name: "mnist", files: DatasetImporter.mnistFiles(root + "/" + relative), out: out,
+                                              shards: 4, classNames: [], channelOrder: "gray", source: relative, log: { print($0) })
         }
-        if comm.any(failure != nil) { throw DIMError(failure ?? "import of the embedded dataset failed on rank 0") }
         return out
     }
 }
