@@ -70,120 +70,113 @@ public struct ReferenceCheck {
         return (model, try int("batch"))
     }
 
-    public mutating func run(log: (String) -> Void = { print($0) }) throws {
-        let file = try HDF5File(path)
-        let (model, batch) = try Self.model(from: file, precision: precision)
-        let comm = SingleProcess()
-        let cfg = model.config
-        try file.loadParameters(model.params, group: "params")
-        try file.loadParameters(model.discParams, group: "prior/params", rename: { String($0.dropFirst("prior_disc.".count)) })
-        let initial = Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
-        let (xs, xshape): ([Float], [Int]) = try file.read("input/x")
-        guard xshape == [batch, cfg.inChannels, cfg.imageSize, cfg.imageSize] else {
-            throw DIMError("\(path): input/x has shape \(xshape)")
-        }
+    /// Runs every section of the check; `lines` holds one line per compared value.
+    public mutating func run(log: @escaping (String) -> Void = { print($0) }) throws {
+        let session = try Session(path: path, precision: precision, tolerance: tolerance, log: log)
+        defer { lines = session.lines }
+        try session.checkLocalDIM()
+        try session.checkGlobalDIM()
+        try session.checkPriorMatching()
+        try session.checkAdamStep()
+        try session.checkTrajectory()
+    }
+
+    /// One reference file, the model it describes, and the comparisons made so far.
+    private final class Session {
+        let path: String
+        let file: HDF5File
+        let model: DIMModel
         let x = Tensor([0])
-        xs.withUnsafeBufferPointer { nchwToChannelMajor($0.baseAddress!, n: batch, c: cfg.inChannels, h: cfg.imageSize, w: cfg.imageSize, into: x) }
-        let gamma = try file.scalarAttribute("gamma", as: Double.self)
-        let baseLoss = model.lossConfig
+        let comm = SingleProcess()
+        let tolerance: Tolerance
+        let log: (String) -> Void
+        let initialParameters: [Float]
+        let baseLoss: LossConfig
+        var lines: [Line] = []
 
-        func report(_ line: Line) {
-            lines.append(line)
-            log("  \(line.passed ? "ok  " : "FAIL") \(padRight(line.name, 52)) \(sci(line.error)) (tol \(sci(line.tolerance, 0)))")
-        }
-        // Tensors of one group share a floor: 1e-3 x the largest reference norm in the group.
-        func compareGroup(_ items: [(name: String, mine: [Float])], tolerance tol: Double?,
-                          reference: (String) throws -> [Double] = { try file.read($0).values }) throws {
-            guard let tol else { return }
-            var refs: [[Double]] = []
-            for item in items {
-                let r = try reference(item.name)
-                guard r.count == item.mine.count else { throw DIMError("\(path): '\(item.name)' has \(r.count) values, computed \(item.mine.count)") }
-                refs.append(r)
+        init(path: String, precision: Precision, tolerance: Tolerance, log: @escaping (String) -> Void) throws {
+            self.path = path; self.tolerance = tolerance; self.log = log
+            file = try HDF5File(path)
+            let batch: Int
+            (model, batch) = try ReferenceCheck.model(from: file, precision: precision)
+            let cfg = model.config
+            try file.loadParameters(model.params, group: "params")
+            try file.loadParameters(model.discParams, group: "prior/params", rename: Self.discriminatorName)
+            initialParameters = Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
+            baseLoss = model.lossConfig
+            let (xs, xshape): ([Float], [Int]) = try file.read("input/x")
+            guard xshape == [batch, cfg.inChannels, cfg.imageSize, cfg.imageSize] else {
+                throw DIMError("\(path): input/x has shape \(xshape)")
             }
-            let groupMax = refs.map(norm).max() ?? 0
-            for (item, r) in zip(items, refs) {
-                var diff = 0.0
-                for i in r.indices { let d = Double(item.mine[i]) - r[i]; diff += d * d }
-                let scale = max(norm(r), 1e-3 * groupMax)
-                report(Line(name: item.name, error: scale > 0 ? diff.squareRoot() / scale : diff.squareRoot(),
-                            tolerance: tol))
-            }
-        }
-        func compareScalar(_ name: String, _ mine: Double) throws {
-            let (v, _): ([Double], [Int]) = try file.read(name)
-            guard let r = v.first else { throw DIMError("\(path): '\(name)' is empty") }
-            report(Line(name: name, error: abs(mine - r) / max(abs(r), tolerance.lossFloor), tolerance: tolerance.loss))
-        }
-        func values(_ p: Parameter, grad: Bool) -> [Float] { (grad ? p.grad! : p.value!).array }
-        func gradItems(_ group: String, _ store: ParameterStore, rename: (String) -> String = { $0 }) throws -> [(name: String, mine: [Float])] {
-            try store.parameters.compactMap { p in
-                let key = "\(group)/\(rename(p.name))"
-                return file.exists(key) ? (key, values(p, grad: true)) : nil
+            xs.withUnsafeBufferPointer {
+                nchwToChannelMajor($0.baseAddress!, n: batch, c: cfg.inChannels, h: cfg.imageSize, w: cfg.imageSize, into: x)
             }
         }
 
-        // 1. Local DIM with each estimator; activations and BN statistics after the first forward.
-        for est in Estimator.allCases {
-            var lc = baseLoss
-            lc.estimator = est
-            model.lossConfig = lc
-            let losses = model.forwardBackward(x, comm: comm)
-            if est == .jsd {
-                try compareGroup([
-                    ("activations/C", channelMajorToNCHW(model.encoder.localMap)),
-                    ("activations/f", channelMajorToNCHW(model.encoder.fcFeatures)),
-                    ("activations/Y", channelMajorToNCHW(model.encoder.globalVector)),
-                    ("activations/L", channelMajorToNCHW(model.localHead.output)),
-                    ("activations/G", channelMajorToNCHW(model.globalHead.output)),
-                    ("activations/u", model.localScorer.scores.array),
-                ], tolerance: tolerance.activation)
-                try compareGroup(model.buffers.parameters.compactMap { p in
-                    let key = "bn_running/\(p.name)"
-                    return file.exists(key) ? (key, p.value.array) : nil
-                }, tolerance: tolerance.activation)
+        static func discriminatorName(_ name: String) -> String { String(name.dropFirst("prior_disc.".count)) }
+
+        /// 1. Local DIM with each estimator; activations and BN statistics after the first forward.
+        func checkLocalDIM() throws {
+            for est in Estimator.allCases {
+                var lc = baseLoss
+                lc.estimator = est
+                model.lossConfig = lc
+                let losses = model.forwardBackward(x, comm: comm)
+                if est == .jsd {
+                    try compareGroup([
+                        ("activations/C", channelMajorToNCHW(model.encoder.localMap)),
+                        ("activations/f", channelMajorToNCHW(model.encoder.fcFeatures)),
+                        ("activations/Y", channelMajorToNCHW(model.encoder.globalVector)),
+                        ("activations/L", channelMajorToNCHW(model.localHead.output)),
+                        ("activations/G", channelMajorToNCHW(model.globalHead.output)),
+                        ("activations/u", model.localScorer.scores.array),
+                    ], tolerance: tolerance.activation)
+                    try compareGroup(model.buffers.parameters.compactMap { p in
+                        let key = "bn_running/\(p.name)"
+                        return file.exists(key) ? (key, p.value.array) : nil
+                    }, tolerance: tolerance.activation)
+                }
+                try compareScalar("loss/\(est.rawValue)", losses.local)
+                try compareGroup(gradients("grads/\(est.rawValue)", model.params), tolerance: tolerance.gradient)
             }
-            try compareScalar("loss/\(est.rawValue)", losses.local)
-            try compareGroup(try gradItems("grads/\(est.rawValue)", model.params), tolerance: tolerance.gradient)
         }
-        // 2. Global DIM alone (alpha = 1, beta = 0).
-        for est in Estimator.allCases {
-            var lc = baseLoss
-            lc.estimator = est; lc.alpha = 1; lc.beta = 0
-            model.lossConfig = lc
-            let losses = model.forwardBackward(x, comm: comm)
-            try compareScalar("global/loss/\(est.rawValue)", losses.global)
-            if est == .jsd { try compareGroup([("global/u", model.globalDIM!.scorer.scores.array)], tolerance: tolerance.activation) }
-            try compareGroup(try gradItems("global/grads/\(est.rawValue)", model.params), tolerance: tolerance.gradient)
+
+        /// 2. Global DIM alone (alpha = 1, beta = 0).
+        func checkGlobalDIM() throws {
+            for est in Estimator.allCases {
+                var lc = baseLoss
+                lc.estimator = est; lc.alpha = 1; lc.beta = 0
+                model.lossConfig = lc
+                let losses = model.forwardBackward(x, comm: comm)
+                try compareScalar("global/loss/\(est.rawValue)", losses.global)
+                if est == .jsd {
+                    try compareGroup([("global/u", model.globalDIM!.scorer.scores.array)], tolerance: tolerance.activation)
+                }
+                try compareGroup(gradients("global/grads/\(est.rawValue)", model.params), tolerance: tolerance.gradient)
+            }
         }
-        // 3. Prior matching: JSD + gamma * prior term, and the discriminator's loss.
-        do {
+
+        /// 3. Prior matching: JSD + gamma * prior term, and the discriminator's loss.
+        func checkPriorMatching() throws {
             var lc = baseLoss
-            lc.gamma = gamma
+            lc.gamma = try file.scalarAttribute("gamma", as: Double.self)
             model.lossConfig = lc
+            defer { model.lossConfig = baseLoss }
             let (zs, zshape): ([Float], [Int]) = try file.read("prior/z_prior")
             let zp = Tensor([zshape[1], zshape[0]])
             zs.withUnsafeBufferPointer { transpose($0.baseAddress!, rows: zshape[0], cols: zshape[1], into: zp.data) }
             let losses = model.forwardBackward(x, priorSample: zp, comm: comm)
             try compareScalar("prior/prior_term", losses.prior)
             try compareScalar("prior/loss", losses.total)
-            try compareGroup(try gradItems("prior/grads", model.params), tolerance: tolerance.gradient)
+            try compareGroup(gradients("prior/grads", model.params), tolerance: tolerance.gradient)
             try compareScalar("prior/disc_loss", losses.discriminator)
-            try compareGroup(try gradItems("prior/disc_grads", model.discParams, rename: { String($0.dropFirst("prior_disc.".count)) }),
+            try compareGroup(gradients("prior/disc_grads", model.discParams, rename: Self.discriminatorName),
                              tolerance: tolerance.gradient)
         }
-        // 4. One Adam step on the JSD loss, then the loss after it.
-        let lr = Float(try file.scalarAttribute("adam_lr", as: Double.self))
-        let b1 = Float(try file.scalarAttribute("adam_beta1", as: Double.self))
-        let b2 = Float(try file.scalarAttribute("adam_beta2", as: Double.self))
-        let eps = Float(try file.scalarAttribute("adam_eps", as: Double.self))
-        func resetParameters() {
-            initial.withUnsafeBufferPointer { model.params.values!.update(from: $0.baseAddress!, count: initial.count) }
-        }
-        model.lossConfig = baseLoss
-        do {
-            resetParameters()
-            let adam = Adam(count: model.params.count, lr: lr, beta1: b1, beta2: b2, eps: eps)
+
+        /// 4. One Adam step on the JSD loss (the update each parameter receives), then the loss after it.
+        func checkAdamStep() throws {
+            let adam = try freshAdam()
             model.forwardBackward(x, comm: comm)
             var update = [Float](repeating: 0, count: model.params.count)
             update.withUnsafeMutableBufferPointer { adam.update(model.params, recordUpdate: $0.baseAddress!) }
@@ -193,16 +186,16 @@ public struct ReferenceCheck {
                 return (key, Array(update[p.offset..<(p.offset + p.count)]))
             }, tolerance: tolerance.update, reference: { key in
                 // The reference is the update params_after - params.
-                let after: [Double] = try file.read(key).values
-                let before: [Double] = try file.read("params/" + key.dropFirst("adam/params_after/".count)).values
+                let after: [Double] = try self.file.read(key).values
+                let before: [Double] = try self.file.read("params/" + key.dropFirst("adam/params_after/".count)).values
                 return zip(after, before).map { $0 - $1 }
             })
             try compareScalar("adam/loss_after", model.forwardBackward(x, comm: comm).local)
         }
-        // 5. Ten Adam steps on the same batch.
-        do {
-            resetParameters()
-            let adam = Adam(count: model.params.count, lr: lr, beta1: b1, beta2: b2, eps: eps)
+
+        /// 5. Ten Adam steps on the same batch: the worst relative loss difference.
+        func checkTrajectory() throws {
+            let adam = try freshAdam()
             let (ref, _): ([Double], [Int]) = try file.read("trajectory/jsd_losses")
             var worst = 0.0
             for r in ref {
@@ -211,6 +204,59 @@ public struct ReferenceCheck {
                 worst = max(worst, abs(l - r) / max(abs(r), tolerance.lossFloor))
             }
             report(Line(name: "trajectory/jsd_losses (\(ref.count) steps, worst)", error: worst, tolerance: tolerance.loss))
+        }
+
+        /// The file's initial parameters again, and an Adam with the file's settings.
+        private func freshAdam() throws -> Adam {
+            initialParameters.withUnsafeBufferPointer {
+                model.params.values!.update(from: $0.baseAddress!, count: initialParameters.count)
+            }
+            model.lossConfig = baseLoss
+            func attribute(_ k: String) throws -> Float { Float(try file.scalarAttribute(k, as: Double.self)) }
+            return Adam(count: model.params.count, lr: try attribute("adam_lr"), beta1: try attribute("adam_beta1"),
+                        beta2: try attribute("adam_beta2"), eps: try attribute("adam_eps"))
+        }
+
+        private func report(_ line: Line) {
+            lines.append(line)
+            log("  \(line.passed ? "ok  " : "FAIL") \(padRight(line.name, 52)) \(sci(line.error)) (tol \(sci(line.tolerance, 0)))")
+        }
+
+        /// Tensors of one group share a floor: 1e-3 x the largest reference norm in the group.
+        private func compareGroup(_ items: [(name: String, mine: [Float])], tolerance tol: Double?,
+                                  reference: ((String) throws -> [Double])? = nil) throws {
+            guard let tol else { return }
+            let read = reference ?? { try self.file.read($0).values }
+            var refs: [[Double]] = []
+            for item in items {
+                let r = try read(item.name)
+                guard r.count == item.mine.count else {
+                    throw DIMError("\(path): '\(item.name)' has \(r.count) values, computed \(item.mine.count)")
+                }
+                refs.append(r)
+            }
+            let groupMax = refs.map(norm).max() ?? 0
+            for (item, r) in zip(items, refs) {
+                var diff = 0.0
+                for i in r.indices { let d = Double(item.mine[i]) - r[i]; diff += d * d }
+                let scale = max(norm(r), 1e-3 * groupMax)
+                report(Line(name: item.name, error: scale > 0 ? diff.squareRoot() / scale : diff.squareRoot(), tolerance: tol))
+            }
+        }
+
+        private func compareScalar(_ name: String, _ mine: Double) throws {
+            let (v, _): ([Double], [Int]) = try file.read(name)
+            guard let r = v.first else { throw DIMError("\(path): '\(name)' is empty") }
+            report(Line(name: name, error: abs(mine - r) / max(abs(r), tolerance.lossFloor), tolerance: tolerance.loss))
+        }
+
+        /// The gradients of `store` that the file has under `group`.
+        private func gradients(_ group: String, _ store: ParameterStore,
+                               rename: (String) -> String = { $0 }) -> [(name: String, mine: [Float])] {
+            store.parameters.compactMap { p in
+                let key = "\(group)/\(rename(p.name))"
+                return file.exists(key) ? (key, p.grad.array) : nil
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 import XCTest
 import DIMCore
-import DIMIO
+import CHDF5
+import DIMTestSupport
+@testable import DIMIO
 @testable import DIMTrain
 
 /// The whole model against PyTorch's float64 reference files (../shared/oracle), when present.
@@ -40,24 +42,28 @@ final class ReferenceFileTests: XCTestCase {
         }
     }
 
+    /// The check must be able to fail: the real ReferenceCheck on a copy of a reference file whose
+    /// conv1 weight has one entry 50% off (the file's initial parameters are what dim-dist loads).
     func testAPerturbedParameterIsCaught() throws {
-        // The check must be able to fail: a reference file with one weight changed does not match.
         let src = Self.oracleDirectory + "/basic32x32-tiny-b6.h5"
         guard access(src, R_OK) == 0 else { throw XCTSkip("reference files not found") }
-        let (model, batch) = try ReferenceCheck.model(from: try HDF5File(src))
-        XCTAssertEqual(batch, 6)
-        let file = try HDF5File(src)
-        try file.loadParameters(model.params, group: "params")
-        // A model whose conv1 weight has one entry 50% off.
-        let comm = SingleProcess()
-        let (xs, _): ([Float], [Int]) = try file.read("input/x")
-        let x = Tensor([0])
-        xs.withUnsafeBufferPointer { nchwToChannelMajor($0.baseAddress!, n: 6, c: 3, h: 32, w: 32, into: x) }
-        let w = model.params["encoder.conv1.weight"]!
-        w.value.data[0] *= 1.5
-        let loss = model.forwardBackward(x, comm: comm).local
-        let (ref, _): ([Double], [Int]) = try file.read("loss/jsd")
-        XCTAssertGreaterThan(abs(loss - ref[0]) / ref[0], ReferenceCheck.Tolerance.float32.loss,
-                             "a perturbed weight must move the loss past the tolerance")
+        let copy = temporaryDirectory() + "/perturbed.h5"
+        try FileManager.default.copyItem(atPath: src, toPath: copy)
+        do {
+            let name = "params/encoder.conv1.weight"
+            let f = try HDF5File(copy, mode: .readWrite)
+            var (w, shape): ([Float], [Int]) = try f.read(name)
+            w[0] *= 1.5
+            XCTAssertGreaterThanOrEqual(H5Ldelete(f.id, name, dim_H5P_DEFAULT()), 0)
+            try f.write(name, w, shape: shape)
+        }
+        var check = ReferenceCheck(path: copy)
+        try check.run(log: { _ in })
+        XCTAssertFalse(check.passed)
+        let failed = Set(check.lines.filter { !$0.passed }.map(\.name))
+        for name in ["loss/jsd", "activations/C", "grads/jsd/encoder.conv0.weight"] {
+            XCTAssertTrue(failed.contains(name), "\(name) should fail; failed: \(failed.sorted().prefix(8))")
+        }
+        XCTAssertFalse(failed.contains("activations/Y") && failed.count == check.lines.count, "not everything fails")
     }
 }
