@@ -73,17 +73,20 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     result.exposedAllreduceSeconds = exposed / Double(steps)
     result.parameterCount = model.params.count
     // The same reduction alone and blocking, for how much of it the overlap hid.
-    if comm.size > 1 {
-        var best = Double.infinity
-        for _ in 0..<3 {
-            comm.barrier()
-            let t = monotonicSeconds()
-            sync.allreduce(model.params)
-            best = min(best, monotonicSeconds() - t)
-        }
-        result.blockingAllreduceSeconds = best
-    }
+    if comm.size > 1 { result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync) }
     return result
+}
+
+/// The best of three blocking allreduces of a store's gradients.
+func timeBlockingAllreduce(_ store: ParameterStore, sync: GradientSync) -> Double {
+    var best = Double.infinity
+    for _ in 0..<3 {
+        sync.comm.barrier()
+        let t = monotonicSeconds()
+        sync.allreduce(store)
+        best = min(best, monotonicSeconds() - t)
+    }
+    return best
 }
 
 /// Nanoseconds per score of each estimator on one thread, on a block of random scores shaped like

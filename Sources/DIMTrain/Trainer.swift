@@ -210,68 +210,36 @@ public final class Trainer {
         watchdog?.start(comm: comm)
         defer { watchdog?.stop() }
         if let r = options.resume { try resume(from: r) }
-        if comm.isRoot {
-            try FileManager.default.createDirectory(atPath: options.outDirectory, withIntermediateDirectories: true)
-            // After a resume the records past the checkpoint's step are dropped, so that the file
-            // stays one record per step however often the run was interrupted.
-            let path = options.outDirectory + "/metrics.jsonl"
-            if state.step > 0 { try truncateMetrics(after: state.step) } else { fclose(fopen(path, "w")) }
-            // Append mode (O_APPEND): `eval --every-checkpoint` may add probe records to the same
-            // file while training runs; a plain write offset would overwrite them.
-            metrics = fopen(path, "a")
-            guard metrics != nil else { throw DIMError("\(options.outDirectory)/metrics.jsonl: cannot write") }
-            events = try EventFileWriter(directory: options.outDirectory)
-        }
+        try openOutputs()
         defer { if let m = metrics { fclose(m); metrics = nil } }
-        let bpe = reader.batchesPerEpoch
-        if !options.quiet {
-            let machine = machineReport(comm: comm)
-            if comm.isRoot { machine.forEach(log) }
-        }
-        if comm.isRoot && !options.quiet {
-            log("train: \(config.model.architecture.rawValue) \(state.model.params.count) parameters, \(config.loss.estimator.rawValue), global batch \(config.globalBatch) on \(comm.size) rank(s) (\(reader.localBatch) per rank), \(data.count) images = \(bpe) steps/epoch, steps \(state.step)..<\(options.totalSteps)")
-        }
-        var windowStart = monotonicSeconds(), windowSteps = 0
+        announce()
+        var window = (start: monotonicSeconds(), steps: 0)
         let runStart = monotonicSeconds(), firstStep = state.step
         var ran = 0, outcome = Outcome.finished, lastCheckpoint = monotonicSeconds()
         comm.communicationSeconds = 0
         while state.step < options.totalSteps {
             let now = monotonicSeconds()
             watchdog?.begin(step: state.step, phase: .control)
-            // One small collective decides, for every rank at once, whether to stop or checkpoint.
-            var flags: [Double] = [Double(StopSignals.pending ?? 0),
-                                   options.timeLimit.map { now - runStart >= $0 ? 1 : 0 } ?? 0,
-                                   options.checkpointInterval.map { now - lastCheckpoint >= $0 ? 1 : 0 } ?? 0]
-            comm.allreduceMax(&flags, count: 3)
-            if flags[0] != 0 {
-                outcome = .stopped(Int32(flags[0]))
-                if comm.isRoot { log("\(StopSignals.name(Int32(flags[0]))) received: stopping after step \(state.step)") }
-                break
-            }
-            if flags[1] != 0 {
-                outcome = .timeLimit
-                if comm.isRoot { log("time limit of \(duration(options.timeLimit!)) reached at step \(state.step)") }
-                break
-            }
-            if flags[2] != 0 && ran > 0 {
+            let control = agreeOnControl(elapsed: now - runStart, sinceCheckpoint: now - lastCheckpoint)
+            if let stop = control.stop { outcome = stop; break }
+            if control.checkpoint && ran > 0 {
                 try saveCheckpoint()
                 lastCheckpoint = monotonicSeconds()
             }
             let losses = try trainStep()
             watchdog?.finished(stepSeconds: monotonicSeconds() - now)
             ran += 1
-            windowSteps += 1
+            window.steps += 1
             let done = state.step == options.totalSteps
             if comm.isRoot && (state.step % options.logEvery == 0 || done) {
-                let now = monotonicSeconds()
-                let ips = Double(windowSteps * config.globalBatch) / max(now - windowStart, 1e-9)
-                let perStep = (now - runStart) / Double(state.step - firstStep)
-                var eta = perStep * Double(options.totalSteps - state.step)
-                if let limit = options.timeLimit { eta = min(eta, limit - (now - runStart)) }
-                writeMetrics(losses, imagesPerSecond: ips, elapsed: now - runStart, commSeconds: comm.communicationSeconds)
+                let end = monotonicSeconds()
+                let ips = Double(window.steps * config.globalBatch) / max(end - window.start, 1e-9)
+                var eta = (end - runStart) / Double(state.step - firstStep) * Double(options.totalSteps - state.step)
+                if let limit = options.timeLimit { eta = min(eta, limit - (end - runStart)) }
+                writeMetrics(losses, imagesPerSecond: ips, elapsed: end - runStart, commSeconds: comm.communicationSeconds)
                 try writeEvents(losses, imagesPerSecond: ips)
                 if !options.quiet { progress(losses, imagesPerSecond: ips, eta: eta, final: done) }
-                windowStart = now; windowSteps = 0
+                window = (end, 0)
             }
             if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && !done {
                 try saveCheckpoint()
@@ -282,6 +250,51 @@ public final class Trainer {
         watchdog?.begin(step: state.step, phase: .checkpoint)
         if ran > 0 && savedStep != state.step { try saveCheckpoint() }
         return outcome
+    }
+
+    /// Rank 0's metrics.jsonl (append mode) and TensorBoard event file.
+    private func openOutputs() throws {
+        guard comm.isRoot else { return }
+        try FileManager.default.createDirectory(atPath: options.outDirectory, withIntermediateDirectories: true)
+        // After a resume the records past the checkpoint's step are dropped, so that the file
+        // stays one record per step however often the run was interrupted.
+        let path = options.outDirectory + "/metrics.jsonl"
+        if state.step > 0 { try truncateMetrics(after: state.step) } else { fclose(fopen(path, "w")) }
+        // Append mode (O_APPEND): `eval --every-checkpoint` may add probe records to the same
+        // file while training runs; a plain write offset would overwrite them.
+        metrics = fopen(path, "a")
+        guard metrics != nil else { throw DIMError("\(path): cannot write") }
+        events = try EventFileWriter(directory: options.outDirectory)
+    }
+
+    /// The machine report (every rank measures) and what this run is.
+    private func announce() {
+        guard !options.quiet else { return }
+        let machine = machineReport(comm: comm)
+        guard comm.isRoot else { return }
+        machine.forEach(log)
+        log("train: \(config.model.architecture.rawValue) \(state.model.params.count) parameters, "
+            + "\(config.loss.estimator.rawValue), global batch \(config.globalBatch) on \(comm.size) rank(s) "
+            + "(\(reader.localBatch) per rank), \(data.count) images = \(reader.batchesPerEpoch) steps/epoch, "
+            + "steps \(state.step)..<\(options.totalSteps)")
+    }
+
+    /// One small collective decides, for every rank at once, whether to stop (a signal, the time
+    /// limit) or to write a time-based checkpoint before this step.
+    private func agreeOnControl(elapsed: Double, sinceCheckpoint: Double) -> (stop: Outcome?, checkpoint: Bool) {
+        var flags: [Double] = [Double(StopSignals.pending ?? 0),
+                               options.timeLimit.map { elapsed >= $0 ? 1 : 0 } ?? 0,
+                               options.checkpointInterval.map { sinceCheckpoint >= $0 ? 1 : 0 } ?? 0]
+        comm.allreduceMax(&flags, count: 3)
+        if flags[0] != 0 {
+            if comm.isRoot { log("\(StopSignals.name(Int32(flags[0]))) received: stopping after step \(state.step)") }
+            return (.stopped(Int32(flags[0])), false)
+        }
+        if flags[1] != 0 {
+            if comm.isRoot { log("time limit of \(duration(options.timeLimit!)) reached at step \(state.step)") }
+            return (.timeLimit, false)
+        }
+        return (nil, flags[2] != 0)
     }
 
     /// Keeps the metrics records (loss and probe) of steps up to `step`, atomically.

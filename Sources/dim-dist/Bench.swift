@@ -26,19 +26,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let comm = try makeCommunicator()
-        if collectives {
-            let timings = runCollectiveBenchmark(comm: comm, sizes: try parseList(sizes, "--sizes"), repeats: repeats)
-            guard comm.isRoot else { return }
-            if !json { print("collectives on \(comm.size) rank(s): seconds per call (bytes = whole result)") }
-            for t in timings {
-                if json {
-                    print("{\"op\":\"\(t.op)\",\"bytes\":\(t.bytes),\"seconds\":\(t.seconds),\"ranks\":\(comm.size)}")
-                } else {
-                    print("  \(padRight(t.op, 15)) \(pad(String(t.bytes), 10)) B  \(pad(fmt(t.seconds * 1e3, 3), 10)) ms  \(pad(fmt(Double(t.bytes) / t.seconds / 1e9, 3), 7)) GB/s")
-                }
-            }
-            return
-        }
+        if collectives { return try timeCollectives(comm) }
         let config = try model.config(imageSize: nil, channels: nil)
         let loss = model.lossConfig()
         let machine = machineReport(comm: comm)
@@ -55,48 +43,79 @@ struct Bench: ParsableCommand {
             } else {
                 say("bf16 GEMM: not available on this CPU (no AVX512_BF16)")
             }
-            say("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), precision \(model.precision.rawValue), global batch \(batchSize), \(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
+            say("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) "
+                + "fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), "
+                + "precision \(model.precision.rawValue), global batch \(batchSize), "
+                + "\(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
         }
         let rows = RowSelection(limit: maxNegatives, seed: 0)
         let r = try runBenchmark(config: config, loss: loss, precision: model.precision, globalBatch: batchSize,
                                  rows: rows, steps: steps, warmup: warmup, comm: comm, log: { _ in })
         // The estimators alone, on this rank's block of scores (rows x local patches).
         let scoredRows = min(maxNegatives ?? batchSize, batchSize)
-        let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size, positions: config.localPositions)
-        if comm.isRoot && json {
-            var record: [String: Any] = [
-                "kind": "bench", "ranks": comm.size, "threads": blasThreads(), "global_batch": batchSize,
-                "precision": model.precision.rawValue, "images_per_s": r.imagesPerSecond,
-                "ms_per_step": r.seconds / Double(r.steps) * 1000, "gflops_per_rank": r.gflopsPerSecond,
-                "gemm_gflops": r.gemmGflopsPerSecond, "reference_gemm_gflops": reference,
-                "exposed_allreduce_ms": r.exposedAllreduceSeconds * 1000,
-                "estimator_ns_per_score": Dictionary(uniqueKeysWithValues: estimators.map { ($0.0.rawValue, $0.1) }),
-                "phase_ms": Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) }),
-            ]
-            if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
-            if let k = maxNegatives { record["max_negatives"] = k }
-            let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-            return
+        let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size,
+                                           positions: config.localPositions)
+        guard comm.isRoot else { return }
+        if json {
+            try printRecord(r, estimators: estimators, reference: reference, ranks: comm.size)
+        } else {
+            printReport(r, estimators: estimators, reference: reference, ranks: comm.size,
+                        scores: "\(scoredRows) x \(batchSize / comm.size * config.localPositions)")
         }
-        if comm.isRoot {
-            let perStep = r.seconds / Double(r.steps)
-            print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, \(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = \(fmt(r.gflopPerStep * Double(comm.size) / Double(batchSize), 3)) GFLOP/image)")
-            print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = \(fmt(100 * r.gemmGflopsPerSecond / reference, 1))% of "
-                  + "the \(model.precision.rawValue) 2048x2048x4096 rate (\(fmt(reference, 1))); "
-                  + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
-            for (name, s) in r.phases {
-                print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
+    }
+
+    /// --collectives: each collective of a step over message sizes.
+    func timeCollectives(_ comm: Communicator) throws {
+        let timings = runCollectiveBenchmark(comm: comm, sizes: try parseList(sizes, "--sizes"), repeats: repeats)
+        guard comm.isRoot else { return }
+        if !json { print("collectives on \(comm.size) rank(s): seconds per call (bytes = whole result)") }
+        for t in timings {
+            if json {
+                print("{\"op\":\"\(t.op)\",\"bytes\":\(t.bytes),\"seconds\":\(t.seconds),\"ranks\":\(comm.size)}")
+            } else {
+                print("  \(padRight(t.op, 15)) \(pad(String(t.bytes), 10)) B  \(pad(fmt(t.seconds * 1e3, 3), 10)) ms  "
+                      + "\(pad(fmt(Double(t.bytes) / t.seconds / 1e9, 3), 7)) GB/s")
             }
-            if let blocking = r.blockingAllreduceSeconds {
-                let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
-                print("  gradient allreduce (\(fmt(Double(4 * (r.parameterCount)) / 1e6, 1)) MB): \(fmt(blocking * 1000, 1)) ms alone; "
-                      + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
-                      + "(\(fmt(100 * hidden, 0))% hidden)")
-            }
-            let cols = batchSize / comm.size * config.localPositions
-            print("  estimators on one thread, \(scoredRows) x \(cols) scores: "
-                  + estimators.map { "\($0.0.rawValue) \(fmt($0.1, 2)) ns/score" }.joined(separator: ", "))
         }
+    }
+
+    /// --json: one record (cluster/scaling.sh reads it).
+    func printRecord(_ r: BenchmarkResult, estimators: [(Estimator, Double)], reference: Double, ranks: Int) throws {
+        var record: [String: Any] = [
+            "kind": "bench", "ranks": ranks, "threads": blasThreads(), "global_batch": batchSize,
+            "precision": model.precision.rawValue, "images_per_s": r.imagesPerSecond,
+            "ms_per_step": r.seconds / Double(r.steps) * 1000, "gflops_per_rank": r.gflopsPerSecond,
+            "gemm_gflops": r.gemmGflopsPerSecond, "reference_gemm_gflops": reference,
+            "exposed_allreduce_ms": r.exposedAllreduceSeconds * 1000,
+            "estimator_ns_per_score": Dictionary(uniqueKeysWithValues: estimators.map { ($0.0.rawValue, $0.1) }),
+            "phase_ms": Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) }),
+        ]
+        if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
+        if let k = maxNegatives { record["max_negatives"] = k }
+        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// The human-readable report: rates, where the step's time goes, the overlap, the estimators.
+    func printReport(_ r: BenchmarkResult, estimators: [(Estimator, Double)], reference: Double, ranks: Int,
+                     scores: String) {
+        let perStep = r.seconds / Double(r.steps)
+        print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, "
+              + "\(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = "
+              + "\(fmt(r.gflopPerStep * Double(ranks) / Double(batchSize), 3)) GFLOP/image)")
+        print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = \(fmt(100 * r.gemmGflopsPerSecond / reference, 1))% of "
+              + "the \(model.precision.rawValue) 2048x2048x4096 rate (\(fmt(reference, 1))); "
+              + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
+        for (name, s) in r.phases {
+            print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
+        }
+        if let blocking = r.blockingAllreduceSeconds {
+            let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
+            print("  gradient allreduce (\(fmt(Double(4 * r.parameterCount) / 1e6, 1)) MB): \(fmt(blocking * 1000, 1)) ms alone; "
+                  + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
+                  + "(\(fmt(100 * hidden, 0))% hidden)")
+        }
+        print("  estimators on one thread, \(scores) scores: "
+              + estimators.map { "\($0.0.rawValue) \(fmt($0.1, 2)) ns/score" }.joined(separator: ", "))
     }
 }
