@@ -112,7 +112,8 @@ public final class SingleProcess: Communicator {
     public func allgather(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
         if UnsafePointer(output) != input { output.update(from: input, count: counts[0]) }
     }
-    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int],
+                                 into output: UnsafeMutablePointer<Float>) {
         if UnsafePointer(output) != input { output.update(from: input, count: counts[0]) }
     }
     public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective {

@@ -49,13 +49,15 @@ public final class BatchReader {
                 augmentation: Augmentation = Augmentation()) throws {
         _ = try localBatchSize(global: globalBatch, ranks: ranks)
         guard globalBatch <= data.count else {
-            throw DIMError("batch size \(globalBatch) is larger than the \(data.count) examples of \(data.directory) (\(data.splitName))")
+            throw DIMError("batch size \(globalBatch) is larger than the \(data.count) examples of "
+                + "\(data.directory) (\(data.splitName))")
         }
         self.data = data; self.globalBatch = globalBatch; self.rank = rank; self.ranks = ranks
         self.seed = seed; self.shuffle = shuffle; self.augmentation = augmentation
         let m = data.manifest
         let n = globalBatch / ranks
-        buffers = (0..<2).map { _ in Batch(images: Tensor([m.channels, n, m.height, m.width]), labels: Array(repeating: 0, count: n)) }
+        buffers = (0..<2).map { _ in Batch(images: Tensor([m.channels, n, m.height, m.width]),
+                                           labels: Array(repeating: 0, count: n)) }
         pixelScratch = (0..<2).map { _ in Tensor8(count: n * m.imageBytes) }
     }
 
@@ -118,7 +120,8 @@ public final class BatchReader {
             let out = batch.images
             let (C, H, W, n) = (m.channels, m.height, m.width, ex.count)
             for (j, example) in ex.enumerated() {
-                var rng = SplitMix64(seed: seed, stream: RandomStream.augmentation, index: UInt64(epoch) &* 1_000_003 &+ UInt64(example))
+                var rng = SplitMix64(seed: seed, stream: RandomStream.augmentation,
+                                     index: UInt64(epoch) &* 1_000_003 &+ UInt64(example))
                 let pad = augmentation.cropPadding
                 let ox = pad > 0 ? rng.nextInt(2 * pad + 1) - pad : 0
                 let oy = pad > 0 ? rng.nextInt(2 * pad + 1) - pad : 0

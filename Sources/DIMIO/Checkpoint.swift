@@ -66,14 +66,17 @@ public enum CheckpointFile {
 
     private static func writeMoments(_ f: HDF5File, store: ParameterStore, adam: Adam, group: String) throws {
         for p in store.parameters {
-            try f.write("\(group)/m/\(p.name)", UnsafeBufferPointer(start: adam.m + p.offset, count: p.count), shape: p.shape)
-            try f.write("\(group)/v/\(p.name)", UnsafeBufferPointer(start: adam.v + p.offset, count: p.count), shape: p.shape)
+            try f.write("\(group)/m/\(p.name)", UnsafeBufferPointer(start: adam.m + p.offset, count: p.count),
+                        shape: p.shape)
+            try f.write("\(group)/v/\(p.name)", UnsafeBufferPointer(start: adam.v + p.offset, count: p.count),
+                        shape: p.shape)
         }
     }
 
     public static func readInfo(_ f: HDF5File) throws -> Info {
         var info = Info()
-        guard f.hasAttribute("format") else { throw DIMError("\(f.path): not a dim-dist checkpoint (no format attribute)") }
+        guard f.hasAttribute("format") else { throw DIMError("\(f.path): not a dim-dist checkpoint (no format "
+            + "attribute)") }
         info.format = try f.stringAttribute("format")
         guard info.format.hasPrefix("dim-dist-checkpoint/") else {
             throw DIMError("\(f.path): not a dim-dist checkpoint (format '\(info.format)')")
@@ -81,7 +84,8 @@ public enum CheckpointFile {
         guard info.format == formatVersion else {
             throw DIMError("\(f.path): unknown checkpoint format '\(info.format)' (this build reads \(formatVersion))")
         }
-        guard f.hasAttribute("complete") else { throw DIMError("\(f.path): incomplete checkpoint (the write was interrupted)") }
+        guard f.hasAttribute("complete") else { throw DIMError("\(f.path): incomplete checkpoint (the write was "
+            + "interrupted)") }
         func int(_ k: String) throws -> Int { Int(try f.scalarAttribute(k, as: Int64.self)) }
         info.step = try int("step")
         info.epoch = try int("epoch")
@@ -140,7 +144,8 @@ public enum CheckpointFile {
             for (kind, dst) in [("m", adam.m), ("v", adam.v)] {
                 let key = "\(group)/\(kind)/\(p.name)"
                 let (vals, shape): ([Float], [Int]) = try f.read(key)
-                guard shape == p.shape else { throw DIMError("\(f.path): '\(key)' has shape \(shape), expected \(p.shape)") }
+                guard shape == p.shape else { throw DIMError("\(f.path): '\(key)' has shape \(shape), expected "
+                    + "\(p.shape)") }
                 vals.withUnsafeBufferPointer { (dst + p.offset).update(from: $0.baseAddress!, count: p.count) }
             }
         }
@@ -169,11 +174,13 @@ public struct CheckpointDirectory {
         do {
             try write(tmp)
             try fsyncFile(tmp)
-            guard rename(tmp, "\(path)/\(name)") == 0 else { throw DIMError("\(path)/\(name): rename failed (\(String(cString: strerror(errno))))") }
+            guard rename(tmp, "\(path)/\(name)") == 0 else { throw DIMError("\(path)/\(name): rename failed "
+                + "(\(String(cString: strerror(errno))))") }
             try fsyncFile(path)
             // The pointer: written to a temporary file and renamed, so it is always whole.
             let ptmp = "\(path)/.latest.tmp-\(getpid())"
-            guard FileManager.default.createFile(atPath: ptmp, contents: Array((name + "\n").utf8).withUnsafeBufferPointer { Data(buffer: $0) }) else {
+            guard FileManager.default.createFile(atPath: ptmp,
+                                                 contents: Array((name + "\n").utf8).withUnsafeBufferPointer { Data(buffer: $0) }) else {
                 throw DIMError("\(ptmp): cannot write")
             }
             try fsyncFile(ptmp)
@@ -215,5 +222,6 @@ func fsyncFile(_ path: String) throws {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { throw DIMError("\(path): cannot open for fsync") }
     defer { close(fd) }
-    if fsync(fd) != 0 && errno != EINVAL { throw DIMError("\(path): fsync failed (\(String(cString: strerror(errno))))") }
+    if fsync(fd) != 0 && errno != EINVAL { throw DIMError("\(path): fsync failed "
+        + "(\(String(cString: strerror(errno))))") }
 }

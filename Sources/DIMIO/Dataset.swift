@@ -26,13 +26,16 @@ public final class ShardedSplit {
             let f = try HDF5File(path)
             let shape = try f.shape("images")
             let expected = [shard.count, manifest.channels, manifest.height, manifest.width]
-            guard shape == expected else { throw DIMError("\(path): images have shape \(shape), manifest says \(expected)") }
-            guard try f.shape("labels") == [shard.count] else { throw DIMError("\(path): labels do not match the manifest count \(shard.count)") }
+            guard shape == expected else { throw DIMError("\(path): images have shape \(shape), manifest says "
+                + "\(expected)") }
+            guard try f.shape("labels") == [shard.count] else { throw DIMError("\(path): labels do not match the "
+                + "manifest count \(shard.count)") }
             files.append(f)
             starts.append(start)
             start += shard.count
         }
-        guard start == split.count else { throw DIMError("\(directory)/manifest.json: shard counts add to \(start), split says \(split.count)") }
+        guard start == split.count else { throw DIMError("\(directory)/manifest.json: shard counts add to \(start), "
+            + "split says \(split.count)") }
         self.files = files
         shardStart = starts
         if verify { try verifyChecksums() }
@@ -47,7 +50,8 @@ public final class ShardedSplit {
             img.withUnsafeBytes { crc.update($0) }
             lab.withUnsafeBytes { crc.update($0) }
             guard crc.hex == shard.checksum else {
-                throw DIMError("\(directory)/\(shard.file): checksum \(crc.hex) does not match the manifest's \(shard.checksum) (file changed or damaged)")
+                throw DIMError("\(directory)/\(shard.file): checksum \(crc.hex) does not match the manifest's "
+                    + "\(shard.checksum) (file changed or damaged)")
             }
         }
     }
@@ -62,7 +66,8 @@ public final class ShardedSplit {
         var labelScratch = [Int64]()
         while pos < order.count {
             let first = indices[order[pos]]
-            guard first >= 0 && first < split.count else { throw DIMError("\(directory): example \(first) out of range") }
+            guard first >= 0 && first < split.count else { throw DIMError("\(directory): example \(first) out of "
+                + "range") }
             let s = shardIndex(first)
             let end = shardStart[s] + split.shards[s].count
             var rows: [Int] = []
@@ -75,13 +80,16 @@ public final class ShardedSplit {
             }
             scratch = [UInt8](repeating: 0, count: rows.count * per)
             labelScratch = [Int64](repeating: 0, count: rows.count)
-            try scratch.withUnsafeMutableBufferPointer { try files[s].readRowSet("images", rows: rows, into: $0.baseAddress!) }
-            try labelScratch.withUnsafeMutableBufferPointer { try files[s].readRowSet("labels", rows: rows, into: $0.baseAddress!) }
+            try scratch.withUnsafeMutableBufferPointer { try files[s].readRowSet("images", rows: rows,
+                    into: $0.baseAddress!) }
+            try labelScratch.withUnsafeMutableBufferPointer { try files[s].readRowSet("labels", rows: rows,
+                    into: $0.baseAddress!) }
             var r = 0
             for slot in slots {
                 let row = indices[slot] - shardStart[s]
                 while rows[r] != row { r += 1 }
-                scratch.withUnsafeBufferPointer { (images + slot * per).update(from: $0.baseAddress! + r * per, count: per) }
+                scratch.withUnsafeBufferPointer { (images + slot * per).update(from: $0.baseAddress! + r * per,
+                        count: per) }
                 labels[slot] = Int(labelScratch[r])
             }
         }

@@ -42,11 +42,13 @@ public final class HDF5File {
     /// touches the disk itself, so a full disk or a failing write is an ordinary error here (when
     /// HDF5 wrote and then failed to close a file, its exit-time clean-up crashed).
     public func writeImage(to path: String) throws {
-        guard H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0 else { throw DIMError("\(path): HDF5 could not flush the file image") }
+        guard H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0 else { throw DIMError("\(path): HDF5 could not flush the file "
+            + "image") }
         let size = H5Fget_file_image(id, nil, 0)
         guard size > 0 else { throw DIMError("\(path): HDF5 could not size the file image") }
         var image = [UInt8](repeating: 0, count: size)
-        guard H5Fget_file_image(id, &image, size) == size else { throw DIMError("\(path): HDF5 could not copy the file image") }
+        guard H5Fget_file_image(id, &image,
+                                size) == size else { throw DIMError("\(path): HDF5 could not copy the file image") }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw DIMError("\(path): cannot create (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
@@ -56,7 +58,8 @@ public final class HDF5File {
             guard n > 0 else { throw DIMError("\(path): cannot write (\(String(cString: strerror(errno))))") }
             done += n
         }
-        guard fsync(fd) == 0 else { throw DIMError("\(path): cannot write (fsync: \(String(cString: strerror(errno))))") }
+        guard fsync(fd) == 0 else { throw DIMError("\(path): cannot write (fsync: "
+            + "\(String(cString: strerror(errno))))") }
     }
 
     public func exists(_ name: String) -> Bool {
@@ -140,8 +143,10 @@ public final class HDF5File {
     }
 
     /// Writes a dataset (creating parent groups). `chunkRows` > 0 makes it chunked by rows.
-    public func write<T: HDF5Scalar>(_ name: String, _ values: UnsafeBufferPointer<T>, shape: [Int], chunkRows: Int = 0) throws {
-        precondition(shape.reduce(1, *) == values.count, "HDF5 write \(name): \(values.count) values for shape \(shape)")
+    public func write<T: HDF5Scalar>(_ name: String, _ values: UnsafeBufferPointer<T>, shape: [Int],
+                                     chunkRows: Int = 0) throws {
+        precondition(shape.reduce(1, *) == values.count,
+                     "HDF5 write \(name): \(values.count) values for shape \(shape)")
         createGroups(for: name)
         var dims = shape.map { hsize_t($0) }
         let space = shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil)
@@ -156,7 +161,8 @@ public final class HDF5File {
         let d = H5Dcreate2(id, name, T.hdf5Type, space, dim_H5P_DEFAULT(), plist, dim_H5P_DEFAULT())
         if d < 0 { throw DIMError("\(path): cannot create dataset '\(name)'") }
         defer { H5Dclose(d) }
-        if values.count > 0, H5Dwrite(d, T.hdf5Type, dim_H5S_ALL(), dim_H5S_ALL(), dim_H5P_DEFAULT(), values.baseAddress) < 0 {
+        if values.count > 0, H5Dwrite(d, T.hdf5Type, dim_H5S_ALL(), dim_H5S_ALL(), dim_H5P_DEFAULT(),
+                                      values.baseAddress) < 0 {
             throw DIMError("\(path): cannot write dataset '\(name)'")
         }
     }
@@ -172,7 +178,8 @@ public final class HDF5File {
     }
 
     public func attribute<T: HDF5Scalar>(_ name: String, object: String = "/", as: T.Type = T.self) throws -> [T] {
-        guard hasAttribute(name, object: object) else { throw DIMError("\(path): missing attribute '\(name)' on \(object)") }
+        guard hasAttribute(name,
+                           object: object) else { throw DIMError("\(path): missing attribute '\(name)' on \(object)") }
         let a = H5Aopen_by_name(id, object, name, dim_H5P_DEFAULT(), dim_H5P_DEFAULT())
         if a < 0 { throw DIMError("\(path): cannot open attribute '\(name)'") }
         defer { H5Aclose(a) }
@@ -190,7 +197,8 @@ public final class HDF5File {
     }
 
     public func stringAttribute(_ name: String, object: String = "/") throws -> String {
-        guard hasAttribute(name, object: object) else { throw DIMError("\(path): missing attribute '\(name)' on \(object)") }
+        guard hasAttribute(name,
+                           object: object) else { throw DIMError("\(path): missing attribute '\(name)' on \(object)") }
         let a = H5Aopen_by_name(id, object, name, dim_H5P_DEFAULT(), dim_H5P_DEFAULT())
         defer { H5Aclose(a) }
         let ftype = H5Aget_type(a)
@@ -216,12 +224,14 @@ public final class HDF5File {
         return String(cString: buf)
     }
 
-    public func setAttribute<T: HDF5Scalar>(_ name: String, _ values: [T], object: String = "/", scalar: Bool = false) throws {
+    public func setAttribute<T: HDF5Scalar>(_ name: String, _ values: [T], object: String = "/",
+                                            scalar: Bool = false) throws {
         if hasAttribute(name, object: object) { H5Adelete_by_name(id, object, name, dim_H5P_DEFAULT()) }
         var dims = [hsize_t(values.count)]
         let space = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil)
         defer { H5Sclose(space) }
-        let a = H5Acreate_by_name(id, object, name, T.hdf5Type, space, dim_H5P_DEFAULT(), dim_H5P_DEFAULT(), dim_H5P_DEFAULT())
+        let a = H5Acreate_by_name(id, object, name, T.hdf5Type, space, dim_H5P_DEFAULT(), dim_H5P_DEFAULT(),
+                                  dim_H5P_DEFAULT())
         if a < 0 { throw DIMError("\(path): cannot write attribute '\(name)'") }
         defer { H5Aclose(a) }
         _ = values.withUnsafeBytes { H5Awrite(a, T.hdf5Type, $0.baseAddress) }

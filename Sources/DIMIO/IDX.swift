@@ -11,7 +11,8 @@ public struct IDXArray {
 
 /// Reads a whole file, gunzipping it when it starts with the gzip magic.
 public func readMaybeGzip(_ path: String) throws -> [UInt8] {
-    guard let f = fopen(path, "rb") else { throw DIMError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+    guard let f = fopen(path,
+                        "rb") else { throw DIMError("\(path): cannot open (\(String(cString: strerror(errno))))") }
     defer { fclose(f) }
     var raw: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -58,7 +59,8 @@ func gunzip(_ input: [UInt8], path: String) throws -> [UInt8] {
 public func readIDX(_ path: String) throws -> IDXArray {
     let bytes = try readMaybeGzip(path)
     guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0 else { throw DIMError("\(path): not an IDX file (bad magic)") }
-    guard bytes[2] == 0x08 else { throw DIMError("\(path): IDX element type 0x\(String(bytes[2], radix: 16)) is not unsigned byte (0x08)") }
+    guard bytes[2] == 0x08 else { throw DIMError("\(path): IDX element type 0x\(String(bytes[2], radix: 16)) is not "
+        + "unsigned byte (0x08)") }
     let ndim = Int(bytes[3])
     guard ndim >= 1, bytes.count >= 4 + 4 * ndim else { throw DIMError("\(path): truncated IDX header") }
     var dims: [Int] = []
@@ -69,7 +71,8 @@ public func readIDX(_ path: String) throws -> IDXArray {
     let header = 4 + 4 * ndim
     let expected = dims.reduce(1, *)
     guard bytes.count - header == expected else {
-        throw DIMError("\(path): IDX data has \(bytes.count - header) bytes, dims \(dims) need \(expected) (truncated or padded)")
+        throw DIMError("\(path): IDX data has \(bytes.count - header) bytes, dims \(dims) need \(expected) "
+            + "(truncated or padded)")
     }
     return IDXArray(dims: dims, data: Array(bytes[header...]))
 }

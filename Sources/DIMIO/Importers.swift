@@ -6,9 +6,11 @@ import DIMCore
 public enum DatasetImporter {
     /// Reads image files (concatenated in order) and label files, checks they agree, and returns
     /// CHW uint8 images. `hwc` marks N x H x W x C files (the CIFAR copy) to be transposed.
-    public static func loadIDX(images: [String], labels: [String]) throws -> (pixels: [UInt8], labels: [Int], c: Int, h: Int, w: Int) {
+    public static func loadIDX(images: [String], labels: [String]) throws -> (pixels: [UInt8], labels: [Int], c: Int,
+            h: Int, w: Int) {
         guard !images.isEmpty, images.count == labels.count else {
-            throw DIMError("import: \(images.count) image file(s) and \(labels.count) label file(s); give one label file per image file")
+            throw DIMError("import: \(images.count) image file(s) and \(labels.count) label file(s); give one label "
+                + "file per image file")
         }
         var pixels: [UInt8] = [], allLabels: [Int] = []
         var shape: (Int, Int, Int)? = nil
@@ -62,12 +64,14 @@ public enum DatasetImporter {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         let parts = names.filter { $0.hasPrefix("train-images-part") && $0.hasSuffix("-idx4-ubyte.gz") }.sorted()
         guard !parts.isEmpty else { throw DIMError("\(dir): no train-images-part*-idx4-ubyte.gz files") }
-        let labels = parts.map { $0.replacingOccurrences(of: "images", with: "labels").replacingOccurrences(of: "idx4", with: "idx1") }
+        let labels = parts.map { $0.replacingOccurrences(of: "images", with: "labels").replacingOccurrences(of: "idx4",
+                with: "idx1") }
         return Files(train: (parts.map { "\(dir)/\($0)" }, labels.map { "\(dir)/\($0)" }),
                      test: (["\(dir)/test-images-idx4-ubyte.gz"], ["\(dir)/test-labels-idx1-ubyte.gz"]))
     }
 
-    public static let cifarClasses = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    public static let cifarClasses = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                                      "truck"]
 
     @discardableResult
     public static func importDataset(name: String, files: Files, out: String, shards: Int, classNames: [String],
@@ -78,15 +82,19 @@ public enum DatasetImporter {
         for (split, (imgs, labs)) in [("train", files.train), ("test", files.test)] {
             let d = try loadIDX(images: imgs, labels: labs)
             if split == "test" && (d.c, d.h, d.w) != shape {
-                throw DIMError("\(imgs[0]): test images are \(d.c)x\(d.h)x\(d.w), train images \(shape.0)x\(shape.1)x\(shape.2)")
+                throw DIMError("\(imgs[0]): test images are \(d.c)x\(d.h)x\(d.w), train images "
+                    + "\(shape.0)x\(shape.1)x\(shape.2)")
             }
             shape = (d.c, d.h, d.w)
-            splits[split] = try writeSplit(directory: out, split: split, images: d.pixels, labels: d.labels, channels: d.c,
-                                           height: d.h, width: d.w, shards: split == "train" ? shards : max(1, shards / 2))
+            splits[split] = try writeSplit(directory: out, split: split, images: d.pixels, labels: d.labels,
+                                           channels: d.c,
+                                           height: d.h, width: d.w, shards: split == "train" ? shards : max(1,
+                                                   shards / 2))
             log("  \(split): \(d.labels.count) images \(d.c)x\(d.h)x\(d.w) in \(splits[split]!.shards.count) shard(s)")
         }
         let names = classNames.isEmpty ? (0..<(splits["train"]!.classCounts.count)).map { String($0) } : classNames
-        let m = DatasetManifest(name: name, channels: shape.0, height: shape.1, width: shape.2, channelOrder: channelOrder,
+        let m = DatasetManifest(name: name, channels: shape.0, height: shape.1, width: shape.2,
+                                channelOrder: channelOrder,
                                 classNames: names, splits: splits, source: source)
         try m.save(directory: out)
         return m

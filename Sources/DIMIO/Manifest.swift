@@ -54,7 +54,8 @@ public struct DatasetManifest: Codable, Equatable {
             throw DIMError("\(directory): no such dataset directory")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DIMError("\(path): missing manifest (not a dim-dist dataset; create one with `dim-dist data import` or `data synth`)")
+            throw DIMError("\(path): missing manifest (not a dim-dist dataset; create one with `dim-dist data "
+                + "import` or `data synth`)")
         }
         do {
             let m = try JSONDecoder().decode(DatasetManifest.self, from: data)
@@ -79,7 +80,8 @@ public struct DatasetManifest: Codable, Equatable {
 
     public func split(_ name: String) throws -> Split {
         guard let s = splits[name] else {
-            throw DIMError("dataset '\(self.name)' has no split '\(name)' (has \(splits.keys.sorted().joined(separator: ", ")))")
+            throw DIMError("dataset '\(self.name)' has no split '\(name)' (has "
+                + "\(splits.keys.sorted().joined(separator: ", ")))")
         }
         return s
     }

@@ -21,7 +21,8 @@ extension HDF5File {
     }
 
     /// Writes every parameter of `store` under `group/<name>` with its PyTorch shape.
-    public func saveParameters(_ store: ParameterStore, group: String, from values: UnsafePointer<Float>? = nil) throws {
+    public func saveParameters(_ store: ParameterStore, group: String,
+                               from values: UnsafePointer<Float>? = nil) throws {
         guard let base = values ?? store.values.map({ UnsafePointer($0) }) else { return }
         for p in store.parameters {
             try write("\(group)/\(p.name)", UnsafeBufferPointer(start: base + p.offset, count: p.count), shape: p.shape)

@@ -63,15 +63,18 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
-        timed("MPI_Allreduce (sum, float)", count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
+        timed("MPI_Allreduce (sum, float)",
+              count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world) }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
-        timed("MPI_Allreduce (sum, double)", count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_SUM(), world) }
+        timed("MPI_Allreduce (sum, double)",
+              count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_SUM(), world) }
     }
 
     public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
-        timed("MPI_Allreduce (max)", count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_MAX(), world) }
+        timed("MPI_Allreduce (max)",
+              count) { MPI_Allreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_DOUBLE(), dim_MPI_MAX(), world) }
     }
 
     /// MPI_Allgather when every rank sends the same count (its algorithms are tuned for that case),
@@ -90,7 +93,8 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int],
+                                 into output: UnsafeMutablePointer<Float>) {
         if counts.allSatisfy({ $0 == counts[0] }) {
             timed("MPI_Reduce_scatter_block", counts[0]) {
                 MPI_Reduce_scatter_block(input, output, Int32(counts[0]), dim_MPI_FLOAT(), dim_MPI_SUM(), world)
@@ -114,7 +118,8 @@ public final class MPICommunicator: Communicator {
     public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective {
         let pending = MPIRequest(communicator: self, count: count)
         timed("MPI_Iallreduce (start)", count) {
-            MPI_Iallreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world, &pending.request)
+            MPI_Iallreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world,
+                           &pending.request)
         }
         return pending
     }

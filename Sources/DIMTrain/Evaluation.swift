@@ -6,7 +6,8 @@ import DIMIO
 public enum Evaluation {
     /// The encoder of a checkpoint (or, with `untrained`, the same configuration at its initial
     /// weights, the baseline every result is compared with).
-    public static func loadModel(checkpoint: String, untrained: Bool) throws -> (DIMModel, TrainConfig, CheckpointFile.Info) {
+    public static func loadModel(checkpoint: String, untrained: Bool) throws -> (DIMModel, TrainConfig,
+            CheckpointFile.Info) {
         let f = try HDF5File(checkpoint)
         let info = try CheckpointFile.readInfo(f)
         let cfg = try TrainConfig(checkpoint: info, path: checkpoint)
@@ -19,7 +20,8 @@ public enum Evaluation {
 
     /// Sets BatchNorm running statistics of an untrained encoder from data (training-mode
     /// forwards, no updates), so that its eval-mode features are normalised like a trained one's.
-    public static func calibrateBatchNorm(model: DIMModel, data: ShardedSplit, batches: Int = 100, batch: Int = 128) throws {
+    public static func calibrateBatchNorm(model: DIMModel, data: ShardedSplit, batches: Int = 100,
+                                          batch: Int = 128) throws {
         let reader = try BatchReader(data: data, globalBatch: min(batch, data.count), rank: 0, ranks: 1, seed: 12345)
         let single = SingleProcess()
         for b in 0..<min(batches, max(reader.batchesPerEpoch, 1) * 4) {
@@ -34,13 +36,15 @@ public enum Evaluation {
                            comm: Communicator, log: (String) -> Void) throws -> [ProbeResult] {
         let train = try ShardedSplit(directory: directory, split: "train")
         guard train.manifest.labelled else {
-            throw DIMError("\(directory): the images have no labels (imported from a folder without class sub-folders); "
+            throw DIMError("\(directory): the images have no labels (imported from a folder without class "
+                + "sub-folders); "
                            + "probes need labelled train/ and test/ splits")
         }
         let test = try ShardedSplit(directory: directory, split: "test")
         let m = train.manifest
         guard m.channels == model.config.inChannels, m.height == model.config.imageSize else {
-            throw DIMError("\(directory): images are \(m.channels)x\(m.height)x\(m.width), the encoder takes \(model.config.inChannels)x\(model.config.imageSize)x\(model.config.imageSize)")
+            throw DIMError("\(directory): images are \(m.channels)x\(m.height)x\(m.width), the encoder takes "
+                + "\(model.config.inChannels)x\(model.config.imageSize)x\(model.config.imageSize)")
         }
         let t0 = monotonicSeconds()
         let trainFeatures = try encodeSplit(model: model, data: train, kinds: features, comm: comm)
@@ -56,7 +60,8 @@ public enum Evaluation {
                     let t1 = monotonicSeconds()
                     let r = selection.run(p, train: trainFeatures[k]!, test: testFeatures[k]!, classes: classes)
                     v = [r.trainAccuracy, r.testAccuracy, r.validationAccuracy, Double(r.weightDecay), Double(r.epochs)]
-                    log("  \(padRight(p.kind.rawValue, 6)) probe on \(padRight(k.rawValue, 4)) (\(trainFeatures[k]!.dim)-d): "
+                    log("  \(padRight(p.kind.rawValue, 6)) probe on \(padRight(k.rawValue, 4)) "
+                        + "(\(trainFeatures[k]!.dim)-d): "
                         + "test \(fmt(100 * r.testAccuracy, 2))%  validation \(fmt(100 * r.validationAccuracy, 2))% "
                         + "(chosen: weight decay \(r.weightDecay), \(r.epochs) epochs)  train \(fmt(100 * r.trainAccuracy, 2))%  "
                         + "(\(fmt(monotonicSeconds() - t1, 1)) s)")

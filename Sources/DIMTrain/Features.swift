@@ -25,7 +25,8 @@ public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind
     let N = data.count
     let per = (N + comm.size - 1) / comm.size
     let start = min(comm.rank * per, N), end = min(start + per, N)
-    let dims: [FeatureKind: Int] = [.conv: model.config.flatFeatures, .fc: model.config.fcUnits, .y: model.config.globalDim]
+    let dims: [FeatureKind: Int] = [.conv: model.config.flatFeatures, .fc: model.config.fcUnits,
+                                    .y: model.config.globalDim]
     var local: [FeatureKind: [Float]] = [:]
     for k in kinds { local[k] = [Float](repeating: 0, count: per * dims[k]!) }
     var localLabels = [Float](repeating: -1, count: per)

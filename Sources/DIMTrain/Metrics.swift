@@ -38,7 +38,8 @@ public struct LossRecord: Codable, Equatable {
 
     /// The loss records of a metrics file, in file order (probe records are skipped).
     public static func read(_ path: String) throws -> [LossRecord] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data,
+                encoding: .utf8) else {
             throw DIMError("\(path): cannot read")
         }
         let decoder = JSONDecoder()

@@ -19,8 +19,10 @@ public enum Plots {
     /// so it stays visible where it equals the local term.
     public static func lossSVG(_ series: [String: [(Double, Double)]], title: String) -> String {
         let keys = ["local", "global", "prior", "discriminator", "loss"].filter { series[$0] != nil }
-        let colors = ["loss": "#1f77b4", "local": "#ff7f0e", "global": "#2ca02c", "prior": "#d62728", "discriminator": "#9467bd"]
-        return lineChart(series, keys: keys, colors: keys.map { colors[$0]! }, dashed: ["loss"], title: title, yLabel: "loss")
+        let colors = ["loss": "#1f77b4", "local": "#ff7f0e", "global": "#2ca02c", "prior": "#d62728",
+                      "discriminator": "#9467bd"]
+        return lineChart(series, keys: keys, colors: keys.map { colors[$0]! }, dashed: ["loss"], title: title,
+                         yLabel: "loss")
     }
 
     /// Probe test accuracy (%) against the training step, one line per probe and feature set.
@@ -82,13 +84,16 @@ public enum Plots {
     }
 
     static func tick(_ v: Double) -> String { abs(v) >= 100 ? fmt(v, 0) : (abs(v) >= 10 ? fmt(v, 1) : fmt(v, 2)) }
-    static func escape(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
+    static func escape(_ s: String) -> String { s.replacingOccurrences(of: "&",
+            with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
 
     /// For `queries` test images, their `k` nearest training images by Euclidean distance of Y;
     /// one row per query: the query, a gap, then its neighbours, nearest first.
     public static func neighbourGrid(model: DIMModel, data dir: String, queries: Int, k: Int, seed: UInt64, scale: Int,
-                                     comm: Communicator) throws -> (rgb: [UInt8], width: Int, height: Int, labelsMatch: Double) {
-        let train = try ShardedSplit(directory: dir, split: "train"), test = try ShardedSplit(directory: dir, split: "test")
+                                     comm: Communicator) throws -> (rgb: [UInt8], width: Int, height: Int,
+                                                                    labelsMatch: Double) {
+        let train = try ShardedSplit(directory: dir, split: "train"), test = try ShardedSplit(directory: dir,
+                split: "test")
         let trainY = try encodeSplit(model: model, data: train, kinds: [.y], comm: comm)[.y]!
         var rng = SplitMix64(seed: seed, stream: RandomStream.neighbourQueries)
         let picks = Array(rng.permutation(test.count).prefix(queries))

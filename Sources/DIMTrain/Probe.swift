@@ -221,7 +221,8 @@ public struct ProbeSelection {
         func subset(_ rows: ArraySlice<Int>) -> FeatureSet {
             var values = [Float](); values.reserveCapacity(rows.count * f.dim)
             for r in rows { values.append(contentsOf: f.values[(r * f.dim)..<((r + 1) * f.dim)]) }
-            return FeatureSet(kind: f.kind, dim: f.dim, count: rows.count, values: values, labels: rows.map { f.labels[$0] })
+            return FeatureSet(kind: f.kind, dim: f.dim, count: rows.count, values: values,
+                              labels: rows.map { f.labels[$0] })
         }
         return (subset(order[v...]), subset(order[..<v]))
     }

@@ -33,7 +33,8 @@ public struct ReferenceCheck {
         public var update: Double?      // Adam's first update; nil: not compared
         public var loss: Double
         public var lossFloor: Double
-        public static let float32 = Tolerance(activation: 1e-4, gradient: 1e-4, update: 1e-4, loss: 1e-4, lossFloor: 1e-12)
+        public static let float32 = Tolerance(activation: 1e-4, gradient: 1e-4, update: 1e-4, loss: 1e-4,
+                                              lossFloor: 1e-12)
         public static let bfloat16 = Tolerance(activation: 5e-2, gradient: 0.6, update: nil, loss: 5e-2, lossFloor: 1)
     }
 
@@ -52,7 +53,8 @@ public struct ReferenceCheck {
     /// Builds the model the file describes (with the critic and the discriminator).
     public static func model(from file: HDF5File, precision: Precision = .fp32) throws -> (DIMModel, batch: Int) {
         let format = try file.stringAttribute("format")
-        guard format.hasPrefix("dim-dist-reference/") else { throw DIMError("\(file.path): unknown format '\(format)'") }
+        guard format.hasPrefix("dim-dist-reference/") else { throw DIMError("\(file.path): unknown format "
+            + "'\(format)'") }
         let name = try file.stringAttribute("model")
         guard let arch = Architecture(rawValue: name) else { throw DIMError("\(file.path): unknown model '\(name)'") }
         func int(_ k: String) throws -> Int { Int(try file.scalarAttribute(k, as: Int64.self)) }
@@ -62,7 +64,8 @@ public struct ReferenceCheck {
             fcUnits: try int("fc_units"), globalDim: try int("global_dim"), miUnits: try int("mi_units"),
             discUnits: try file.attribute("disc_units", as: Int64.self).map { Int($0) })
         try config.validate()
-        guard try int("image_size") == config.imageSize else { throw DIMError("\(file.path): image_size does not match \(name)") }
+        guard try int("image_size") == config.imageSize else { throw DIMError("\(file.path): image_size does not "
+            + "match \(name)") }
         var loss = LossConfig()
         loss.gradientPenaltyWeight = try file.scalarAttribute("gp_weight", as: Double.self)
         loss.nceMaskValue = try file.scalarAttribute("nce_mask_value", as: Double.self)
@@ -109,7 +112,8 @@ public struct ReferenceCheck {
                 throw DIMError("\(path): input/x has shape \(xshape)")
             }
             xs.withUnsafeBufferPointer {
-                nchwToChannelMajor($0.baseAddress!, n: batch, c: cfg.inChannels, h: cfg.imageSize, w: cfg.imageSize, into: x)
+                nchwToChannelMajor($0.baseAddress!, n: batch, c: cfg.inChannels, h: cfg.imageSize, w: cfg.imageSize,
+                                   into: x)
             }
         }
 
@@ -150,7 +154,8 @@ public struct ReferenceCheck {
                 let losses = model.forwardBackward(x, comm: comm)
                 try compareScalar("global/loss/\(est.rawValue)", losses.global)
                 if est == .jsd {
-                    try compareGroup([("global/u", model.globalDIM!.scorer.scores.array)], tolerance: tolerance.activation)
+                    try compareGroup([("global/u", model.globalDIM!.scorer.scores.array)],
+                                     tolerance: tolerance.activation)
                 }
                 try compareGroup(gradients("global/grads/\(est.rawValue)", model.params), tolerance: tolerance.gradient)
             }
@@ -203,7 +208,8 @@ public struct ReferenceCheck {
                 adam.update(model.params)
                 worst = max(worst, abs(l - r) / max(abs(r), tolerance.lossFloor))
             }
-            report(Line(name: "trajectory/jsd_losses (\(ref.count) steps, worst)", error: worst, tolerance: tolerance.loss))
+            report(Line(name: "trajectory/jsd_losses (\(ref.count) steps, worst)", error: worst,
+                        tolerance: tolerance.loss))
         }
 
         /// The file's initial parameters again, and an Adam with the file's settings.
@@ -219,7 +225,8 @@ public struct ReferenceCheck {
 
         private func report(_ line: Line) {
             lines.append(line)
-            log("  \(line.passed ? "ok  " : "FAIL") \(padRight(line.name, 52)) \(sci(line.error)) (tol \(sci(line.tolerance, 0)))")
+            log("  \(line.passed ? "ok  " : "FAIL") \(padRight(line.name, 52)) \(sci(line.error)) (tol "
+                + "\(sci(line.tolerance, 0)))")
         }
 
         /// Tensors of one group share a floor: 1e-3 x the largest reference norm in the group.
@@ -240,7 +247,8 @@ public struct ReferenceCheck {
                 var diff = 0.0
                 for i in r.indices { let d = Double(item.mine[i]) - r[i]; diff += d * d }
                 let scale = max(norm(r), 1e-3 * groupMax)
-                report(Line(name: item.name, error: scale > 0 ? diff.squareRoot() / scale : diff.squareRoot(), tolerance: tol))
+                report(Line(name: item.name, error: scale > 0 ? diff.squareRoot() / scale : diff.squareRoot(),
+                            tolerance: tol))
             }
         }
 

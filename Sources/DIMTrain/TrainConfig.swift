@@ -37,18 +37,24 @@ public struct TrainConfig: Codable, Equatable {
     /// Human-readable differences from another configuration (for resume errors).
     public func differences(from other: TrainConfig) -> [String] {
         var d: [String] = []
-        if model != other.model { d.append("model \(other.model.architecture.rawValue) conv=\(other.model.convChannels) fc=\(other.model.fcUnits) y=\(other.model.globalDim) mi=\(other.model.miUnits) disc=\(other.model.discUnits) vs \(model.architecture.rawValue) conv=\(model.convChannels) fc=\(model.fcUnits) y=\(model.globalDim) mi=\(model.miUnits) disc=\(model.discUnits)") }
-        if loss.estimator != other.loss.estimator { d.append("estimator \(other.loss.estimator.rawValue) vs \(loss.estimator.rawValue)") }
+        if model != other.model { d.append("model \(other.model.architecture.rawValue) "
+            + "conv=\(other.model.convChannels) fc=\(other.model.fcUnits) y=\(other.model.globalDim) mi=\(other.model.miUnits) disc=\(other.model.discUnits) vs \(model.architecture.rawValue) conv=\(model.convChannels) fc=\(model.fcUnits) y=\(model.globalDim) mi=\(model.miUnits) disc=\(model.discUnits)") }
+        if loss.estimator != other.loss.estimator { d.append("estimator \(other.loss.estimator.rawValue) vs "
+            + "\(loss.estimator.rawValue)") }
         if loss.alpha != other.loss.alpha || loss.beta != other.loss.beta || loss.gamma != other.loss.gamma {
-            d.append("loss weights alpha/beta/gamma \(other.loss.alpha)/\(other.loss.beta)/\(other.loss.gamma) vs \(loss.alpha)/\(loss.beta)/\(loss.gamma)")
+            d.append("loss weights alpha/beta/gamma \(other.loss.alpha)/\(other.loss.beta)/\(other.loss.gamma) vs "
+                + "\(loss.alpha)/\(loss.beta)/\(loss.gamma)")
         }
         if globalBatch != other.globalBatch { d.append("global batch \(other.globalBatch) vs \(globalBatch)") }
-        if learningRate != other.learningRate || beta1 != other.beta1 || beta2 != other.beta2 { d.append("Adam settings lr \(other.learningRate) vs \(learningRate)") }
+        if learningRate != other.learningRate || beta1 != other.beta1 || beta2 != other.beta2 { d.append("Adam "
+            + "settings lr \(other.learningRate) vs \(learningRate)") }
         if schedule != other.schedule {
-            d.append("learning-rate schedule \(other.schedule?.description ?? "constant") vs \(schedule?.description ?? "constant")")
+            d.append("learning-rate schedule \(other.schedule?.description ?? "constant") vs "
+                + "\(schedule?.description ?? "constant")")
         }
         if seed != other.seed { d.append("seed \(other.seed) vs \(seed)") }
-        if maxNegatives != other.maxNegatives { d.append("max negatives \(other.maxNegatives.map(String.init) ?? "all") vs \(maxNegatives.map(String.init) ?? "all")") }
+        if maxNegatives != other.maxNegatives { d.append("max negatives "
+            + "\(other.maxNegatives.map(String.init) ?? "all") vs \(maxNegatives.map(String.init) ?? "all")") }
         if augmentation != other.augmentation { d.append("augmentation \(other.augmentation) vs \(augmentation)") }
         return d
     }

@@ -47,10 +47,12 @@ public final class Trainer {
         try config.model.validate()
         guard config.globalBatch >= 2 else { throw DIMError("--batch-size must be at least 2 (DIM needs negatives)") }
         _ = try localBatchSize(global: config.globalBatch, ranks: comm.size)
-        data = try ShardedSplit(directory: options.dataDirectory, split: "train", verify: options.verifyData && comm.isRoot)
+        data = try ShardedSplit(directory: options.dataDirectory, split: "train",
+                                verify: options.verifyData && comm.isRoot)
         let m = data.manifest
         guard m.height == config.model.imageSize, m.width == config.model.imageSize, m.channels == config.model.inChannels else {
-            throw DIMError("\(options.dataDirectory): images are \(m.channels)x\(m.height)x\(m.width), the \(config.model.architecture.rawValue) model wants \(config.model.inChannels)x\(config.model.imageSize)x\(config.model.imageSize)")
+            throw DIMError("\(options.dataDirectory): images are \(m.channels)x\(m.height)x\(m.width), the "
+                + "\(config.model.architecture.rawValue) model wants \(config.model.inChannels)x\(config.model.imageSize)x\(config.model.imageSize)")
         }
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)
@@ -111,7 +113,8 @@ public final class Trainer {
             let f = try HDF5File(p)
             let info = try CheckpointFile.readInfo(f)
             let diffs = config.differences(from: try TrainConfig(checkpoint: info, path: p))
-            if !diffs.isEmpty { throw DIMError("\(p): made with a different configuration: " + diffs.joined(separator: "; ")) }
+            if !diffs.isEmpty { throw DIMError("\(p): made with a different "
+                + "configuration: " + diffs.joined(separator: "; ")) }
             if info.datasetFingerprint != data.manifest.fingerprint || info.datasetCount != data.count {
                 throw DIMError("\(p): made on a different dataset (fingerprint \(info.datasetFingerprint), "
                                + "\(info.datasetCount) examples; \(options.dataDirectory) has \(data.manifest.fingerprint), \(data.count))")
@@ -119,12 +122,14 @@ public final class Trainer {
             try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
             state.step = info.step
             if !options.quiet {
-                log("resumed from \(p): step \(info.step), epoch \(info.epoch), saved by \(info.ranks) rank(s), loss \(fmt(info.loss, 4))")
+                log("resumed from \(p): step \(info.step), epoch \(info.epoch), saved by \(info.ranks) rank(s), "
+                    + "loss \(fmt(info.loss, 4))")
             }
         }
         if spec != "auto" && path == nil { throw DIMError("\(spec): no checkpoint") }
         // Everyone takes rank 0's state (the file need not be visible on every host).
-        var counters = [Double(state.step), Double(state.adam.step), Double(state.discAdam.step)] + state.model.batchNorms.map { Double($0.batchesTracked) }
+        var counters = [Double(state.step), Double(state.adam.step),
+                        Double(state.discAdam.step)] + state.model.batchNorms.map { Double($0.batchesTracked) }
         comm.broadcast(&counters, bytes: counters.count * 8, root: 0)
         state.step = Int(counters[0])
         if path != nil { savedStep = state.step }
@@ -132,7 +137,8 @@ public final class Trainer {
         state.discAdam.restore(step: Int(counters[2]))
         for (bn, c) in zip(state.model.batchNorms, counters.dropFirst(3)) { bn.batchesTracked = Int(c) }
         state.broadcast(comm: comm)
-        for (adam, n) in [(state.adam, state.model.params.count), (state.discAdam, state.model.discParams.count)] where n > 0 {
+        for (adam, n) in [(state.adam, state.model.params.count),
+                          (state.discAdam, state.model.discParams.count)] where n > 0 {
             comm.broadcast(UnsafeMutableRawPointer(adam.m), bytes: n * 4, root: 0)
             comm.broadcast(UnsafeMutableRawPointer(adam.v), bytes: n * 4, root: 0)
         }
@@ -173,12 +179,15 @@ public final class Trainer {
         if withPrior { sync.allreduce(state.model.discParams) }
         watchdog?.enter(.optimizer)
         // Divergence guard: every rank sees the same summed values, so all stop together.
-        let terms = [("local", losses.local), ("global", losses.global), ("prior", losses.prior), ("discriminator", losses.discriminator)]
+        let terms = [("local", losses.local), ("global", losses.global), ("prior", losses.prior),
+                     ("discriminator", losses.discriminator)]
         if let bad = terms.first(where: { !$0.1.isFinite }) {
-            throw DIMError("step \(state.step + 1): the \(bad.0) loss is \(bad.1); stopping (the last checkpoint is untouched)")
+            throw DIMError("step \(state.step + 1): the \(bad.0) loss is \(bad.1); stopping (the last checkpoint is "
+                + "untouched)")
         }
         if !allFinite(state.model.params) || (withPrior && !allFinite(state.model.discParams)) {
-            throw DIMError("step \(state.step + 1): a gradient is NaN or infinite; stopping (the last checkpoint is untouched)")
+            throw DIMError("step \(state.step + 1): a gradient is NaN or infinite; stopping (the last checkpoint is "
+                + "untouched)")
         }
         let rate = config.learningRate(step: state.step)
         state.adam.lr = rate
@@ -236,7 +245,8 @@ public final class Trainer {
                 let ips = Double(window.steps * config.globalBatch) / max(end - window.start, 1e-9)
                 var eta = (end - runStart) / Double(state.step - firstStep) * Double(options.totalSteps - state.step)
                 if let limit = options.timeLimit { eta = min(eta, limit - (end - runStart)) }
-                writeMetrics(losses, imagesPerSecond: ips, elapsed: end - runStart, commSeconds: comm.communicationSeconds)
+                writeMetrics(losses, imagesPerSecond: ips, elapsed: end - runStart,
+                             commSeconds: comm.communicationSeconds)
                 try writeEvents(losses, imagesPerSecond: ips)
                 if !options.quiet { progress(losses, imagesPerSecond: ips, eta: eta, final: done) }
                 window = (end, 0)
@@ -300,10 +310,12 @@ public final class Trainer {
     /// Keeps the metrics records (loss and probe) of steps up to `step`, atomically.
     private func truncateMetrics(after step: Int) throws {
         let path = options.outDirectory + "/metrics.jsonl"
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data,
+                encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in LossRecord.step(ofLine: line).map { $0 <= step } ?? false }
         let tmp = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8)),
+        guard FileManager.default.createFile(atPath: tmp,
+                                             contents: Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8)),
               rename(tmp, path) == 0 else { throw DIMError("\(path): cannot rewrite") }
     }
 

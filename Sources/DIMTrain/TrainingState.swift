@@ -18,7 +18,8 @@ public final class TrainingState {
         self.config = config
         model = DIMModel(config: config.model, loss: config.loss, seed: config.seed, precision: precision)
         adam = Adam(count: model.params.count, lr: config.learningRate, beta1: config.beta1, beta2: config.beta2)
-        discAdam = Adam(count: model.discParams.count, lr: config.learningRate, beta1: config.beta1, beta2: config.beta2)
+        discAdam = Adam(count: model.discParams.count, lr: config.learningRate, beta1: config.beta1,
+                        beta2: config.beta2)
     }
 
     /// Makes every rank start from rank 0's parameters and buffers.

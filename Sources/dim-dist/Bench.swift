@@ -103,7 +103,8 @@ struct Bench: ParsableCommand {
         print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, "
               + "\(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = "
               + "\(fmt(r.gflopPerStep * Double(ranks) / Double(batchSize), 3)) GFLOP/image)")
-        print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = \(fmt(100 * r.gemmGflopsPerSecond / reference, 1))% of "
+        print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = "
+            + "\(fmt(100 * r.gemmGflopsPerSecond / reference, 1))% of "
               + "the \(model.precision.rawValue) 2048x2048x4096 rate (\(fmt(reference, 1))); "
               + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
         for (name, s) in r.phases {
@@ -111,7 +112,8 @@ struct Bench: ParsableCommand {
         }
         if let blocking = r.blockingAllreduceSeconds {
             let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
-            print("  gradient allreduce (\(fmt(Double(4 * r.parameterCount) / 1e6, 1)) MB): \(fmt(blocking * 1000, 1)) ms alone; "
+            print("  gradient allreduce (\(fmt(Double(4 * r.parameterCount) / 1e6, 1)) MB): "
+                + "\(fmt(blocking * 1000, 1)) ms alone; "
                   + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
                   + "(\(fmt(100 * hidden, 0))% hidden)")
         }

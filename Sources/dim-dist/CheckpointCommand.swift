@@ -26,7 +26,8 @@ struct CheckpointCommand: ParsableCommand {
             for name in params { count += try f.shape("params/\(name)").reduce(1, *) }
             print("\(file)")
             print("  format \(info.format), written \(info.created) by \(info.ranks) rank(s)")
-            print("  step \(info.step) (epoch \(info.epoch), batch \(info.batchInEpoch) of the epoch), loss \(fmt(info.loss, 5))")
+            print("  step \(info.step) (epoch \(info.epoch), batch \(info.batchInEpoch) of the epoch), loss "
+                + "\(fmt(info.loss, 5))")
             print("  global batch \(info.globalBatch), seed \(info.seed), Adam step \(info.adamStep)")
             print("  dataset fingerprint \(info.datasetFingerprint) (\(info.datasetCount) examples)")
             print("  \(params.count) parameter tensors, \(count) parameters")
@@ -63,7 +64,8 @@ struct CheckpointCommand: ParsableCommand {
                     let e = d.squareRoot() / max(r.squareRoot(), 1e-30)
                     if e > worst.0 { worst = (e, name) }
                 }
-                print("  \(padRight(group, 8)) \(identical ? "bit-identical" : "worst relative difference \(sci(worst.0)) (\(worst.1))")")
+                print("  \(padRight(group, 8)) "
+                    + "\(identical ? "bit-identical" : "worst relative difference \(sci(worst.0)) (\(worst.1))")")
                 if group == "params" && worst.0 > tolerance { failed = true }
             }
             if failed { printError("checkpoint diff: parameters differ by more than \(tolerance)"); throw ExitCode(1) }

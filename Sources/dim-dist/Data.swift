@@ -58,9 +58,11 @@ struct DataCommand: ParsableCommand {
             }
             let t0 = monotonicSeconds()
             print("data import: \(name) -> \(out)")
-            let m = try DatasetImporter.importDataset(name: name, files: files, out: out, shards: shards, classNames: classes,
+            let m = try DatasetImporter.importDataset(name: name, files: files, out: out, shards: shards,
+                                                      classNames: classes,
                                                       channelOrder: order, source: source ?? "idx files", log: { print($0) })
-            print("  wrote \(m.splits.values.reduce(0) { $0 + $1.shards.count }) shards and manifest.json in \(fmt(monotonicSeconds() - t0, 1)) s")
+            print("  wrote \(m.splits.values.reduce(0) { $0 + $1.shards.count }) shards and manifest.json in "
+                + "\(fmt(monotonicSeconds() - t0, 1)) s")
         }
     }
 
@@ -79,12 +81,14 @@ struct DataCommand: ParsableCommand {
         func run() throws {
             let m = try SyntheticDataset.write(directory: out, trainCount: train, testCount: test, classes: classes,
                                                channels: channels, size: size, seed: seed, shards: shards)
-            print("data synth: \(out): \(m.splits["train"]?.count ?? 0) train + \(m.splits["test"]?.count ?? 0) test images, \(channels)x\(size)x\(size), \(classes) classes")
+            print("data synth: \(out): \(m.splits["train"]?.count ?? 0) train + \(m.splits["test"]?.count ?? 0) "
+                + "test images, \(channels)x\(size)x\(size), \(classes) classes")
         }
     }
 
     struct Inspect: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print counts, shapes, class histograms and checksums of a dataset.")
+        static let configuration = CommandConfiguration(abstract: "Print counts, shapes, class histograms and "
+            + "checksums of a dataset.")
         @Argument(help: "Dataset directory.") var directory: String
         @Flag(help: "Recompute every shard's checksum.") var verify = false
         @Flag(help: "Measure read throughput of the training reader (shuffled batches).") var bench = false
@@ -92,25 +96,29 @@ struct DataCommand: ParsableCommand {
 
         func run() throws {
             let m = try DatasetManifest.load(directory: directory)
-            print("\(directory): \(m.name), \(m.channels)x\(m.height)x\(m.width) \(m.channelOrder), \(m.classNames.count) classes")
+            print("\(directory): \(m.name), \(m.channels)x\(m.height)x\(m.width) \(m.channelOrder), "
+                + "\(m.classNames.count) classes")
             print("  fingerprint \(m.fingerprint)   source: \(m.source)")
             for name in m.splits.keys.sorted() {
                 let s = m.splits[name]!
                 print("  \(name): \(s.count) images in \(s.shards.count) shard(s)")
-                print("    mean \(s.mean.map { fmt($0, 4) }.joined(separator: " "))   std \(s.std.map { fmt($0, 4) }.joined(separator: " ")) (pixels/255)")
+                print("    mean \(s.mean.map { fmt($0, 4) }.joined(separator: " "))   std "
+                    + "\(s.std.map { fmt($0, 4) }.joined(separator: " ")) (pixels/255)")
                 print("    classes " + s.classCounts.enumerated().map { "\(m.classNames.indices.contains($0.offset) ? m.classNames[$0.offset] : String($0.offset))=\($0.element)" }.joined(separator: " "))
                 for sh in s.shards { print("    \(sh.file): \(sh.count) images, crc32 \(sh.checksum)") }
                 let split = try ShardedSplit(directory: directory, split: name, verify: verify)
                 if verify { print("    checksums verified") }
                 if bench && name == "train" {
-                    let reader = try BatchReader(data: split, globalBatch: min(batchSize, split.count), rank: 0, ranks: 1, seed: 1)
+                    let reader = try BatchReader(data: split, globalBatch: min(batchSize, split.count), rank: 0,
+                                                 ranks: 1, seed: 1)
                     let batches = min(reader.batchesPerEpoch, max(20, 20_000 / reader.globalBatch))
                     _ = try reader.batch(epoch: 0, index: 0)
                     let t0 = monotonicSeconds()
                     for b in 1..<batches { _ = try reader.batch(epoch: 0, index: b) }
                     let dt = monotonicSeconds() - t0
                     reader.drain()
-                    print("    read bench: \(fmt(Double((batches - 1) * reader.globalBatch) / dt, 0)) images/s (shuffled batches of \(reader.globalBatch), \(batches - 1) batches, HDF5 selections + [-1,1] floats)")
+                    print("    read bench: \(fmt(Double((batches - 1) * reader.globalBatch) / dt, 0)) images/s "
+                        + "(shuffled batches of \(reader.globalBatch), \(batches - 1) batches, HDF5 selections + [-1,1] floats)")
                 }
             }
         }
@@ -128,7 +136,8 @@ extension DataCommand.Import {
         importer.shards = shards
         let t0 = monotonicSeconds()
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
-        log("data import: folder \(s) -> \(out) (\(channels == 1 ? "grey" : "RGB") \(size)x\(size), \(comm.size) rank(s))")
+        log("data import: folder \(s) -> \(out) (\(channels == 1 ? "grey" : "RGB") \(size)x\(size), \(comm.size) "
+            + "rank(s))")
         do {
             let m = try importer.run(source: s, out: out, comm: comm, log: log)
             let skipped = m.splits.values.reduce(0) { $0 + ($1.skippedFiles ?? 0) }

@@ -31,13 +31,15 @@ enum EmbeddedData {
     /// The sharded dataset directory, importing it if needed.
     static func directory(comm: Communicator) throws -> String {
         guard let root = checkoutRoot() else {
-            throw DIMError("no --data given and the embedded dataset (\(relative)) was not found above the working directory; pass --data DIR")
+            throw DIMError("no --data given and the embedded dataset (\(relative)) was not found above the working "
+                + "directory; pass --data DIR")
         }
         let out = root + "/data/mnist"
         try comm.rootActs("import of the embedded dataset") {
             guard (try? DatasetManifest.load(directory: out)) == nil else { return }
             print("importing the embedded MNIST (\(root)/\(relative)) into \(out) ...")
-            try DatasetImporter.importDataset(name: "mnist", files: DatasetImporter.mnistFiles(root + "/" + relative), out: out,
+            try DatasetImporter.importDataset(name: "mnist", files: DatasetImporter.mnistFiles(root + "/" + relative),
+                                              out: out,
                                               shards: 4, classNames: [], channelOrder: "gray", source: relative, log: { print($0) })
         }
         return out

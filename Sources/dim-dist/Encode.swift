@@ -29,6 +29,7 @@ struct Encode: ParsableCommand {
         try f.setAttribute("checkpoint", path)
         try f.setAttribute("step", Int64(info.step))
         try f.setAttribute("split", split)
-        print("encode: \(s.count) \(split) images of \(dir) -> \(out) (\(sets.keys.map { "\($0.rawValue) \(sets[$0]!.dim)-d" }.sorted().joined(separator: ", ")))")
+        print("encode: \(s.count) \(split) images of \(dir) -> \(out) "
+            + "(\(sets.keys.map { "\($0.rawValue) \(sets[$0]!.dim)-d" }.sorted().joined(separator: ", ")))")
     }
 }

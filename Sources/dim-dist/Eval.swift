@@ -44,15 +44,19 @@ struct Eval: ParsableCommand {
         let probeKinds = probe.kinds
         let (model, cfg, info) = try Evaluation.loadModel(checkpoint: path, untrained: initOnly)
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
-        log("eval: \(initOnly ? "UNTRAINED encoder of " : "")\(path) (step \(info.step), \(cfg.model.architecture.rawValue), \(cfg.loss.estimator.rawValue)) on \(dir)")
-        if initOnly { try Evaluation.calibrateBatchNorm(model: model, data: try ShardedSplit(directory: dir, split: "train")) }
+        log("eval: \(initOnly ? "UNTRAINED encoder of " : "")\(path) (step \(info.step), "
+            + "\(cfg.model.architecture.rawValue), \(cfg.loss.estimator.rawValue)) on \(dir)")
+        if initOnly { try Evaluation.calibrateBatchNorm(model: model,
+                                                        data: try ShardedSplit(directory: dir, split: "train")) }
         let results = try Evaluation.run(model: model, data: dir, features: kinds,
-                                         probes: probeKinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) }, comm: comm, log: log)
+                                         probes: probeKinds.map { ProbeConfig(kind: $0,
+                                                 epochs: probeEpochs) }, comm: comm, log: log)
         if json && comm.isRoot {
             struct Summary: Codable { var checkpoint: String; var step: Int; var untrained: Bool; var data: String; var results: [ProbeResult] }
             let e = JSONEncoder()
             e.outputFormatting = .sortedKeys
-            print(String(data: try e.encode(Summary(checkpoint: path, step: info.step, untrained: initOnly, data: dir, results: results)), encoding: .utf8)!)
+            print(String(data: try e.encode(Summary(checkpoint: path, step: info.step, untrained: initOnly, data: dir,
+                                                    results: results)), encoding: .utf8)!)
         }
     }
 }
@@ -63,7 +67,8 @@ extension Eval {
     func learningCurve(_ comm: Communicator) throws {
         let run = checkpoint.hasSuffix("/checkpoints") ? String(checkpoint.dropLast("/checkpoints".count)) : checkpoint
         let checkpoints = CheckpointDirectory(path: run + "/checkpoints").all()
-        guard !checkpoints.isEmpty else { throw DIMError("\(run): no checkpoints in \(run)/checkpoints (--every-checkpoint wants a run directory)") }
+        guard !checkpoints.isEmpty else { throw DIMError("\(run): no checkpoints in \(run)/checkpoints "
+            + "(--every-checkpoint wants a run directory)") }
         let dir = try data ?? EmbeddedData.directory(comm: comm)
         let kinds = features
         let probes = probe.kinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) }
@@ -76,11 +81,13 @@ extension Eval {
             let wanted = probes.flatMap { p in kinds.map { "\(info.step) \(p.kind.rawValue)/\($0.rawValue)" } }
             if wanted.allSatisfy(done.contains) { continue }
             log("eval: \(path) (step \(info.step))")
-            let results = try Evaluation.run(model: model, data: dir, features: kinds, probes: probes, comm: comm, log: log)
+            let results = try Evaluation.run(model: model, data: dir, features: kinds, probes: probes, comm: comm,
+                                             log: log)
             if comm.isRoot {
                 try ProbeRecord.append(results.map { ProbeRecord(step: info.step, $0) }, to: metrics)
                 events = try events ?? EventFileWriter(directory: run)
-                try events?.scalars(results.map { ("probe/\($0.probe)/\($0.feature)", $0.testAccuracy) }, step: info.step)
+                try events?.scalars(results.map { ("probe/\($0.probe)/\($0.feature)", $0.testAccuracy) },
+                                    step: info.step)
             }
         }
         log("eval: probe records of \(checkpoints.count) checkpoint(s) in \(metrics)")
@@ -90,7 +97,8 @@ extension Eval {
 /// Comma-separated feature sets; an unknown name is a usage error.
 func parseFeatures(_ list: String) throws -> [FeatureKind] {
     try list.split(separator: ",").map { s -> FeatureKind in
-        guard let k = FeatureKind(rawValue: String(s)) else { throw ValidationError("unknown feature set '\(s)' (conv, fc, y)") }
+        guard let k = FeatureKind(rawValue: String(s)) else { throw ValidationError("unknown feature set '\(s)' "
+            + "(conv, fc, y)") }
         return k
     }
 }

@@ -47,7 +47,8 @@ struct ModelOptions: ParsableArguments {
             arch = .basic32x32
         }
         if let size = imageSize, size != arch.imageSize {
-            throw ValidationError("--model \(arch.rawValue) expects \(arch.imageSize)x\(arch.imageSize) images, the data has \(size)x\(size)")
+            throw ValidationError("--model \(arch.rawValue) expects \(arch.imageSize)x\(arch.imageSize) images, the "
+                + "data has \(size)x\(size)")
         }
         let inChannels = channels ?? dataChannels ?? 3
         if let c = channels, let d = dataChannels, c != d {

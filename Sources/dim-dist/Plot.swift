@@ -10,7 +10,8 @@ struct Plot: ParsableCommand {
         subcommands: [Loss.self, Probes.self, Neighbours.self])
 
     struct Loss: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Turn a run's metrics.jsonl into an SVG of its loss curves.")
+        static let configuration = CommandConfiguration(abstract: "Turn a run's metrics.jsonl into an SVG of its "
+            + "loss curves.")
         @Argument(help: "metrics.jsonl, or a run directory holding it.") var metrics: String
         @Option(help: "Output SVG file.") var out = "loss.svg"
         @Option(help: "Chart title.") var title: String?
@@ -19,8 +20,11 @@ struct Plot: ParsableCommand {
             let path = metricsFile(metrics)
             let series = try Plots.readMetrics(path)
             let svg = Plots.lossSVG(series, title: title ?? "DIM training loss (\(path))")
-            guard FileManager.default.createFile(atPath: out, contents: Data(svg.utf8)) else { throw DIMError("\(out): cannot write") }
-            print("plot: \(series["loss"]!.count) records, terms \(series.keys.sorted().joined(separator: ", ")) -> \(out)")
+            guard FileManager.default.createFile(atPath: out,
+                                                 contents: Data(svg.utf8)) else { throw DIMError("\(out): cannot "
+                                                     + "write") }
+            print("plot: \(series["loss"]!.count) records, terms \(series.keys.sorted().joined(separator: ", ")) -> "
+                + "\(out)")
         }
     }
 
@@ -38,7 +42,9 @@ struct Plot: ParsableCommand {
                 throw DIMError("\(path): no probe records (make them with: dim-dist eval --every-checkpoint RUN)")
             }
             let svg = Plots.probeSVG(records, title: title ?? "probe test accuracy (\(path))")
-            guard FileManager.default.createFile(atPath: out, contents: Data(svg.utf8)) else { throw DIMError("\(out): cannot write") }
+            guard FileManager.default.createFile(atPath: out,
+                                                 contents: Data(svg.utf8)) else { throw DIMError("\(out): cannot "
+                                                     + "write") }
             let last = records.max { $0.step < $1.step }!.step
             let summary = records.filter { $0.step == last }.map { "\($0.series) \(fmt(100 * $0.testAccuracy, 2))%" }
             print("plot: \(records.count) probe records; at step \(last): \(summary.joined(separator: ", ")) -> \(out)")
@@ -61,9 +67,11 @@ struct Plot: ParsableCommand {
             let path = try resolveCheckpoint(checkpoint)
             let dir = try data ?? EmbeddedData.directory(comm: comm)
             let (model, _, _) = try Evaluation.loadModel(checkpoint: path, untrained: false)
-            let g = try Plots.neighbourGrid(model: model, data: dir, queries: queries, k: k, seed: seed, scale: scale, comm: comm)
+            let g = try Plots.neighbourGrid(model: model, data: dir, queries: queries, k: k, seed: seed, scale: scale,
+                                            comm: comm)
             try writePNG(path: out, width: g.width, height: g.height, rgb: g.rgb)
-            print("plot: \(queries) queries x \(k) neighbours (\(fmt(100 * g.labelsMatch, 1))% share the query's label) -> \(out)")
+            print("plot: \(queries) queries x \(k) neighbours (\(fmt(100 * g.labelsMatch, 1))% share the query's "
+                + "label) -> \(out)")
         }
     }
 }

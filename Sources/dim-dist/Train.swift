@@ -59,7 +59,8 @@ struct Train: ParsableCommand {
         if lrSchedule == .constant && (warmupSteps != 0 || lrDecaySteps != nil) {
             throw ValidationError("--warmup-steps and --lr-decay-steps need --lr-schedule cosine")
         }
-        if let d = lrDecaySteps, d <= warmupSteps { throw ValidationError("--lr-decay-steps must exceed --warmup-steps") }
+        if let d = lrDecaySteps, d <= warmupSteps { throw ValidationError("--lr-decay-steps must exceed "
+            + "--warmup-steps") }
     }
 
     func run() throws {

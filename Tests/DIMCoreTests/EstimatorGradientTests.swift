@@ -32,9 +32,11 @@ final class EstimatorGradientTests: XCTestCase {
         let grad = Tensor([rows.count, N * P])
         for est in Estimator.allCases {
             _ = estimatorLoss(est, u: u.data, grad: grad.data, layout: layout, maskValue: -10, comm: comm)
-            checkGradient("\(est) sampled du", value: u.data, count: u.count, analytic: grad.array, eps: 1e-2, tolerance: 1e-2) {
+            checkGradient("\(est) sampled du", value: u.data, count: u.count, analytic: grad.array, eps: 1e-2,
+                          tolerance: 1e-2) {
                 let scratch = Tensor([rows.count, N * P])
-                return estimatorLoss(est, u: u.data, grad: scratch.data, layout: layout, maskValue: -10, comm: self.comm)
+                return estimatorLoss(est, u: u.data, grad: scratch.data, layout: layout, maskValue: -10,
+                                     comm: self.comm)
             }
         }
     }
@@ -50,7 +52,8 @@ final class EstimatorGradientTests: XCTestCase {
                                      maskValue: -10, comm: comm)
             var total = 0.0, subsets = 0
             for a in 0..<N { for b in (a + 1)..<N {
-                let sub = Tensor([K, N * P], values: Array(u.array[(a * N * P)..<((a + 1) * N * P)] + u.array[(b * N * P)..<((b + 1) * N * P)]))
+                let sub = Tensor([K, N * P],
+                                 values: Array(u.array[(a * N * P)..<((a + 1) * N * P)] + u.array[(b * N * P)..<((b + 1) * N * P)]))
                 let layout = ScoreLayout(rows: [a, b], globalBatch: N, localBatch: N, rank: 0, ranks: 1, positions: P)
                 total += estimatorLoss(est, u: sub.data, grad: scratch.data, layout: layout, maskValue: -10, comm: comm)
                 subsets += 1
@@ -79,7 +82,8 @@ final class EstimatorGradientTests: XCTestCase {
         let e = expSum(shifted, count: count, shift: m, gradScale: 2, grad: &g)
         let expected = shifted.reduce(0.0) { $0 + Foundation.exp(Double($1 - m)) }
         XCTAssertEqual(e, expected, accuracy: 1e-6 * expected)
-        for i in 0..<count { XCTAssertEqual(Double(g[i]), 2 * Foundation.exp(Double(shifted[i] - m)), accuracy: 3e-7 * 2) }
+        for i in 0..<count { XCTAssertEqual(Double(g[i]), 2 * Foundation.exp(Double(shifted[i] - m)),
+                                            accuracy: 3e-7 * 2) }
     }
 
     func testEstimatorValuesOnAKnownCase() {
@@ -90,7 +94,8 @@ final class EstimatorGradientTests: XCTestCase {
         let g = Tensor([2, 2])
         let block = ScoreLayout.allRows(images: 2, positions: 1)
         let jsd = estimatorLoss(.jsd, u: u.data, grad: g.data, layout: block, maskValue: -10, comm: comm)
-        XCTAssertEqual(jsd, (softplus(-a) + softplus(-d)) / 2 + (softplus(b) + softplus(c)) / 2 - 2 * log(2), accuracy: 1e-7)
+        XCTAssertEqual(jsd, (softplus(-a) + softplus(-d)) / 2 + (softplus(b) + softplus(c)) / 2 - 2 * log(2),
+                       accuracy: 1e-7)
         let nce = estimatorLoss(.nce, u: u.data, grad: g.data, layout: block, maskValue: -10, comm: comm)
         let lse0 = log(exp(b) + exp(-10)), lse1 = log(exp(c) + exp(-10))
         XCTAssertEqual(nce, (softplus(lse0 - a) + softplus(lse1 - d)) / 2, accuracy: 1e-7)
@@ -149,7 +154,8 @@ final class EstimatorGradientTests: XCTestCase {
         _ = penalty()
         disc.penaltyBackward(coefficient: 0.7)
         for p in store.parameters where p.name.hasSuffix("weight") {
-            checkGradient("penalty \(p.name)", value: p.value.data, count: p.count, analytic: p.grad.array, loss: penalty)
+            checkGradient("penalty \(p.name)", value: p.value.data, count: p.count, analytic: p.grad.array,
+                          loss: penalty)
         }
     }
 }

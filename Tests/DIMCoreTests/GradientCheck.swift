@@ -15,7 +15,8 @@ func checkGradient(_ label: String, value: UnsafeMutablePointer<Float>, count: I
     var rng = SplitMix64(seed: seed)
     let indices = count <= samples ? Array(0..<count) : (0..<samples).map { _ in rng.nextInt(count) }
     let scale = analytic.map { abs(Double($0)) }.max() ?? 0
-    XCTAssertGreaterThan(scale, 0, "\(label): analytic gradient is all zero; the check would be vacuous", file: file, line: line)
+    XCTAssertGreaterThan(scale, 0, "\(label): analytic gradient is all zero; the check would be vacuous", file: file,
+                         line: line)
     var worst = 0.0, worstIndex = -1, worstPair = (0.0, 0.0)
     for i in indices {
         let saved = value[i]

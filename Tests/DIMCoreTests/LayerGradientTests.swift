@@ -16,7 +16,8 @@ final class LayerGradientTests: XCTestCase {
         let dx = layer.backward(proj.gradient(shape: [5, 6])).array
         let f = { proj.loss(layer.forward(x)) }
         checkGradient("linear dx", value: x.data, count: x.count, analytic: dx, loss: f)
-        checkGradient("linear dW", value: layer.weight.value.data, count: 35, analytic: layer.weight.grad.array, loss: f)
+        checkGradient("linear dW", value: layer.weight.value.data, count: 35, analytic: layer.weight.grad.array,
+                      loss: f)
         checkGradient("linear db", value: layer.bias!.value.data, count: 5, analytic: layer.bias!.grad.array, loss: f)
     }
 
@@ -97,8 +98,10 @@ final class LayerGradientTests: XCTestCase {
                 let f = { proj.loss(bn.forward(x, training: training, comm: self.comm)) }
                 let label = "bn relu=\(relu) training=\(training)"
                 checkGradient("\(label) dx", value: x.data, count: x.count, analytic: dx, loss: f)
-                checkGradient("\(label) dgamma", value: bn.weight.value.data, count: 3, analytic: bn.weight.grad.array, loss: f)
-                checkGradient("\(label) dbeta", value: bn.bias.value.data, count: 3, analytic: bn.bias.grad.array, loss: f)
+                checkGradient("\(label) dgamma", value: bn.weight.value.data, count: 3, analytic: bn.weight.grad.array,
+                              loss: f)
+                checkGradient("\(label) dbeta", value: bn.bias.value.data, count: 3, analytic: bn.bias.grad.array,
+                              loss: f)
             }
         }
     }
@@ -148,7 +151,8 @@ final class LayerGradientTests: XCTestCase {
             let f = { proj.loss(head.forward(x, training: true, comm: self.comm)) }
             checkGradient("head dx", value: x.data, count: x.count, analytic: dx, eps: 1e-2, loss: f)
             for p in store.parameters {
-                checkGradient("head \(p.name)", value: p.value.data, count: p.count, analytic: p.grad.array, eps: 1e-3, tolerance: 3e-2, loss: f)
+                checkGradient("head \(p.name)", value: p.value.data, count: p.count, analytic: p.grad.array, eps: 1e-3,
+                              tolerance: 3e-2, loss: f)
             }
         }
     }

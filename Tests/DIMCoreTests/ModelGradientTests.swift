@@ -25,8 +25,10 @@ final class ModelGradientTests: XCTestCase {
                     0.8 * Scorer().forward(G: G, L: L, positions: P, estimator: est, rows: rows, step: 3,
                                            maskValue: -10, comm: self.comm)
                 }
-                checkGradient("\(est) \(rows) dG", value: G.data, count: G.count, analytic: dG, eps: 1e-2, tolerance: 1e-2, loss: f)
-                checkGradient("\(est) \(rows) dL", value: L.data, count: L.count, analytic: dL, eps: 1e-2, tolerance: 1e-2, loss: f)
+                checkGradient("\(est) \(rows) dG", value: G.data, count: G.count, analytic: dG, eps: 1e-2,
+                              tolerance: 1e-2, loss: f)
+                checkGradient("\(est) \(rows) dL", value: L.data, count: L.count, analytic: dL, eps: 1e-2,
+                              tolerance: 1e-2, loss: f)
                 if rows != .all {
                     let zeroColumns = (0..<n).filter { j in (0..<U).allSatisfy { dG[$0 * n + j] == 0 } }
                     XCTAssertEqual(zeroColumns.count, n - 2, "\(est): two images are scored")
@@ -46,7 +48,8 @@ final class ModelGradientTests: XCTestCase {
     }
 
     func testStepIsDeterministicAndLossFalls() {
-        let cfg = ModelConfig(architecture: .basic28x28, inChannels: 1, convChannels: [4, 8], fcUnits: 16, globalDim: 6, miUnits: 12)
+        let cfg = ModelConfig(architecture: .basic28x28, inChannels: 1, convChannels: [4, 8], fcUnits: 16,
+                              globalDim: 6, miUnits: 12)
         let x = randomTensor([1, 6, 28, 28], seed: 81)
         var finals: [Double] = []
         for _ in 0..<2 {

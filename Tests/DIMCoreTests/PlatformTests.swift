@@ -15,14 +15,16 @@ final class PlatformTests: XCTestCase {
         let flags = Set(line.split(separator: ":")[1].split(separator: " ").map(String.init))
         let cpu = CPUInfo.current
         XCTAssertEqual(cpu.avx2FMA, flags.contains("avx2") && flags.contains("fma"))
-        XCTAssertEqual(cpu.avx512, ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"].allSatisfy(flags.contains))
+        XCTAssertEqual(cpu.avx512,
+                       ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"].allSatisfy(flags.contains))
         XCTAssertEqual(cpu.avx512BF16, cpu.avx512 && flags.contains("avx512_bf16"))
         XCTAssertFalse(cpu.vendor.isEmpty)
     }
 
     func testTheBestKernelsAreChosenOnlyWhenTheLibraryFellShort() {
         func cpu(avx2: Bool, avx512: Bool, bf16: Bool) -> CPUInfo {
-            CPUInfo(vendor: "GenuineIntel", brand: "test", family: 6, model: 207, avx2FMA: avx2, avx512: avx512, avx512BF16: bf16)
+            CPUInfo(vendor: "GenuineIntel", brand: "test", family: 6, model: 207, avx2FMA: avx2, avx512: avx512,
+                    avx512BF16: bf16)
         }
         let xeon = cpu(avx2: true, avx512: true, bf16: true)
         // The Xeon of the issue: OpenBLAS 0.3.21 fell back to its SSE3 kernels.
@@ -31,8 +33,10 @@ final class PlatformTests: XCTestCase {
         // Already the best: keep the library's choice (Zen 4 is detected as Cooperlake).
         XCTAssertNil(BLASKernels.preferredCore(current: "Cooperlake", cpu: xeon))
         XCTAssertNil(BLASKernels.preferredCore(current: "SapphireRapids", cpu: xeon))
-        XCTAssertEqual(BLASKernels.preferredCore(current: "Haswell", cpu: cpu(avx2: true, avx512: true, bf16: false)), "SkylakeX")
-        XCTAssertEqual(BLASKernels.preferredCore(current: "Prescott", cpu: cpu(avx2: true, avx512: false, bf16: false)), "Haswell")
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Haswell", cpu: cpu(avx2: true, avx512: true, bf16: false)),
+                       "SkylakeX")
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Prescott",
+                                                 cpu: cpu(avx2: true, avx512: false, bf16: false)), "Haswell")
         XCTAssertNil(BLASKernels.preferredCore(current: "Zen", cpu: cpu(avx2: true, avx512: false, bf16: false)))
         XCTAssertNil(BLASKernels.preferredCore(current: "Prescott", cpu: cpu(avx2: false, avx512: false, bf16: false)))
     }
@@ -40,7 +44,8 @@ final class PlatformTests: XCTestCase {
     func testTheCoreInUseIsNamedWithHowItWasChosen() {
         let choice = BLASKernels.choice
         XCTAssertTrue(choice.hasPrefix(BLASKernels.core), choice)
-        if environment("OPENBLAS_CORETYPE") != nil { XCTAssertTrue(choice.contains("set by OPENBLAS_CORETYPE"), choice) }
+        if environment("OPENBLAS_CORETYPE") != nil { XCTAssertTrue(choice.contains("set by OPENBLAS_CORETYPE"),
+                                                                   choice) }
     }
 
     // MARK: Subnormals
@@ -142,7 +147,8 @@ final class PlatformTests: XCTestCase {
                     for i in 0..<b.count { rb.data[i] = bf16Rounded(b.data[i]) }
                     sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: ra.data, lda: lda, b: rb.data, ldb: ldb,
                           beta: beta, c: expected.data, ldc: ldc)
-                    gemm(.bf16, transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: lda, b: b.data, ldb: ldb,
+                    gemm(.bf16, transA: transA, transB: transB, m: m, n: n, k: k, a: a.data, lda: lda, b: b.data,
+                         ldb: ldb,
                          beta: beta, c: c.data, ldc: ldc)
                     var worst: Float = 0
                     for i in 0..<m {

@@ -6,7 +6,8 @@ import DIMCore
 
 
 final class DatasetTests: XCTestCase {
-    func makeSynth(_ dir: String, train: Int = 96, size: Int = 28, channels: Int = 1, shards: Int = 3) throws -> DatasetManifest {
+    func makeSynth(_ dir: String, train: Int = 96, size: Int = 28, channels: Int = 1,
+                   shards: Int = 3) throws -> DatasetManifest {
         try SyntheticDataset.write(directory: dir, trainCount: train, testCount: 20, classes: 4, channels: channels,
                                    size: size, seed: 5, shards: shards)
     }
@@ -25,7 +26,8 @@ final class DatasetTests: XCTestCase {
                     var examples: [Int] = [], labels: [Int] = []
                     var pixels: [[Float]] = []
                     for r in 0..<ranks {
-                        let reader = try BatchReader(data: split, globalBatch: 8, rank: r, ranks: ranks, seed: 7, augmentation: aug)
+                        let reader = try BatchReader(data: split, globalBatch: 8, rank: r, ranks: ranks, seed: 7,
+                                                     augmentation: aug)
                         let part = try reader.batch(epoch: epoch, index: b)
                         examples += part.examples; labels += part.labels
                         pixels.append(channelMajorToNCHW(part.images))
@@ -33,7 +35,8 @@ final class DatasetTests: XCTestCase {
                     XCTAssertEqual(examples, wholeExamples, "epoch \(epoch) batch \(b) with \(ranks) ranks")
                     XCTAssertEqual(labels, wholeLabels)
                     // Augmented pixels too: a pure function of (seed, epoch, example).
-                    XCTAssertEqual(pixels.flatMap { $0 }, channelMajorToNCHW(Tensor(whole.images.shape, values: wholePixels)))
+                    XCTAssertEqual(pixels.flatMap { $0 },
+                                   channelMajorToNCHW(Tensor(whole.images.shape, values: wholePixels)))
                 }
             }
         }
@@ -86,7 +89,8 @@ final class DatasetTests: XCTestCase {
         FileManager.default.createFile(atPath: img, contents: Data(bytes))
         FileManager.default.createFile(atPath: lab, contents: Data([0, 0, 8, 1, 0, 0, 0, 6, 0, 1, 2, 0, 1, 2]))
         let out = dir + "/ds"
-        let m = try DatasetImporter.importDataset(name: "t", files: .init(train: ([img], [lab]), test: ([img], [lab])), out: out,
+        let m = try DatasetImporter.importDataset(name: "t", files: .init(train: ([img], [lab]), test: ([img], [lab])),
+                                                  out: out,
                                                   shards: 2, classNames: [], channelOrder: "RGB", source: "test", log: { _ in })
         XCTAssertEqual(m.channels, 3)
         XCTAssertEqual(m.splits["train"]!.count, 6)
@@ -104,13 +108,15 @@ final class DatasetTests: XCTestCase {
 
 /// Bad input: one clear error naming the file, never a crash or a hang.
 final class BadInputTests: XCTestCase {
-    func assertError(_ contains: [String], _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) {
+    func assertError(_ contains: [String], _ body: () throws -> Void, file: StaticString = #filePath,
+                     line: UInt = #line) {
         do {
             try body()
             XCTFail("expected an error mentioning \(contains)", file: file, line: line)
         } catch {
             let text = "\(error)"
-            for c in contains { XCTAssertTrue(text.contains(c), "error '\(text)' should mention '\(c)'", file: file, line: line) }
+            for c in contains { XCTAssertTrue(text.contains(c), "error '\(text)' should mention '\(c)'", file: file,
+                                              line: line) }
             XCTAssertFalse(text.contains("\n"), "one line: \(text)", file: file, line: line)
         }
     }
@@ -139,21 +145,25 @@ final class BadInputTests: XCTestCase {
     func testImagesAndLabelsOfDifferentCounts() throws {
         let dir = temporaryDirectory()
         let img = dir + "/img.idx", lab = dir + "/lab.idx"
-        FileManager.default.createFile(atPath: img, contents: Data([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 5, 6]))
+        FileManager.default.createFile(atPath: img,
+                                       contents: Data([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 5, 6]))
         FileManager.default.createFile(atPath: lab, contents: Data([0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2]))
-        assertError(["img.idx", "2 images", "3 labels"]) { _ = try DatasetImporter.loadIDX(images: [img], labels: [lab]) }
+        assertError(["img.idx", "2 images", "3 labels"]) { _ = try DatasetImporter.loadIDX(images: [img],
+                labels: [lab]) }
     }
 
     func testMissingShard() throws {
         let dir = temporaryDirectory()
-        try SyntheticDataset.write(directory: dir, trainCount: 30, testCount: 5, classes: 2, channels: 1, size: 28, seed: 1, shards: 3)
+        try SyntheticDataset.write(directory: dir, trainCount: 30, testCount: 5, classes: 2, channels: 1, size: 28,
+                                   seed: 1, shards: 3)
         try FileManager.default.removeItem(atPath: dir + "/train-01.h5")
         assertError(["train-01.h5", "missing shard"]) { _ = try ShardedSplit(directory: dir, split: "train") }
     }
 
     func testShardWhoseChecksumNoLongerMatches() throws {
         let dir = temporaryDirectory()
-        try SyntheticDataset.write(directory: dir, trainCount: 30, testCount: 5, classes: 2, channels: 1, size: 28, seed: 1, shards: 2)
+        try SyntheticDataset.write(directory: dir, trainCount: 30, testCount: 5, classes: 2, channels: 1, size: 28,
+                                   seed: 1, shards: 2)
         // Rewrite one shard's pixels with other values, keeping its layout valid.
         let path = dir + "/train-00.h5"
         var pixels: [UInt8] = [], shape: [Int] = [], labels: [Int64] = []
@@ -170,7 +180,8 @@ final class BadInputTests: XCTestCase {
 
     func testHDF5FileThatIsNotADataset() throws {
         let dir = temporaryDirectory()
-        try SyntheticDataset.write(directory: dir, trainCount: 30, testCount: 5, classes: 2, channels: 1, size: 28, seed: 1, shards: 2)
+        try SyntheticDataset.write(directory: dir, trainCount: 30, testCount: 5, classes: 2, channels: 1, size: 28,
+                                   seed: 1, shards: 2)
         let f = try HDF5File(dir + "/train-01.h5", mode: .create)
         try f.write("something_else", [Float(1), 2, 3])
         assertError(["train-01.h5", "images"]) { _ = try ShardedSplit(directory: dir, split: "train") }
@@ -181,7 +192,8 @@ final class BadInputTests: XCTestCase {
     func testDirectoryWithoutManifest() throws {
         let dir = temporaryDirectory()
         assertError([dir, "missing manifest"]) { _ = try DatasetManifest.load(directory: dir) }
-        assertError(["/nonexistent/x", "no such dataset directory"]) { _ = try DatasetManifest.load(directory: "/nonexistent/x") }
+        assertError(["/nonexistent/x",
+                     "no such dataset directory"]) { _ = try DatasetManifest.load(directory: "/nonexistent/x") }
         FileManager.default.createFile(atPath: dir + "/manifest.json", contents: Data("{".utf8))
         assertError([dir, "malformed manifest"]) { _ = try DatasetManifest.load(directory: dir) }
     }

@@ -41,7 +41,8 @@ final class FolderImportTests: XCTestCase {
         XCTAssertEqual(resizeShorterSideAndCrop(wide, width: 6, height: 2, channels: 1, size: 2), [0, 0, 0, 0])
         // Enlarging a solid image keeps it solid.
         let solid = [UInt8](repeating: 77, count: 3 * 3 * 3)
-        XCTAssertTrue(resizeShorterSideAndCrop(solid, width: 3, height: 3, channels: 3, size: 8).allSatisfy { $0 == 77 })
+        XCTAssertTrue(resizeShorterSideAndCrop(solid, width: 3, height: 3, channels: 3,
+                                               size: 8).allSatisfy { $0 == 77 })
     }
 
     func testBadFilesStopTheImportByNameOrAreSkippedAndCounted() throws {
@@ -93,10 +94,14 @@ final class FolderImportTests: XCTestCase {
     func testMixedLayoutsAndMissingTrainAreRefused() throws {
         let src = try makeImageFolder(temporaryDirectory() + "/src")
         try FileManager.default.copyItem(atPath: "\(src)/train/cat/0000.jpg", toPath: "\(src)/train/loose.jpg")
-        XCTAssertThrowsError(try FolderImport().run(source: src, out: temporaryDirectory() + "/x", comm: SingleProcess(),
-                                                    log: { _ in })) { XCTAssertTrue("\($0)".contains("loose"), "\($0)") }
+        XCTAssertThrowsError(try FolderImport().run(source: src, out: temporaryDirectory() + "/x",
+                                                    comm: SingleProcess(),
+                                                    log: { _ in })) { XCTAssertTrue("\($0)".contains("loose"),
+                                                            "\($0)") }
         let empty = temporaryDirectory()
-        XCTAssertThrowsError(try FolderImport().run(source: empty, out: temporaryDirectory() + "/y", comm: SingleProcess(),
-                                                    log: { _ in })) { XCTAssertTrue("\($0)".contains("no train/"), "\($0)") }
+        XCTAssertThrowsError(try FolderImport().run(source: empty, out: temporaryDirectory() + "/y",
+                                                    comm: SingleProcess(),
+                                                    log: { _ in })) { XCTAssertTrue("\($0)".contains("no train/"),
+                                                            "\($0)") }
     }
 }

@@ -91,7 +91,8 @@ public final class InProcessCommunicator: Communicator {
 
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) { reduce(buffer, count: count, +) }
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) { reduce(buffer, count: count, +) }
-    public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) { reduce(buffer, count: count, Swift.max) }
+    public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>,
+                             count: Int) { reduce(buffer, count: count, Swift.max) }
 
     public func allgather(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
         var gathered = [Float]()
@@ -104,7 +105,8 @@ public final class InProcessCommunicator: Communicator {
         group.barrier()
     }
 
-    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) {
+    public func reduceScatterSum(_ input: UnsafePointer<Float>, counts: [Int],
+                                 into output: UnsafeMutablePointer<Float>) {
         let start = counts[..<rank].reduce(0, +), count = counts[rank]
         var mine = [Float](repeating: 0, count: count)
         exchange(UnsafeRawPointer(input)) { all in

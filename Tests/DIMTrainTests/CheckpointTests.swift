@@ -23,7 +23,8 @@ struct TinyRun {
     }
 
     static func makeData(_ dir: String, count: Int = 40, seed: UInt64 = 2) throws {
-        try SyntheticDataset.write(directory: dir, trainCount: count, testCount: 8, classes: 4, channels: 1, size: 28, seed: seed, shards: 2)
+        try SyntheticDataset.write(directory: dir, trainCount: count, testCount: 8, classes: 4, channels: 1, size: 28,
+                                   seed: seed, shards: 2)
     }
 
     func trainer(out: String, steps: Int, comm: Communicator = SingleProcess(), resume: String? = nil,
@@ -39,10 +40,13 @@ struct TinyRun {
 
 /// Every tensor of the training state, flattened, for exact comparisons.
 func snapshot(_ s: TrainingState) -> [Float] {
-    func buf(_ p: UnsafeMutablePointer<Float>?, _ n: Int) -> [Float] { p.map { Array(UnsafeBufferPointer(start: $0, count: n)) } ?? [] }
+    func buf(_ p: UnsafeMutablePointer<Float>?,
+             _ n: Int) -> [Float] { p.map { Array(UnsafeBufferPointer(start: $0, count: n)) } ?? [] }
     let m = s.model
-    return buf(m.params.values, m.params.count) + buf(m.discParams.values, m.discParams.count) + buf(m.buffers.values, m.buffers.count)
-        + buf(s.adam.m, s.adam.count) + buf(s.adam.v, s.adam.count) + buf(s.discAdam.m, s.discAdam.count) + buf(s.discAdam.v, s.discAdam.count)
+    return buf(m.params.values, m.params.count) + buf(m.discParams.values, m.discParams.count) + buf(m.buffers.values,
+            m.buffers.count)
+        + buf(s.adam.m, s.adam.count) + buf(s.adam.v, s.adam.count) + buf(s.discAdam.m,
+                s.discAdam.count) + buf(s.discAdam.v, s.discAdam.count)
         + m.batchNorms.map { Float($0.batchesTracked) } + [Float(s.adam.step), Float(s.discAdam.step)]
 }
 
@@ -54,7 +58,8 @@ final class CheckpointTests: XCTestCase {
         try t.run()
         XCTAssertGreaterThan(t.state.step, 0)
         XCTAssertLessThan(t.state.step, 1_000_000)
-        XCTAssertEqual(CheckpointDirectory(path: dir + "/run/checkpoints").latestName(), CheckpointDirectory.fileName(step: t.state.step))
+        XCTAssertEqual(CheckpointDirectory(path: dir + "/run/checkpoints").latestName(),
+                       CheckpointDirectory.fileName(step: t.state.step))
     }
 
     /// `eval --every-checkpoint` may append probe records while training writes metrics: both survive.
@@ -149,7 +154,8 @@ final class CheckpointTests: XCTestCase {
         try run.trainer(out: dir + "/run", steps: 2).run()
         let ckpt = dir + "/run/checkpoints/ckpt-00000002.h5"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: ckpt))
-        func expectError(_ path: String, _ words: [String], run r: TinyRun? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        func expectError(_ path: String, _ words: [String], run r: TinyRun? = nil, file: StaticString = #filePath,
+                         line: UInt = #line) {
             do {
                 let t = try (r ?? run).trainer(out: dir + "/other", steps: 4, resume: path)
                 try t.run()
@@ -157,7 +163,8 @@ final class CheckpointTests: XCTestCase {
             } catch {
                 let text = "\(error)"
                 XCTAssertFalse(text.contains("\n"), text, file: file, line: line)
-                for w in words { XCTAssertTrue(text.contains(w), "'\(text)' should mention '\(w)'", file: file, line: line) }
+                for w in words { XCTAssertTrue(text.contains(w), "'\(text)' should mention '\(w)'", file: file,
+                                               line: line) }
             }
         }
         expectError(dir + "/nope.h5", ["nope.h5", "no such file"])
@@ -187,7 +194,8 @@ final class CheckpointTests: XCTestCase {
         try HDF5File(future, mode: .readWrite).setAttribute("format", "dim-dist-checkpoint/9")
         expectError(future, ["future.h5", "unknown checkpoint format"])
         let partial = dir + "/partial.h5"
-        try CheckpointFile.write(path: partial, model: DIMModel(config: run.config.model), adam: Adam(count: 1), discAdam: Adam(count: 1), info: .init())
+        try CheckpointFile.write(path: partial, model: DIMModel(config: run.config.model), adam: Adam(count: 1),
+                                 discAdam: Adam(count: 1), info: .init())
         _ = partial
         let h = try HDF5File(partial, mode: .readWrite)
         H5AdeleteComplete(h)
@@ -204,7 +212,8 @@ final class CheckpointTests: XCTestCase {
         // A model large enough that each checkpoint takes a while to write, one every step.
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["train", "--data", dir + "/data", "--batch-size", "8", "--steps", "1000", "--checkpoint-every", "1",
+        p.arguments = ["train", "--data", dir + "/data", "--batch-size", "8", "--steps", "1000", "--checkpoint-every",
+                       "1",
                        "--mi-units", "1024", "--fc-units", "1024", "--conv-channels", "64,128", "--out", dir + "/run", "--log-every", "1000"]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
@@ -224,7 +233,8 @@ final class CheckpointTests: XCTestCase {
         p.waitUntilExit()
         XCTAssertTrue(killedDuringWrite, "the writer was not caught mid-write")
         let names = try FileManager.default.contentsOfDirectory(atPath: ckdir)
-        XCTAssertTrue(names.contains(where: { $0.contains(".tmp-") }), "the interrupted temporary file should be left behind, unnamed")
+        XCTAssertTrue(names.contains(where: { $0.contains(".tmp-") }),
+                      "the interrupted temporary file should be left behind, unnamed")
         let latest = CheckpointDirectory(path: ckdir).latest()!
         let f = try HDF5File(latest)
         let info = try CheckpointFile.readInfo(f)

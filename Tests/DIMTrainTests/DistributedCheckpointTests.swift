@@ -24,9 +24,11 @@ final class DistributedCheckpointTests: XCTestCase {
 
     func paramsRelativeError(_ a: TrainingState, _ b: TrainingState) -> (Double, String) {
         var worst = (0.0, "")
-        for (p, q) in zip(a.model.params.parameters + a.model.discParams.parameters, b.model.params.parameters + b.model.discParams.parameters) {
+        for (p, q) in zip(a.model.params.parameters + a.model.discParams.parameters,
+                          b.model.params.parameters + b.model.discParams.parameters) {
             var d = 0.0, r = 0.0
-            for i in 0..<p.count { d += pow(Double(p.value.data[i] - q.value.data[i]), 2); r += pow(Double(p.value.data[i]), 2) }
+            for i in 0..<p.count { d += pow(Double(p.value.data[i] - q.value.data[i]),
+                                            2); r += pow(Double(p.value.data[i]), 2) }
             let e = d.squareRoot() / max(r.squareRoot(), 1e-12)
             if e > worst.0 { worst = (e, p.name) }
         }
@@ -55,7 +57,8 @@ final class DistributedCheckpointTests: XCTestCase {
         // Saved by np ranks, resumed by one process.
         try run.trainer(out: dir + "/b", steps: 5, comm: comm).run()
         if comm.isRoot {
-            let single = try run.trainer(out: dir + "/c", steps: 10, comm: SingleProcess(), resume: dir + "/b/checkpoints/ckpt-00000005.h5")
+            let single = try run.trainer(out: dir + "/c", steps: 10, comm: SingleProcess(),
+                                         resume: dir + "/b/checkpoints/ckpt-00000005.h5")
             try single.run()
             let (err, name) = paramsRelativeError(straight.state, single.state)
             print("resume np=\(comm.size) -> np=1: worst relative difference \(sci(err)) (\(name))")
@@ -64,7 +67,8 @@ final class DistributedCheckpointTests: XCTestCase {
         // Saved by one process, resumed by np ranks.
         if comm.isRoot { try run.trainer(out: dir + "/d", steps: 5, comm: SingleProcess()).run() }
         comm.barrier()
-        let resumed = try run.trainer(out: dir + "/d", steps: 10, comm: comm, resume: dir + "/d/checkpoints/ckpt-00000005.h5")
+        let resumed = try run.trainer(out: dir + "/d", steps: 10, comm: comm,
+                                      resume: dir + "/d/checkpoints/ckpt-00000005.h5")
         try resumed.run()
         let (err, name) = paramsRelativeError(straight.state, resumed.state)
         if comm.isRoot { print("resume np=1 -> np=\(comm.size): worst relative difference \(sci(err)) (\(name))") }

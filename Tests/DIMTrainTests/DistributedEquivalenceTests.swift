@@ -123,7 +123,8 @@ final class DistributedEquivalenceTests: XCTestCase {
             let distributed = train(loss: loss, comm: comm)
             let reference = train(loss: loss, comm: SingleProcess())
             let (err, name) = worstDifference(reference, distributed, loss: loss)
-            if comm.isRoot { print("equivalence np=\(comm.size) \(est.rawValue): worst relative difference \(sci(err)) (\(name))") }
+            if comm.isRoot { print("equivalence np=\(comm.size) \(est.rawValue): worst relative difference "
+                + "\(sci(err)) (\(name))") }
             XCTAssertLessThan(err, 1e-4, "\(est) on \(comm.size) ranks: \(name) differs by \(err)")
         }
     }
@@ -134,7 +135,8 @@ final class DistributedEquivalenceTests: XCTestCase {
         let distributed = train(loss: loss, comm: comm)
         let reference = train(loss: loss, comm: SingleProcess())
         let (err, name) = worstDifference(reference, distributed, loss: loss)
-        if comm.isRoot { print("equivalence np=\(comm.size) jsd+global+prior: worst relative difference \(sci(err)) (\(name))") }
+        if comm.isRoot { print("equivalence np=\(comm.size) jsd+global+prior: worst relative difference \(sci(err)) "
+            + "(\(name))") }
         XCTAssertLessThan(err, 1e-4, "prior matching on \(comm.size) ranks: \(name) differs by \(err)")
     }
 
@@ -151,7 +153,8 @@ final class DistributedEquivalenceTests: XCTestCase {
             let distributed = train(loss: loss, comm: comm, precision: .bf16)
             let reference = train(loss: loss, comm: SingleProcess(), precision: .bf16)
             let (err, name) = worstDifference(reference, distributed, loss: loss)
-            if comm.isRoot { print("equivalence np=\(comm.size) \(est.rawValue) bf16: worst relative difference \(sci(err)) (\(name))") }
+            if comm.isRoot { print("equivalence np=\(comm.size) \(est.rawValue) bf16: worst relative difference "
+                + "\(sci(err)) (\(name))") }
             XCTAssertLessThan(err, 0x1p-7, "bf16 \(est) on \(comm.size) ranks: \(name) differs by \(err)")
         }
     }
@@ -165,7 +168,8 @@ final class DistributedEquivalenceTests: XCTestCase {
             let bounded = fixture.train(loss: loss, comm: comm, rows: sampled, plainSGD: true)
             let reference = fixture.train(loss: loss, comm: SingleProcess(), rows: sampled, plainSGD: true)
             let (err, name) = fixture.worstDifference(reference, bounded, loss: loss)
-            if comm.isRoot { print("bounded negatives K=3 of 8, np=\(comm.size) \(est.rawValue): worst relative difference \(sci(err)) (\(name))") }
+            if comm.isRoot { print("bounded negatives K=3 of 8, np=\(comm.size) \(est.rawValue): worst relative "
+                + "difference \(sci(err)) (\(name))") }
             XCTAssertLessThan(err, 1e-4, "\(est): \(name)")
         }
     }
@@ -208,11 +212,13 @@ final class InProcessEquivalenceTests: XCTestCase {
     }
 
     func testEveryEstimatorAndTermMatchesOneProcess() {
-        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .jsd, beta: 1, alpha: 0.5, gamma: 0.1)]
+        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .jsd, beta: 1,
+                alpha: 0.5, gamma: 0.1)]
         for loss in losses {
             for np in [2, 4] {
                 let (err, name) = worst(loss, np: np)
-                XCTAssertLessThan(err, 1e-4, "\(loss.estimator) alpha \(loss.alpha) gamma \(loss.gamma), np=\(np): \(name) differs by \(err)")
+                XCTAssertLessThan(err, 1e-4,
+                                  "\(loss.estimator) alpha \(loss.alpha) gamma \(loss.gamma), np=\(np): \(name) differs by \(err)")
             }
         }
     }
@@ -235,17 +241,21 @@ final class BoundedNegativesTests: XCTestCase {
     /// np = 1, 2, 4 train identically (5 plain SGD steps) with K = 3 of N = 8, for every estimator and with the
     /// global-DIM critic and prior matching on.
     func testBoundedIsTheSameLossOnAnyNumberOfRanks() {
-        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .nce, beta: 1, alpha: 0.5, gamma: 0.1)]
+        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .nce, beta: 1,
+                alpha: 0.5, gamma: 0.1)]
         for loss in losses {
             let reference = runner.train(loss: loss, comm: SingleProcess(), rows: sampled, plainSGD: true)
             for np in [2, 4] {
-                let distributed = InProcessGroup.run(ranks: np) { self.runner.train(loss: loss, comm: $0, rows: self.sampled, plainSGD: true) }
+                let distributed = InProcessGroup.run(ranks: np) { self.runner.train(loss: loss, comm: $0,
+                        rows: self.sampled, plainSGD: true) }
                 let (err, name) = fixture.worstDifference(reference, distributed[0], loss: loss)
-                XCTAssertLessThan(err, 1e-4, "bounded \(loss.estimator) alpha \(loss.alpha), np=\(np): \(name) differs by \(err)")
+                XCTAssertLessThan(err, 1e-4,
+                                  "bounded \(loss.estimator) alpha \(loss.alpha), np=\(np): \(name) differs by \(err)")
             }
             // Fewer rows than images is another objective (so the comparison above can fail).
             let full = runner.train(loss: loss, comm: SingleProcess(), plainSGD: true)
-            XCTAssertGreaterThan(fixture.worstDifference(full, reference, loss: loss).0, 1e-3, "\(loss.estimator): K < N must change training")
+            XCTAssertGreaterThan(fixture.worstDifference(full, reference, loss: loss).0, 1e-3,
+                                 "\(loss.estimator): K < N must change training")
         }
     }
 

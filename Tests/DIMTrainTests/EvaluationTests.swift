@@ -12,7 +12,8 @@ final class EvaluationTests: XCTestCase {
         let dir = temporaryDirectory()
         try SyntheticDataset.write(directory: dir + "/bars", trainCount: 2000, testCount: 500, classes: 8, channels: 1,
                                    size: 28, seed: 0, shards: 2)
-        var cfg = TrainConfig(model: ModelConfig(architecture: .basic28x28, inChannels: 1, convChannels: [16, 32], fcUnits: 64,
+        var cfg = TrainConfig(model: ModelConfig(architecture: .basic28x28, inChannels: 1, convChannels: [16, 32],
+                                                 fcUnits: 64,
                                                  globalDim: 16, miUnits: 64),
                               loss: LossConfig(estimator: .jsd), globalBatch: 32)
         cfg.learningRate = 1e-3
@@ -23,14 +24,18 @@ final class EvaluationTests: XCTestCase {
         var accuracy: [Bool: [String: Double]] = [:]
         for untrained in [false, true] {
             let (model, _, _) = try Evaluation.loadModel(checkpoint: ckpt, untrained: untrained)
-            if untrained { try Evaluation.calibrateBatchNorm(model: model, data: try ShardedSplit(directory: dir + "/bars", split: "train")) }
+            if untrained { try Evaluation.calibrateBatchNorm(model: model,
+                                                             data: try ShardedSplit(directory: dir + "/bars",
+                                                                     split: "train")) }
             let results = try Evaluation.run(model: model, data: dir + "/bars", features: [.fc, .y],
-                                             probes: [ProbeConfig(kind: .linear, epochs: 30)], comm: SingleProcess(), log: { _ in })
+                                             probes: [ProbeConfig(kind: .linear,
+                                                                  epochs: 30)], comm: SingleProcess(), log: { _ in })
             accuracy[untrained] = Dictionary(uniqueKeysWithValues: results.map { ($0.feature, $0.testAccuracy) })
         }
         print("synthetic bars, linear probe test accuracy: trained \(accuracy[false]!), untrained \(accuracy[true]!)")
         for f in ["fc", "y"] {
-            XCTAssertGreaterThan(accuracy[false]![f]! - accuracy[true]![f]!, 0.15, "\(f): trained should beat untrained by 15 points")
+            XCTAssertGreaterThan(accuracy[false]![f]! - accuracy[true]![f]!, 0.15,
+                                 "\(f): trained should beat untrained by 15 points")
         }
     }
 

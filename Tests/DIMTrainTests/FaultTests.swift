@@ -65,7 +65,8 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(ckpts.latestName(), CheckpointDirectory.fileName(step: 2))
         let f = try HDF5File(ckpts.latest()!)
         let state = TrainingState(config: run.config)
-        try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: try CheckpointFile.readInfo(f))
+        try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam,
+                                info: try CheckpointFile.readInfo(f))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: mountPoint).filter { $0.hasPrefix(".") }
         XCTAssertEqual(leftovers, [], "no temporary file is left behind")
     }

@@ -27,7 +27,8 @@ final class MetricsTests: XCTestCase {
 
     func testABadLineIsNamed() throws {
         let path = temporaryDirectory() + "/metrics.jsonl"
-        try "{\"step\":1,\"epoch\":0,\"ranks\":1,\"loss\":2}\nnot json\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "{\"step\":1,\"epoch\":0,\"ranks\":1,\"loss\":2}\nnot json\n".write(toFile: path, atomically: true,
+                encoding: .utf8)
         XCTAssertThrowsError(try LossRecord.read(path)) { XCTAssertTrue("\($0)".contains("line 2"), "\($0)") }
     }
 }

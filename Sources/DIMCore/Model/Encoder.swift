@@ -20,7 +20,8 @@ public final class Encoder {
         var convs: [Conv2D] = [], norms: [BatchNorm] = []
         var cin = config.inChannels
         for (i, cout) in config.convChannels.enumerated() {
-            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: cin, out: cout, kernel: g.kernel, stride: g.stride, padding: g.padding,
+            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: cin, out: cout, kernel: g.kernel, stride: g.stride,
+                                padding: g.padding,
                                 precision: precision))
             norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: cout, relu: true))
             cin = cout

@@ -22,9 +22,11 @@ public final class GlobalDIMCritic {
         let g = config.architecture.convGeometry
         var convs: [Conv2D] = [], norms: [BatchNorm] = []
         for i in (config.localMapIndex + 1)..<config.convCount {
-            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: config.convChannels[i - 1], out: config.convChannels[i],
+            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: config.convChannels[i - 1],
+                                out: config.convChannels[i],
                                 kernel: g.kernel, stride: g.stride, padding: g.padding, precision: precision))
-            norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: config.convChannels[i], relu: true))
+            norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: config.convChannels[i],
+                                   relu: true))
         }
         self.convs = convs
         self.convNorms = norms
@@ -33,7 +35,8 @@ public final class GlobalDIMCritic {
                     precision: precision)
         fcNorm = BatchNorm(params, buffers: buffers, "\(prefix).bn\(n + 1)", channels: config.fcUnits, relu: true)
         out = Linear(params, "\(prefix).out", in: config.fcUnits, out: config.miUnits, bias: true, precision: precision)
-        yLayer = Linear(params, "\(prefix).y", in: config.globalDim, out: config.miUnits, bias: true, precision: precision)
+        yLayer = Linear(params, "\(prefix).y", in: config.globalDim, out: config.miUnits, bias: true,
+                        precision: precision)
     }
 
     /// Returns the global-DIM loss (unweighted), keeping the gradient of weight x the loss.

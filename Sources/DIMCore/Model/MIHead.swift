@@ -19,13 +19,15 @@ public final class MIHead {
         self.inFeatures = inFeatures; self.units = units
         let (a, b) = convolutional ? ("conv_a", "conv_b") : ("fc_a", "fc_b")
         func shape(_ o: Int, _ i: Int) -> [Int] { convolutional ? [o, i, 1, 1] : [o, i] }
-        layerA = Linear(params, "\(name).\(a)", in: inFeatures, out: units, bias: false, weightShape: shape(units, inFeatures),
+        layerA = Linear(params, "\(name).\(a)", in: inFeatures, out: units, bias: false,
+                        weightShape: shape(units, inFeatures),
                         precision: precision)
         norm = BatchNorm(params, buffers: buffers, "\(name).bn", channels: units, relu: true)
         layerB = Linear(params, "\(name).\(b)", in: units, out: units, bias: true, weightShape: shape(units, units),
                         precision: precision)
         shortcut = Linear(params, "\(name).shortcut", in: inFeatures, out: units, bias: false,
-                          weightShape: shape(units, inFeatures), weightInit: .identityPlusUniform(inFeatures: inFeatures),
+                          weightShape: shape(units,
+                                             inFeatures), weightInit: .identityPlusUniform(inFeatures: inFeatures),
                           precision: precision)
         layerNorm = LayerNorm(params, "\(name).ln", channels: units)
     }

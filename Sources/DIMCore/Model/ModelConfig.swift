@@ -65,9 +65,11 @@ public struct ModelConfig: Equatable, Codable {
     /// Checks that the configuration can be built; the message names the offending field.
     public func validate() throws {
         if convChannels.count != architecture.defaultConvChannels.count {
-            throw DIMError("\(architecture.rawValue) needs \(architecture.defaultConvChannels.count) conv widths, got \(convChannels.count)")
+            throw DIMError("\(architecture.rawValue) needs \(architecture.defaultConvChannels.count) conv widths, "
+                + "got \(convChannels.count)")
         }
-        for (name, v) in [("fc units", fcUnits), ("global dim", globalDim), ("mi units", miUnits), ("in channels", inChannels)] where v < 1 {
+        for (name, v) in [("fc units", fcUnits), ("global dim", globalDim), ("mi units", miUnits),
+                          ("in channels", inChannels)] where v < 1 {
             throw DIMError("\(name) must be positive, got \(v)")
         }
         if convChannels.contains(where: { $0 < 1 }) || discUnits.contains(where: { $0 < 1 }) {

@@ -33,7 +33,8 @@ public final class Scorer {
     public func forward(G: Tensor, L: Tensor, positions P: Int, estimator: Estimator, rows selection: RowSelection,
                         step: Int, weight: Double = 1, maskValue: Double, comm: Communicator) -> Double {
         let units = G.shape[0], n = G.count / units
-        precondition(L.shape[0] == units && L.count / units == n * P, "Scorer: L shape \(L.shape) does not match G \(G.shape) x \(P)")
+        precondition(L.shape[0] == units && L.count / units == n * P,
+                     "Scorer: L shape \(L.shape) does not match G \(G.shape) x \(P)")
         let N = n * comm.size
         let layout = ScoreLayout(rows: selection.rows(globalBatch: N, step: step), globalBatch: N, localBatch: n,
                                  rank: comm.rank, ranks: comm.size, positions: P)
@@ -68,7 +69,8 @@ public final class Scorer {
               b: L.data, ldb: cols, c: gradRowVectors.data, ldc: units)
         // Every rank's contribution to each row's gradient, summed at the row's owner.
         gradOwnedRows.resize([layout.ownedLocalIndex.count, units])
-        comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * units }, into: gradOwnedRows.data)
+        comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * units },
+                              into: gradOwnedRows.data)
         // Images outside the row set get no gradient through G this step.
         gradLocalGlobals.resize([n, units], zero: true)
         for (t, j) in layout.ownedLocalIndex.enumerated() {

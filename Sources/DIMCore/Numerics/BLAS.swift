@@ -26,7 +26,8 @@ public func gemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     guard precision == .bf16, m > 0, n > 0, k > 0 else {
-        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c,
+              ldc: ldc)
         return
     }
     precondition(beta == 0 || beta == 1, "bf16 GEMM: beta must be 0 or 1")

@@ -30,7 +30,8 @@ public final class Conv2D {
         precondition(x.shape.count == 4 && x.shape[0] == inChannels,
                      "Conv2D \(weight.name): input shape \(x.shape), expected [\(inChannels), N, H, W]")
         let (n, h, w) = (x.shape[1], x.shape[2], x.shape[3])
-        let g = ConvGeometry(inChannels: inChannels, height: h, width: w, kernel: kernel, stride: stride, padding: padding)
+        let g = ConvGeometry(inChannels: inChannels, height: h, width: w, kernel: kernel, stride: stride,
+                             padding: padding)
         geometry = g
         batch = n
         let cols = n * g.outHeight * g.outWidth

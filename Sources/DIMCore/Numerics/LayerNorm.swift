@@ -27,7 +27,8 @@ public final class LayerNorm {
         let m = x.count / channels
         output.resize(x.shape)
         xhat.resize(x.shape)
-        if columnSums.count != m { columnSums = Array(repeating: 0, count: m); columnSecondSums = columnSums; invStd = columnSums }
+        if columnSums.count != m { columnSums = Array(repeating: 0,
+                                                      count: m); columnSecondSums = columnSums; invStd = columnSums }
         let C = channels
         columnSums.withUnsafeMutableBufferPointer { meanP in
         columnSecondSums.withUnsafeMutableBufferPointer { sqP in

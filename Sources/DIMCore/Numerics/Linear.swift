@@ -27,7 +27,8 @@ public final class Linear {
     /// The input must stay unchanged until backward.
     @discardableResult
     public func forward(_ x: Tensor, into: Tensor? = nil, accumulate: Bool = false) -> Tensor {
-        precondition(x.shape[0] == inFeatures, "Linear \(weight.name): input has \(x.shape[0]) channels, expected \(inFeatures)")
+        precondition(x.shape[0] == inFeatures,
+                     "Linear \(weight.name): input has \(x.shape[0]) channels, expected \(inFeatures)")
         let m = x.count / inFeatures
         input = x
         let y = into ?? output

@@ -16,7 +16,8 @@ public struct LearningRateSchedule: Codable, Equatable, CustomStringConvertible 
     public var decaySteps: Int
     public var finalFraction: Float
 
-    public init(kind: Kind = .constant, peak: Float, warmupSteps: Int = 0, decaySteps: Int = 0, finalFraction: Float = 0) {
+    public init(kind: Kind = .constant, peak: Float, warmupSteps: Int = 0, decaySteps: Int = 0,
+                finalFraction: Float = 0) {
         self.kind = kind; self.peak = peak; self.warmupSteps = warmupSteps
         self.decaySteps = decaySteps; self.finalFraction = finalFraction
     }
