@@ -20,7 +20,7 @@ while (( $# )); do
   shift
 done
 pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools zlib1g-dev libdnnl-dev
-      libturbojpeg0-dev libpng-dev pkg-config)
+      libturbojpeg0-dev libpng-dev pkg-config python3-h5py python3-numpy)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if (( ${#missing[@]} )); then

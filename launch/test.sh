@@ -16,6 +16,21 @@ for np in 2 4; do
   mpirun "${flags[@]}" -np "$np" "$bin" DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests,DIMTrainTests.DistributedImportTests 2>&1 | tee /tmp/dim-dist-mpi-$np.log
   grep -q "with 0 failures" /tmp/dim-dist-mpi-$np.log
 done
+# The README's "Taking the encoder to PyTorch", kept true: a small checkpoint, its features from
+# `dim-dist encode`, and the same features computed in Python from the checkpoint's state_dict
+# keys (the README's own snippet under PyTorch where importable, a numpy forward otherwise).
+echo "== export check (launch/pytorch/check_export.py)"
+py=""
+for candidate in python3 /usr/bin/python3; do
+  if "$candidate" -c "import h5py, numpy" 2>/dev/null; then py=$candidate; break; fi
+done
+[[ -n $py ]] || { echo "test: no Python with h5py and numpy (python3-h5py)" >&2; exit 1; }
+export_dir=$(mktemp -d)
+.build/debug/dim-dist train --steps 6 --conv-channels 8,16 --fc-units 32 --global-dim 8 --mi-units 16 \
+  --out "$export_dir/run" > "$export_dir/train.log" 2>&1 || { cat "$export_dir/train.log"; exit 1; }
+.build/debug/dim-dist encode --checkpoint "$export_dir/run" --data data/mnist --split test --out "$export_dir/features.h5"
+"$py" launch/pytorch/check_export.py "$(ls "$export_dir"/run/checkpoints/*.h5 | tail -1)" data/mnist "$export_dir/features.h5" --images 64
+rm -rf "$export_dir"
 # Multi-node: the emulated cluster needs root (network namespaces).
 cluster_cases=0
 if [[ $(id -u) == 0 ]] && ip netns list >/dev/null 2>&1; then
@@ -32,6 +47,6 @@ for np in 2 4; do
   n=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-mpi-$np.log || true)
   passed=$((passed + n / np))
 done
-passed=$((passed + cluster_cases))
-echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite"
+passed=$((passed + cluster_cases + 1))  # + the export check
+echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the export check"
 echo "$passed passed, 0 failed, $skipped skipped"
