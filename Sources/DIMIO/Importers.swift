@@ -5,7 +5,7 @@ import DIMCore
 /// into sharded dim-dist datasets.
 public enum DatasetImporter {
     /// Reads image files (concatenated in order) and label files, checks they agree, and returns
-    /// CHW uint8 images. `hwc` marks N x H x W x C files (the CIFAR copy) to be transposed.
+    /// CHW uint8 images. Files of N x H x W x C images (the CIFAR copy) are transposed per image.
     public static func loadIDX(images: [String], labels: [String]) throws -> (pixels: [UInt8], labels: [Int], c: Int,
             h: Int, w: Int) {
         guard !images.isEmpty, images.count == labels.count else {

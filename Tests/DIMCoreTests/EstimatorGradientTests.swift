@@ -62,6 +62,26 @@ final class EstimatorGradientTests: XCTestCase {
         }
     }
 
+    /// Rows split over threads give the same numbers as one thread (the blocks are fixed).
+    func testEstimatorsOnSeveralThreadsEqualOneThread() {
+        let (N, P) = (64, 64)
+        let u = randomTensor([N, N * P], seed: 25, scale: 4)
+        let layout = ScoreLayout.allRows(images: N, positions: P)
+        let before = blasThreads()
+        defer { setBLASThreads(before) }
+        for est in Estimator.allCases {
+            var results: [(Double, [Float])] = []
+            for threads in [1, 2] {
+                setBLASThreads(threads)
+                let g = Tensor([N, N * P])
+                let loss = estimatorLoss(est, u: u.data, grad: g.data, layout: layout, maskValue: -10, comm: comm)
+                results.append((loss, g.array))
+            }
+            XCTAssertEqual(results[0].0, results[1].0, "\(est) loss")
+            XCTAssertEqual(results[0].1, results[1].1, "\(est) gradient")
+        }
+    }
+
     /// The float32 SIMD kernels against Double libm on values from -100 to 100.
     func testVectorKernelsMatchDouble() {
         let count = 1003

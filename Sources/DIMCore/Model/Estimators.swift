@@ -22,6 +22,23 @@ public func estimatorLoss(_ estimator: Estimator, u: UnsafePointer<Float>, grad:
     }
 }
 
+/// Runs `body` over the rows in blocks of 16 and returns the blocks' results summed in block order.
+/// The split does not depend on the thread count, so neither does the result. The blocks run on
+/// several threads when the rank has several (its BLAS threads) and the score block is large.
+private func sumOverRowBlocks(_ layout: ScoreLayout, _ body: (Range<Int>) -> Double) -> Double {
+    let R = layout.rowCount, blockRows = 16
+    let blocks = (R + blockRows - 1) / blockRows
+    let range = { (b: Int) in (b * blockRows)..<min(R, (b + 1) * blockRows) }
+    guard blocks > 1, blasThreads() > 1, R * layout.columns >= 1 << 16 else {
+        return (0..<blocks).reduce(0.0) { $0 + body(range($1)) }
+    }
+    var partial = [Double](repeating: 0, count: blocks)
+    partial.withUnsafeMutableBufferPointer { out in
+        DispatchQueue.concurrentPerform(iterations: blocks) { b in out[b] = body(range(b)) }
+    }
+    return partial.reduce(0, +)
+}
+
 /// Calls `body(columns, isPositive)` for the negative spans of row i and its positive span, in
 /// column order.
 @inline(__always)
@@ -37,19 +54,23 @@ private func forEachSpan(row i: Int, _ layout: ScoreLayout, _ body: (Range<Int>,
 func jsdLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout, _ gradScale: Float,
              _ comm: Communicator) -> Double {
     let posW = 1 / layout.positiveCount, negW = 1 / layout.negativeCount
-    var positives = 0.0, negatives = 0.0
-    for i in 0..<layout.rowCount {
-        let row = u + i * layout.columns, g = grad + i * layout.columns
-        forEachSpan(row: i, layout) { span, positive in
-            let (x, gx, count) = (row + span.lowerBound, g + span.lowerBound, span.count)
-            if positive {
-                positives += softplusSum(x, count: count, sign: -1, gradScale: -Float(posW) * gradScale, grad: gx)
-            } else {
-                negatives += softplusSum(x, count: count, sign: 1, gradScale: Float(negW) * gradScale, grad: gx)
+    let (posScale, negScale) = (-Float(posW) * gradScale, Float(negW) * gradScale)
+    let total = sumOverRowBlocks(layout) { rows in
+        var positives = 0.0, negatives = 0.0
+        for i in rows {
+            let row = u + i * layout.columns, g = grad + i * layout.columns
+            forEachSpan(row: i, layout) { span, positive in
+                let (x, gx, count) = (row + span.lowerBound, g + span.lowerBound, span.count)
+                if positive {
+                    positives += softplusSum(x, count: count, sign: -1, gradScale: posScale, grad: gx)
+                } else {
+                    negatives += softplusSum(x, count: count, sign: 1, gradScale: negScale, grad: gx)
+                }
             }
         }
+        return positives * posW + negatives * negW
     }
-    return comm.sum(positives * posW + negatives * negW) - 2 * log(2.0)
+    return comm.sum(total) - 2 * log(2.0)
 }
 
 /// infoNCE: for each anchor (row i, its positive patch l), softplus(LSE_i - u[i, (i, l)]), where
@@ -59,21 +80,31 @@ func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ l
                  maskValue: Double, _ gradScale: Double, _ comm: Communicator) -> Double {
     let R = layout.rowCount, cols = layout.columns, P = layout.P
     var rowMax = [Double](repeating: maskValue, count: R)
-    for i in 0..<R {
-        var m = Float(rowMax[i])
-        forEachSpan(row: i, layout) { span, positive in
-            if !positive { m = maximum(u + i * cols + span.lowerBound, count: span.count, initial: m) }
+    rowMax.withUnsafeMutableBufferPointer { rowMax in
+        _ = sumOverRowBlocks(layout) { rows in
+            for i in rows {
+                var m = Float(rowMax[i])
+                forEachSpan(row: i, layout) { span, positive in
+                    if !positive { m = maximum(u + i * cols + span.lowerBound, count: span.count, initial: m) }
+                }
+                rowMax[i] = Double(m)
+            }
+            return 0
         }
-        rowMax[i] = Double(m)
     }
     comm.allreduceMax(&rowMax, count: R)
     var rowSum = [Double](repeating: 0, count: R)
-    for i in 0..<R {
-        var s = 0.0
-        forEachSpan(row: i, layout) { span, positive in
-            if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(rowMax[i])) }
+    rowSum.withUnsafeMutableBufferPointer { rowSum in
+        _ = sumOverRowBlocks(layout) { rows in
+            for i in rows {
+                var s = 0.0
+                forEachSpan(row: i, layout) { span, positive in
+                    if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(rowMax[i])) }
+                }
+                rowSum[i] = s
+            }
+            return 0
         }
-        rowSum[i] = s
     }
     comm.allreduceSum(&rowSum, count: R)
     let lse = (0..<R).map { rowMax[$0] + log(rowSum[$0] + Double(P) * exp(maskValue - rowMax[$0])) }
@@ -92,13 +123,16 @@ func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ l
         }
     }
     comm.allreduceSum(&rowWeight, count: R)
-    for i in 0..<R {
-        let scale = Float(rowWeight[i] * gradScale)
-        forEachSpan(row: i, layout) { span, positive in
-            if positive { return }
-            let offset = i * cols + span.lowerBound
-            _ = expSum(u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale, grad: grad + offset)
+    _ = sumOverRowBlocks(layout) { rows in
+        for i in rows {
+            let scale = Float(rowWeight[i] * gradScale)
+            forEachSpan(row: i, layout) { span, positive in
+                if positive { return }
+                let offset = i * cols + span.lowerBound
+                _ = expSum(u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale, grad: grad + offset)
+            }
         }
+        return 0
     }
     return comm.sum(loss)
 }
@@ -114,28 +148,35 @@ func donskerVaradhanLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Flo
         }
     }
     let shift = comm.max(Double(m))
-    var sums = [0.0, 0.0]  // sum of e^(u - shift) over negatives, sum of u over positives
+    var positives = 0.0
     for i in 0..<layout.rowCount {
-        forEachSpan(row: i, layout) { span, positive in
-            if positive {
-                for c in span { sums[1] += Double(u[i * cols + c]) }
-            } else {
-                sums[0] += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(shift))
+        for c in layout.positiveColumns(row: i) { positives += Double(u[i * cols + c]) }
+    }
+    let negatives = sumOverRowBlocks(layout) { rows in
+        var s = 0.0
+        for i in rows {
+            forEachSpan(row: i, layout) { span, positive in
+                if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(shift)) }
             }
         }
+        return s
     }
+    var sums = [negatives, positives]  // sum of e^(u - shift) over negatives, sum of u over positives
     comm.allreduceSum(&sums, count: 2)
     let lse = shift + log(sums[0])
     let posW = 1 / layout.positiveCount
-    for i in 0..<layout.rowCount {
-        forEachSpan(row: i, layout) { span, positive in
-            let offset = i * cols + span.lowerBound
-            if positive {
-                for c in 0..<span.count { grad[offset + c] = Float(-posW) * gradScale }
-            } else {
-                _ = expSum(u + offset, count: span.count, shift: Float(lse), gradScale: gradScale, grad: grad + offset)
+    _ = sumOverRowBlocks(layout) { rows in
+        for i in rows {
+            forEachSpan(row: i, layout) { span, positive in
+                let offset = i * cols + span.lowerBound
+                if positive {
+                    for c in 0..<span.count { grad[offset + c] = Float(-posW) * gradScale }
+                } else {
+                    _ = expSum(u + offset, count: span.count, shift: Float(lse), gradScale: gradScale, grad: grad + offset)
+                }
             }
         }
+        return 0
     }
     return -sums[1] * posW + lse - log(layout.negativeCount)
 }
