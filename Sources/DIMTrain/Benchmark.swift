@@ -89,10 +89,13 @@ func timeBlockingAllreduce(_ store: ParameterStore, sync: GradientSync) -> Doubl
     return best
 }
 
-/// Nanoseconds per score of each estimator on one thread, on a block of random scores shaped like
-/// a step's (`rows` x `columns`; the per-rank allreduces of one process are free).
-public func measureEstimators(rows: Int, localBatch n: Int, positions P: Int,
+/// Nanoseconds per score of each estimator on `threads` threads, on a block of random scores shaped
+/// like a step's (`rows` x `columns`; the per-rank allreduces of one process are free).
+public func measureEstimators(rows: Int, localBatch n: Int, positions P: Int, threads: Int = 1,
                               repeats: Int = 5) -> [(Estimator, Double)] {
+    let before = blasThreads()
+    setBLASThreads(threads)
+    defer { setBLASThreads(before) }
     let layout = ScoreLayout(rows: Array(0..<rows), globalBatch: max(rows, n), localBatch: max(rows, n), rank: 0,
                              ranks: 1, positions: P)
     let cols = layout.columns

@@ -55,11 +55,15 @@ struct Bench: ParsableCommand {
         let scoredRows = min(maxNegatives ?? batchSize, batchSize)
         let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size,
                                            positions: config.localPositions)
+        let threaded = blasThreads() > 1
+            ? measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size, positions: config.localPositions,
+                                threads: blasThreads())
+            : nil
         guard comm.isRoot else { return }
         if json {
             try printRecord(r, estimators: estimators, reference: reference, ranks: comm.size)
         } else {
-            printReport(r, estimators: estimators, reference: reference, ranks: comm.size,
+            printReport(r, estimators: estimators, threaded: threaded, reference: reference, ranks: comm.size,
                         scores: "\(scoredRows) x \(batchSize / comm.size * config.localPositions)")
         }
     }
@@ -97,8 +101,8 @@ struct Bench: ParsableCommand {
     }
 
     /// The human-readable report: rates, where the step's time goes, the overlap, the estimators.
-    func printReport(_ r: BenchmarkResult, estimators: [(Estimator, Double)], reference: Double, ranks: Int,
-                     scores: String) {
+    func printReport(_ r: BenchmarkResult, estimators: [(Estimator, Double)], threaded: [(Estimator, Double)]?,
+                     reference: Double, ranks: Int, scores: String) {
         let perStep = r.seconds / Double(r.steps)
         print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, "
               + "\(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = "
@@ -119,5 +123,9 @@ struct Bench: ParsableCommand {
         }
         print("  estimators on one thread, \(scores) scores: "
               + estimators.map { "\($0.0.rawValue) \(fmt($0.1, 2)) ns/score" }.joined(separator: ", "))
+        if let threaded {
+            print("  estimators on \(blasThreads()) threads: "
+                  + threaded.map { "\($0.0.rawValue) \(fmt($0.1, 2)) ns/score" }.joined(separator: ", "))
+        }
     }
 }
