@@ -54,3 +54,16 @@ public func pad(_ s: String, _ width: Int) -> String {
 public func padRight(_ s: String, _ width: Int) -> String {
     s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
 }
+
+/// ||reference - other|| / ||reference|| (floored at 1e-30): one number for how far a tensor is
+/// from a reference, used by every equivalence check (tests, `checkpoint diff`).
+public func relativeDifference<C: Collection>(_ reference: C, _ other: C) -> Double where C.Element: BinaryFloatingPoint {
+    precondition(reference.count == other.count, "relativeDifference: \(reference.count) vs \(other.count) values")
+    var d = 0.0, r = 0.0
+    for (a, b) in zip(reference, other) {
+        let (x, y) = (Double(a), Double(b))
+        d += (x - y) * (x - y)
+        r += x * x
+    }
+    return d.squareRoot() / max(r.squareRoot(), 1e-30)
+}

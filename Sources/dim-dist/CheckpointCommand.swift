@@ -58,10 +58,8 @@ struct CheckpointCommand: ParsableCommand {
                     let (x, sx): ([Double], [Int]) = try fa.read(key)
                     let (y, sy): ([Double], [Int]) = try fb.read(key)
                     guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
-                    var d = 0.0, r = 0.0
-                    for i in x.indices { d += (x[i] - y[i]) * (x[i] - y[i]); r += x[i] * x[i] }
-                    if d != 0 { identical = false }
-                    let e = d.squareRoot() / max(r.squareRoot(), 1e-30)
+                    if x != y { identical = false }
+                    let e = relativeDifference(x, y)
                     if e > worst.0 { worst = (e, name) }
                 }
                 print("  \(padRight(group, 8)) "

@@ -212,23 +212,38 @@ final class CheckpointTests: XCTestCase {
         // A model large enough that each checkpoint takes a while to write, one every step.
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["train", "--data", dir + "/data", "--batch-size", "8", "--steps", "1000", "--checkpoint-every",
-                       "1",
-                       "--mi-units", "1024", "--fc-units", "1024", "--conv-channels", "64,128", "--out", dir + "/run", "--log-every", "1000"]
+        p.arguments = ["train", "--data", dir + "/data", "--batch-size", "8", "--steps", "1000", "--checkpoint-every", "1",
+                       "--mi-units", "1024", "--fc-units", "1024", "--conv-channels", "64,128", "--out", dir + "/run",
+                       "--log-every", "1000"]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
-        try p.run()
+        // Told by the kernel (inotify) when a file appears in the checkpoint directory: the kill
+        // lands while a temporary checkpoint is being written, once an earlier one exists.
         let ckdir = dir + "/run/checkpoints"
-        let deadline = Date().addingTimeInterval(120)
+        try FileManager.default.createDirectory(atPath: ckdir, withIntermediateDirectories: true)
+        let watch = inotify_init1(Int32(IN_CLOEXEC))
+        XCTAssertGreaterThanOrEqual(watch, 0)
+        defer { close(watch) }
+        XCTAssertGreaterThanOrEqual(inotify_add_watch(watch, ckdir, UInt32(IN_CREATE)), 0)
+        try p.run()
         var killedDuringWrite = false
-        while Date() < deadline && p.isRunning {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: ckdir)) ?? []
-            if names.contains("latest") && names.contains(where: { $0.contains(".tmp-") && $0.hasPrefix(".ckpt") }) {
-                kill(p.processIdentifier, SIGKILL)
-                killedDuringWrite = true
-                break
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(120)
+        waiting: while Date() < deadline && p.isRunning {
+            var ready = pollfd(fd: watch, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 1000) > 0 else { continue }
+            let n = read(watch, &buffer, buffer.count)
+            var offset = 0
+            while offset + 16 <= n {  // struct inotify_event: wd, mask, cookie, len, then the name
+                let nameLength = buffer.withUnsafeBytes { Int($0.load(fromByteOffset: offset + 12, as: UInt32.self)) }
+                let name = String(decoding: buffer[(offset + 16)..<(offset + 16 + nameLength)].prefix { $0 != 0 }, as: UTF8.self)
+                offset += 16 + nameLength
+                if name.hasPrefix(".ckpt") && name.contains(".tmp-") && FileManager.default.fileExists(atPath: ckdir + "/latest") {
+                    kill(p.processIdentifier, SIGKILL)
+                    killedDuringWrite = true
+                    break waiting
+                }
             }
-            usleep(200)
         }
         p.waitUntilExit()
         XCTAssertTrue(killedDuringWrite, "the writer was not caught mid-write")

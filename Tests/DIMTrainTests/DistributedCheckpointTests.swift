@@ -26,10 +26,7 @@ final class DistributedCheckpointTests: XCTestCase {
         var worst = (0.0, "")
         for (p, q) in zip(a.model.params.parameters + a.model.discParams.parameters,
                           b.model.params.parameters + b.model.discParams.parameters) {
-            var d = 0.0, r = 0.0
-            for i in 0..<p.count { d += pow(Double(p.value.data[i] - q.value.data[i]),
-                                            2); r += pow(Double(p.value.data[i]), 2) }
-            let e = d.squareRoot() / max(r.squareRoot(), 1e-12)
+            let e = relativeDifference(p.value.array, q.value.array)
             if e > worst.0 { worst = (e, p.name) }
         }
         return worst

@@ -34,9 +34,7 @@ struct EquivalenceFixture {
         var offset = 0
         for p in model.params.parameters + (paramsOnly ? [] : model.discParams.parameters) {
             if loss.estimator == .nce && p.name == "local_mi.ln.bias" { offset += p.count; continue }
-            var d = 0.0, r = 0.0
-            for i in offset..<(offset + p.count) { d += pow(Double(a[i] - b[i]), 2); r += pow(Double(a[i]), 2) }
-            let e = d.squareRoot() / max(r.squareRoot(), 1e-12)
+            let e = relativeDifference(a[offset..<(offset + p.count)], b[offset..<(offset + p.count)])
             if e > worst.0 { worst = (e, p.name) }
             offset += p.count
         }
