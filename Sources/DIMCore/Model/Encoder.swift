@@ -16,24 +16,29 @@ public final class Encoder {
     public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "encoder",
                 precision: Precision = .fp32) {
         self.config = config
-        let g = config.architecture.convGeometry
-        var convs: [Conv2D] = [], norms: [BatchNorm] = []
-        var cin = config.inChannels
-        for (i, cout) in config.convChannels.enumerated() {
-            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: cin, out: cout, kernel: g.kernel, stride: g.stride,
-                                padding: g.padding,
-                                precision: precision))
-            norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: cout, relu: true))
-            cin = cout
-        }
-        self.convs = convs
-        self.convNorms = norms
+        (convs, convNorms) = Self.convBlocks(config, layers: 0..<config.convCount, params: params, buffers: buffers,
+                                             prefix: prefix, precision: precision)
         let n = config.convCount
         fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false,
                     precision: precision)
         fcNorm = BatchNorm(params, buffers: buffers, "\(prefix).bn\(n + 1)", channels: config.fcUnits, relu: true)
         head = Linear(params, "\(prefix).fc\(n + 2)", in: config.fcUnits, out: config.globalDim, bias: true,
                       precision: precision)
+    }
+
+    /// Conv -> BatchNorm -> ReLU blocks `layers` of the config's conv stack, named prefix.conv{i} and
+    /// prefix.bn{i} (the encoder's, and the global-DIM critic's copies of the layers after the local map).
+    static func convBlocks(_ config: ModelConfig, layers: Range<Int>, params: ParameterStore, buffers: ParameterStore,
+                           prefix: String, precision: Precision) -> ([Conv2D], [BatchNorm]) {
+        let g = config.architecture.convGeometry
+        var convs: [Conv2D] = [], norms: [BatchNorm] = []
+        for i in layers {
+            let cin = i == 0 ? config.inChannels : config.convChannels[i - 1], cout = config.convChannels[i]
+            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: cin, out: cout, kernel: g.kernel, stride: g.stride,
+                                padding: g.padding, precision: precision))
+            norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: cout, relu: true))
+        }
+        return (convs, norms)
     }
 
     /// The local map C: `[C, N, H, W]` (valid after forward).

@@ -19,17 +19,8 @@ public final class GlobalDIMCritic {
 
     public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "gdim",
                 precision: Precision = .fp32) {
-        let g = config.architecture.convGeometry
-        var convs: [Conv2D] = [], norms: [BatchNorm] = []
-        for i in (config.localMapIndex + 1)..<config.convCount {
-            convs.append(Conv2D(params, "\(prefix).conv\(i)", in: config.convChannels[i - 1],
-                                out: config.convChannels[i],
-                                kernel: g.kernel, stride: g.stride, padding: g.padding, precision: precision))
-            norms.append(BatchNorm(params, buffers: buffers, "\(prefix).bn\(i)", channels: config.convChannels[i],
-                                   relu: true))
-        }
-        self.convs = convs
-        self.convNorms = norms
+        (convs, convNorms) = Encoder.convBlocks(config, layers: (config.localMapIndex + 1)..<config.convCount,
+                                                params: params, buffers: buffers, prefix: prefix, precision: precision)
         let n = config.convCount
         fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false,
                     precision: precision)
