@@ -10,11 +10,11 @@ public final class LayerNorm {
     public let output = Tensor([0])
     public let gradInput = Tensor([0])
     private let xhat = Tensor([0])
-    private var invStd: [Float] = []
+    private let invStd = Tensor([0])
     /// Per-position scratch: forward keeps the means and the shifted sums of squares there,
     /// backward the sums of g and of g * xhat.
-    private var columnSums: [Float] = []
-    private var columnSecondSums: [Float] = []
+    private let columnSums = Tensor([0])
+    private let columnSecondSums = Tensor([0])
 
     public init(_ store: ParameterStore, _ name: String, channels: Int, eps: Float = 1e-5) {
         self.channels = channels; self.eps = eps
@@ -27,35 +27,28 @@ public final class LayerNorm {
         let m = x.count / channels
         output.resize(x.shape)
         xhat.resize(x.shape)
-        if columnSums.count != m { columnSums = Array(repeating: 0,
-                                                      count: m); columnSecondSums = columnSums; invStd = columnSums }
+        for t in [columnSums, columnSecondSums, invStd] { t.resize([m], zero: true) }
         let C = channels
-        columnSums.withUnsafeMutableBufferPointer { meanP in
-        columnSecondSums.withUnsafeMutableBufferPointer { sqP in
-        invStd.withUnsafeMutableBufferPointer { rP in
-            let mean = meanP.baseAddress!, sq = sqP.baseAddress!, r = rP.baseAddress!
-            mean.update(repeating: 0, count: m)
-            sq.update(repeating: 0, count: m)
-            // Shifted sums (by row 0) keep the one-pass variance accurate in Float.
-            let x0 = x.data
-            for c in 1..<max(C, 1) {
-                let row = x.data + c * m
-                for j in 0..<m { let d = row[j] - x0[j]; mean[j] += d; sq[j] += d * d }
-            }
-            let invC = 1 / Float(C)
-            for j in 0..<m {
-                let md = mean[j] * invC
-                let variance = max(sq[j] * invC - md * md, 0)
-                mean[j] = x0[j] + md
-                r[j] = 1 / (variance + eps).squareRoot()
-            }
-            let w = weight.value.data, b = bias.value.data
-            for c in 0..<C {
-                let src = x.data + c * m, xh = xhat.data + c * m, dst = output.data + c * m
-                let wc = w[c], bc = b[c]
-                for j in 0..<m { let v = (src[j] - mean[j]) * r[j]; xh[j] = v; dst[j] = wc * v + bc }
-            }
-        }}}
+        let mean = columnSums.data, sq = columnSecondSums.data, r = invStd.data
+        // Shifted sums (by row 0) keep the one-pass variance accurate in Float.
+        let x0 = x.data
+        for c in 1..<max(C, 1) {
+            let row = x.data + c * m
+            for j in 0..<m { let d = row[j] - x0[j]; mean[j] += d; sq[j] += d * d }
+        }
+        let invC = 1 / Float(C)
+        for j in 0..<m {
+            let md = mean[j] * invC
+            let variance = max(sq[j] * invC - md * md, 0)
+            mean[j] = x0[j] + md
+            r[j] = 1 / (variance + eps).squareRoot()
+        }
+        let w = weight.value.data, b = bias.value.data
+        for c in 0..<C {
+            let src = x.data + c * m, xh = xhat.data + c * m, dst = output.data + c * m
+            let wc = w[c], bc = b[c]
+            for j in 0..<m { let v = (src[j] - mean[j]) * r[j]; xh[j] = v; dst[j] = wc * v + bc }
+        }
         return output
     }
 
@@ -65,35 +58,31 @@ public final class LayerNorm {
         let C = channels
         gradInput.resize(dy.shape)
         let w = weight.value.data, dw = weight.grad.data, db = bias.grad.data
-        columnSums.withUnsafeMutableBufferPointer { aP in
-        columnSecondSums.withUnsafeMutableBufferPointer { bP in
-        invStd.withUnsafeMutableBufferPointer { rP in
-            let sumG = aP.baseAddress!, sumGX = bP.baseAddress!, r = rP.baseAddress!
-            sumG.update(repeating: 0, count: m)
-            sumGX.update(repeating: 0, count: m)
-            // Pass 1: g = dy * w; column sums of g and g * xhat; dw, db.
-            for c in 0..<C {
-                let d = dy.data + c * m, xh = xhat.data + c * m, g = gradInput.data + c * m
-                let wc = w[c]
-                var sdw: Float = 0, sdb: Float = 0
-                for j in 0..<m {
-                    let v = d[j] * wc
-                    g[j] = v
-                    sumG[j] += v
-                    sumGX[j] += v * xh[j]
-                    sdw += d[j] * xh[j]
-                    sdb += d[j]
-                }
-                dw[c] += sdw; db[c] += sdb
+        columnSums.zeroFill()
+        columnSecondSums.zeroFill()
+        let sumG = columnSums.data, sumGX = columnSecondSums.data, r = invStd.data
+        // Pass 1: g = dy * w; column sums of g and g * xhat; dw, db.
+        for c in 0..<C {
+            let d = dy.data + c * m, xh = xhat.data + c * m, g = gradInput.data + c * m
+            let wc = w[c]
+            var sdw: Float = 0, sdb: Float = 0
+            for j in 0..<m {
+                let v = d[j] * wc
+                g[j] = v
+                sumG[j] += v
+                sumGX[j] += v * xh[j]
+                sdw += d[j] * xh[j]
+                sdb += d[j]
             }
-            let invC = 1 / Float(C)
-            for j in 0..<m { sumG[j] *= invC; sumGX[j] *= invC }
-            // Pass 2: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)).
-            for c in 0..<C {
-                let g = gradInput.data + c * m, xh = xhat.data + c * m
-                for j in 0..<m { g[j] = r[j] * (g[j] - sumG[j] - xh[j] * sumGX[j]) }
-            }
-        }}}
+            dw[c] += sdw; db[c] += sdb
+        }
+        let invC = 1 / Float(C)
+        for j in 0..<m { sumG[j] *= invC; sumGX[j] *= invC }
+        // Pass 2: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)).
+        for c in 0..<C {
+            let g = gradInput.data + c * m, xh = xhat.data + c * m
+            for j in 0..<m { g[j] = r[j] * (g[j] - sumG[j] - xh[j] * sumGX[j]) }
+        }
         return gradInput
     }
 }
