@@ -32,13 +32,19 @@ final class DistributedCheckpointTests: XCTestCase {
         return worst
     }
 
-    func testResumeAtTheSameRanksIsBitIdentical() throws {
+    /// On np ranks: 10 steps straight into dir/a, and 5 steps into dir/b (the checkpoint to resume).
+    func straightAndHalfway() throws -> (dir: String, run: TinyRun, straight: Trainer) {
         guard comm.size > 1 else { throw XCTSkip("multi-rank test: run under mpirun (.ci/run does)") }
         let dir = try sharedDirectory()
         let run = TinyRun(data: dir + "/data")
         let straight = try run.trainer(out: dir + "/a", steps: 10, comm: comm)
         try straight.run()
         try run.trainer(out: dir + "/b", steps: 5, comm: comm).run()
+        return (dir, run, straight)
+    }
+
+    func testResumeAtTheSameRanksIsBitIdentical() throws {
+        let (dir, run, straight) = try straightAndHalfway()
         let resumed = try run.trainer(out: dir + "/b", steps: 10, comm: comm, resume: "auto")
         try resumed.run()
         XCTAssertEqual(snapshot(resumed.state), snapshot(straight.state), "rank \(comm.rank): resume must be exact")
@@ -46,13 +52,8 @@ final class DistributedCheckpointTests: XCTestCase {
     }
 
     func testResumeOnADifferentNumberOfRanks() throws {
-        guard comm.size > 1 else { throw XCTSkip("multi-rank test: run under mpirun (.ci/run does)") }
-        let dir = try sharedDirectory()
-        let run = TinyRun(data: dir + "/data")
-        let straight = try run.trainer(out: dir + "/a", steps: 10, comm: comm)
-        try straight.run()
+        let (dir, run, straight) = try straightAndHalfway()
         // Saved by np ranks, resumed by one process.
-        try run.trainer(out: dir + "/b", steps: 5, comm: comm).run()
         if comm.isRoot {
             let single = try run.trainer(out: dir + "/c", steps: 10, comm: SingleProcess(),
                                          resume: dir + "/b/checkpoints/ckpt-00000005.h5")
