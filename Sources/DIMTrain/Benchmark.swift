@@ -30,11 +30,7 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     let sync = GradientSync(comm: comm)
     let adam = Adam(count: model.params.count)
     let discAdam = Adam(count: model.discParams.count)
-    var rng = SplitMix64(seed: 42, stream: RandomStream.benchmarkImages(rank: comm.rank))
-    let x = Tensor([config.inChannels, n, config.imageSize, config.imageSize])
-    for i in 0..<x.count { x.data[i] = rng.uniform(1) }
-    let zp = Tensor([config.globalDim, n])
-    for i in 0..<zp.count { zp.data[i] = rng.nextFloat() }
+    let (x, zp) = randomInputs(config, localBatch: n, rank: comm.rank)
     var stepIndex = 0
     var exposed = 0.0
     func step() {
@@ -75,6 +71,16 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     // The same reduction alone and blocking, for how much of it the overlap hid.
     if comm.size > 1 { result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync) }
     return result
+}
+
+/// Random images in [-1, 1] and a prior sample for one rank (the benchmark needs no data set).
+func randomInputs(_ config: ModelConfig, localBatch n: Int, rank: Int) -> (images: Tensor, prior: Tensor) {
+    var rng = SplitMix64(seed: 42, stream: RandomStream.benchmarkImages(rank: rank))
+    let x = Tensor([config.inChannels, n, config.imageSize, config.imageSize])
+    for i in 0..<x.count { x.data[i] = rng.uniform(1) }
+    let zp = Tensor([config.globalDim, n])
+    for i in 0..<zp.count { zp.data[i] = rng.nextFloat() }
+    return (x, zp)
 }
 
 /// The best of three blocking allreduces of a store's gradients.

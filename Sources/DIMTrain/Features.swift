@@ -17,6 +17,34 @@ public struct FeatureSet {
     public var labels: [Int]
 }
 
+/// n stored images (CHW bytes, one after another) as the model's input `[C, n, H, W]`, scaled to [-1, 1].
+func modelInput(_ raw: [UInt8], count n: Int, _ m: DatasetManifest, into x: Tensor) {
+    x.resize([m.channels, n, m.height, m.width])
+    let hw = m.height * m.width
+    for j in 0..<n { for c in 0..<m.channels {
+        let dst = x.data + (c * n + j) * hw
+        for p in 0..<hw { dst[p] = modelPixel(raw[j * m.imageBytes + c * hw + p]) }
+    } }
+}
+
+/// The `kinds` features of the encoder's last forward as image rows (`out[(row0 + j) * d + f]`).
+private func copyFeatures(_ model: DIMModel, kinds: [FeatureKind], dims: [FeatureKind: Int], count n: Int, row0: Int,
+                          scratch flat: Tensor, into local: inout [FeatureKind: [Float]]) {
+    for k in kinds {
+        let d = dims[k]!
+        let src: Tensor
+        switch k {
+        case .conv: flattenMap(model.encoder.convFeatures, into: flat); src = flat
+        case .fc: src = model.encoder.fcFeatures
+        case .y: src = model.encoder.globalVector
+        }
+        // src is [d, n]; rows of the output are images.
+        local[k]!.withUnsafeMutableBufferPointer { out in
+            for j in 0..<n { for f in 0..<d { out[(row0 + j) * d + f] = src.data[f * n + j] } }
+        }
+    }
+}
+
 /// Encodes a whole split. Under mpirun each rank encodes a contiguous share and the features are
 /// all-gathered, so every rank ends with all of them.
 public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind], batch: Int = 256,
@@ -38,26 +66,9 @@ public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind
     while i < end {
         let n = min(batch, end - i)
         try data.read(indices: Array(i..<(i + n)), images: &raw, labels: &labels)
-        x.resize([m.channels, n, m.height, m.width])
-        let hw = m.height * m.width
-        for j in 0..<n { for c in 0..<m.channels {
-            let dst = x.data + (c * n + j) * hw
-            for p in 0..<hw { dst[p] = modelPixel(raw[j * m.imageBytes + c * hw + p]) }
-        } }
+        modelInput(raw, count: n, m, into: x)
         model.encode(x, training: false, comm: single)
-        for k in kinds {
-            let d = dims[k]!
-            let src: Tensor
-            switch k {
-            case .conv: flattenMap(model.encoder.convFeatures, into: flat); src = flat
-            case .fc: src = model.encoder.fcFeatures
-            case .y: src = model.encoder.globalVector
-            }
-            // src is [d, n]; rows of the output are images.
-            local[k]!.withUnsafeMutableBufferPointer { out in
-                for j in 0..<n { for f in 0..<d { out[(i - start + j) * d + f] = src.data[f * n + j] } }
-            }
-        }
+        copyFeatures(model, kinds: kinds, dims: dims, count: n, row0: i - start, scratch: flat, into: &local)
         for j in 0..<n { localLabels[i - start + j] = Float(labels[j]) }
         i += n
         if comm.isRoot { progress?(i - start, end - start) }

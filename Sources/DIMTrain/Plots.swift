@@ -92,42 +92,48 @@ public enum Plots {
     public static func neighbourGrid(model: DIMModel, data dir: String, queries: Int, k: Int, seed: UInt64, scale: Int,
                                      comm: Communicator) throws -> (rgb: [UInt8], width: Int, height: Int,
                                                                     labelsMatch: Double) {
-        let train = try ShardedSplit(directory: dir, split: "train"), test = try ShardedSplit(directory: dir,
-                split: "test")
+        let train = try ShardedSplit(directory: dir, split: "train")
+        let test = try ShardedSplit(directory: dir, split: "test")
         let trainY = try encodeSplit(model: model, data: train, kinds: [.y], comm: comm)[.y]!
         var rng = SplitMix64(seed: seed, stream: RandomStream.neighbourQueries)
         let picks = Array(rng.permutation(test.count).prefix(queries))
         let m = test.manifest
-        let per = m.imageBytes
-        var qraw = [UInt8](repeating: 0, count: queries * per), qlab = [Int](repeating: 0, count: queries)
+        var qraw = [UInt8](repeating: 0, count: queries * m.imageBytes), qlab = [Int](repeating: 0, count: queries)
         try test.read(indices: picks, images: &qraw, labels: &qlab)
-        // Y of the queries.
-        let x = Tensor([m.channels, queries, m.height, m.width])
-        let hw = m.height * m.width
-        for j in 0..<queries { for c in 0..<m.channels { for p in 0..<hw {
-            x.data[(c * queries + j) * hw + p] = modelPixel(qraw[j * per + c * hw + p])
-        } } }
+        // Y of the queries, then the k training images nearest to each.
+        let x = Tensor([0])
+        modelInput(qraw, count: queries, m, into: x)
         model.encode(x, training: false, comm: SingleProcess())
-        let y = model.encoder.globalVector, d = trainY.dim
-        var rows: [[Int]] = []
-        var same = 0
-        for j in 0..<queries {
+        let rows = nearest(k, of: model.encoder.globalVector, in: trainY)
+        let same = (0..<queries).reduce(0) { acc, j in acc + rows[j].filter { trainY.labels[$0] == qlab[j] }.count }
+        let grid = try compose(queries: qraw, neighbours: rows, train: train, scale: scale)
+        return (grid.rgb, grid.width, grid.height, Double(same) / Double(queries * k))
+    }
+
+    /// For each column of `y` (`[d, queries]`), the indices of the k rows of `set` nearest in L2.
+    static func nearest(_ k: Int, of y: Tensor, in set: FeatureSet) -> [[Int]] {
+        let queries = y.shape[1], d = set.dim
+        return (0..<queries).map { j in
             var dist = [(Float, Int)]()
-            dist.reserveCapacity(train.count)
-            trainY.values.withUnsafeBufferPointer { v in
-                for i in 0..<train.count {
+            dist.reserveCapacity(set.count)
+            set.values.withUnsafeBufferPointer { v in
+                for i in 0..<set.count {
                     var s: Float = 0
                     for f in 0..<d { let t = v[i * d + f] - y.data[f * queries + j]; s += t * t }
                     dist.append((s, i))
                 }
             }
-            let nearest = dist.sorted { $0.0 < $1.0 }.prefix(k).map(\.1)
-            same += nearest.filter { trainY.labels[$0] == qlab[j] }.count
-            rows.append(nearest)
+            return dist.sorted { $0.0 < $1.0 }.prefix(k).map(\.1)
         }
-        // Compose the grid.
+    }
+
+    /// One row per query: the query image, a gap, then its neighbours, each scaled up `scale` times.
+    static func compose(queries qraw: [UInt8], neighbours rows: [[Int]], train: ShardedSplit,
+                        scale: Int) throws -> (rgb: [UInt8], width: Int, height: Int) {
+        let m = train.manifest, per = m.imageBytes, hw = m.height * m.width
+        let k = rows.first?.count ?? 0
         let cell = m.width * scale, gap = 2, sep = 8
-        let width = (k + 1) * (cell + gap) + sep, height = queries * (cell + gap)
+        let width = (k + 1) * (cell + gap) + sep, height = rows.count * (cell + gap)
         var rgb = [UInt8](repeating: 255, count: width * height * 3)
         var nraw = [UInt8](repeating: 0, count: per), nlab = [0]
         func blit(_ img: [UInt8], offset: Int, row: Int, col: Int, x0: Int) {
@@ -140,13 +146,13 @@ public enum Plots {
                 }
             } }
         }
-        for j in 0..<queries {
+        for (j, neighbours) in rows.enumerated() {
             blit(qraw, offset: j * per, row: j, col: 0, x0: 0)
-            for (c, i) in rows[j].enumerated() {
+            for (c, i) in neighbours.enumerated() {
                 try train.read(indices: [i], images: &nraw, labels: &nlab)
                 blit(nraw, offset: 0, row: j, col: c + 1, x0: sep)
             }
         }
-        return (rgb, width, height, Double(same) / Double(queries * k))
+        return (rgb, width, height)
     }
 }

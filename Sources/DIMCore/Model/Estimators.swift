@@ -73,11 +73,10 @@ func jsdLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layou
     return comm.sum(total) - 2 * log(2.0)
 }
 
-/// infoNCE: for each anchor (row i, its positive patch l), softplus(LSE_i - u[i, (i, l)]), where
-/// LSE_i runs over row i's negatives (on every rank) plus its P own-image entries replaced by
-/// `maskValue`; averaged over the R*P anchors.
-func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout,
-                 maskValue: Double, _ gradScale: Double, _ comm: Communicator) -> Double {
+/// infoNCE's normaliser of each row: log-sum-exp over its negatives on every rank plus its P
+/// own-image entries at `maskValue` (a max allreduce, then a sum allreduce of the shifted sums).
+private func rowLogSumExp(u: UnsafePointer<Float>, _ layout: ScoreLayout, maskValue: Double,
+                          _ comm: Communicator) -> [Double] {
     let R = layout.rowCount, cols = layout.columns, P = layout.P
     var rowMax = [Double](repeating: maskValue, count: R)
     rowMax.withUnsafeMutableBufferPointer { rowMax in
@@ -107,7 +106,16 @@ func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ l
         }
     }
     comm.allreduceSum(&rowSum, count: R)
-    let lse = (0..<R).map { rowMax[$0] + log(rowSum[$0] + Double(P) * exp(maskValue - rowMax[$0])) }
+    return (0..<R).map { rowMax[$0] + log(rowSum[$0] + Double(P) * exp(maskValue - rowMax[$0])) }
+}
+
+/// infoNCE: for each anchor (row i, its positive patch l), softplus(LSE_i - u[i, (i, l)]), where
+/// LSE_i runs over row i's negatives (on every rank) plus its P own-image entries replaced by
+/// `maskValue`; averaged over the R*P anchors.
+func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout,
+                 maskValue: Double, _ gradScale: Double, _ comm: Communicator) -> Double {
+    let R = layout.rowCount, cols = layout.columns
+    let lse = rowLogSumExp(u: u, layout, maskValue: maskValue, comm)
     // Positives live with the rank that owns row i's image; their sigmoid weights, summed per
     // row, scale the softmax over that row's negatives on every rank.
     let w = 1 / layout.positiveCount
