@@ -160,6 +160,20 @@ public struct CheckpointDirectory {
 
     public init(path: String, keep: Int = 3) { self.path = path; self.keep = keep }
 
+    /// A checkpoint argument as users give it: a file, a run directory (its checkpoints/ latest),
+    /// or a checkpoints directory (its latest).
+    public static func resolve(_ path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw DIMError("\(path): no such checkpoint")
+        }
+        if !isDir.boolValue { return path }
+        for dir in [path, path + "/checkpoints"] {
+            if let latest = CheckpointDirectory(path: dir).latest() { return latest }
+        }
+        throw DIMError("\(path): no checkpoint 'latest' pointer in it or in its checkpoints/")
+    }
+
     public static func fileName(step: Int) -> String {
         let s = String(step)
         return "ckpt-" + String(repeating: "0", count: max(0, 8 - s.count)) + s + ".h5"
@@ -224,4 +238,34 @@ func fsyncFile(_ path: String) throws {
     defer { close(fd) }
     if fsync(fd) != 0 && errno != EINVAL { throw DIMError("\(path): fsync failed "
         + "(\(String(cString: strerror(errno))))") }
+}
+
+/// `dim-dist checkpoint diff`: per group of tensors, whether two checkpoints are bit-identical and
+/// the worst relative difference of a tensor (relativeDifference).
+public struct CheckpointComparison {
+    public struct Group {
+        public let name: String
+        public let identical: Bool
+        public let worst: Double
+        public let worstTensor: String
+    }
+    public static let groups = ["params", "buffers", "adam/m", "adam/v"]
+
+    public static func compare(_ a: String, _ b: String) throws -> [Group] {
+        let fa = try HDF5File(a), fb = try HDF5File(b)
+        return try groups.map { group in
+            var worst = (0.0, ""), identical = true
+            for name in try fa.members(group) {
+                let key = "\(group)/\(name)"
+                guard fb.exists(key) else { throw DIMError("\(fb.path): missing '\(key)'") }
+                let (x, sx): ([Double], [Int]) = try fa.read(key)
+                let (y, sy): ([Double], [Int]) = try fb.read(key)
+                guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
+                if x != y { identical = false }
+                let e = relativeDifference(x, y)
+                if e > worst.0 { worst = (e, name) }
+            }
+            return Group(name: group, identical: identical, worst: worst.0, worstTensor: worst.1)
+        }
+    }
 }

@@ -18,7 +18,7 @@ struct CheckpointCommand: ParsableCommand {
         var verify = false
 
         func run() throws {
-            let file = try resolveCheckpoint(path)
+            let file = try CheckpointDirectory.resolve(path)
             let f = try HDF5File(file)
             let info = try CheckpointFile.readInfo(f)
             let params = try f.members("params")
@@ -48,24 +48,13 @@ struct CheckpointCommand: ParsableCommand {
         @Option(help: "Relative tolerance per parameter tensor (0 = must be bit-identical).") var tolerance = 0.0
 
         func run() throws {
-            let fa = try HDF5File(try resolveCheckpoint(a)), fb = try HDF5File(try resolveCheckpoint(b))
-            var failed = false
-            for group in ["params", "buffers", "adam/m", "adam/v"] {
-                var worst = (0.0, ""), identical = true
-                for name in try fa.members(group) {
-                    let key = "\(group)/\(name)"
-                    guard fb.exists(key) else { throw DIMError("\(fb.path): missing '\(key)'") }
-                    let (x, sx): ([Double], [Int]) = try fa.read(key)
-                    let (y, sy): ([Double], [Int]) = try fb.read(key)
-                    guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
-                    if x != y { identical = false }
-                    let e = relativeDifference(x, y)
-                    if e > worst.0 { worst = (e, name) }
-                }
-                print("  \(padRight(group, 8)) "
-                    + "\(identical ? "bit-identical" : "worst relative difference \(sci(worst.0)) (\(worst.1))")")
-                if group == "params" && worst.0 > tolerance { failed = true }
+            let groups = try CheckpointComparison.compare(try CheckpointDirectory.resolve(a),
+                                                          try CheckpointDirectory.resolve(b))
+            for g in groups {
+                print("  \(padRight(g.name, 8)) "
+                      + (g.identical ? "bit-identical" : "worst relative difference \(sci(g.worst)) (\(g.worstTensor))"))
             }
+            let failed = groups.contains { $0.name == "params" && $0.worst > tolerance }
             if failed { printError("checkpoint diff: parameters differ by more than \(tolerance)"); throw ExitCode(1) }
         }
     }

@@ -38,7 +38,7 @@ struct Eval: ParsableCommand {
 
     func evaluate(_ comm: Communicator) throws {
         if everyCheckpoint { return try learningCurve(comm) }
-        let path = try resolveCheckpoint(checkpoint)
+        let path = try CheckpointDirectory.resolve(checkpoint)
         let dir = try data ?? EmbeddedData.directory(comm: comm)
         let kinds = features
         let probeKinds = probe.kinds

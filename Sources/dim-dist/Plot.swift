@@ -64,7 +64,7 @@ struct Plot: ParsableCommand {
 
         func run() throws {
             let comm = SingleProcess()
-            let path = try resolveCheckpoint(checkpoint)
+            let path = try CheckpointDirectory.resolve(checkpoint)
             let dir = try data ?? EmbeddedData.directory(comm: comm)
             let (model, _, _) = try Evaluation.loadModel(checkpoint: path, untrained: false)
             let g = try Plots.neighbourGrid(model: model, data: dir, queries: queries, k: k, seed: seed, scale: scale,

@@ -116,6 +116,42 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// A checkpoint argument: a file, a run directory or its checkpoints directory; anything else
+    /// is an error naming the path.
+    func testCheckpointArgumentsResolve() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 2, checkpointEvery: 1).run()
+        let last = dir + "/run/checkpoints/" + CheckpointDirectory.fileName(step: 2)
+        XCTAssertEqual(try CheckpointDirectory.resolve(dir + "/run"), last)
+        XCTAssertEqual(try CheckpointDirectory.resolve(dir + "/run/checkpoints"), last)
+        let first = dir + "/run/checkpoints/" + CheckpointDirectory.fileName(step: 1)
+        XCTAssertEqual(try CheckpointDirectory.resolve(first), first)
+        XCTAssertThrowsError(try CheckpointDirectory.resolve(dir + "/nothing")) {
+            XCTAssertTrue("\($0)".contains("nothing") && "\($0)".contains("no such checkpoint"), "\($0)")
+        }
+        XCTAssertThrowsError(try CheckpointDirectory.resolve(dir + "/data")) {
+            XCTAssertTrue("\($0)".contains("no checkpoint 'latest'"), "\($0)")
+        }
+    }
+
+    /// `checkpoint diff`: the same checkpoint is bit-identical to itself; two steps apart, the
+    /// parameters differ and the worst tensor is named.
+    func testCheckpointComparison() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 3, checkpointEvery: 1).run()
+        let c = { (step: Int) in dir + "/run/checkpoints/" + CheckpointDirectory.fileName(step: step) }
+        let same = try CheckpointComparison.compare(c(3), c(3))
+        XCTAssertEqual(same.map(\.name), CheckpointComparison.groups)
+        XCTAssertTrue(same.allSatisfy { $0.identical && $0.worst == 0 })
+        let apart = try CheckpointComparison.compare(c(1), c(3))
+        let params = apart.first { $0.name == "params" }!
+        XCTAssertFalse(params.identical)
+        XCTAssertGreaterThan(params.worst, 0)
+        XCTAssertFalse(params.worstTensor.isEmpty)
+    }
+
     func testCheckpointKeepsLastKAndLatest() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
