@@ -27,7 +27,10 @@ let package = Package(
         // oneDNN for the bf16 GEMMs (Debian ships no pkg-config file for it).
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
-        .target(name: "DIMCore", dependencies: ["CBLAS", "CCPU", "CDNNL"]),
+        // The estimators' elementwise kernels, compiled for several instruction sets and chosen at
+        // load time (C: Swift has no per-function targets).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        .target(name: "DIMCore", dependencies: ["CBLAS", "CCPU", "CDNNL", "CKernels"]),
         .target(name: "DIMMPI", dependencies: ["DIMCore", "CMPI"]),
         .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib", "CImageCodecs"]),
         .target(name: "DIMTrain",

@@ -91,6 +91,7 @@ struct Bench: ParsableCommand {
             "ms_per_step": r.seconds / Double(r.steps) * 1000, "gflops_per_rank": r.gflopsPerSecond,
             "gemm_gflops": r.gemmGflopsPerSecond, "reference_gemm_gflops": reference,
             "exposed_allreduce_ms": r.exposedAllreduceSeconds * 1000,
+            "estimator_kernels": estimatorKernelISA,
             "estimator_ns_per_score": Dictionary(uniqueKeysWithValues: estimators.map { ($0.0.rawValue, $0.1) }),
             "phase_ms": Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) }),
         ]
@@ -121,7 +122,7 @@ struct Bench: ParsableCommand {
                   + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
                   + "(\(fmt(100 * hidden, 0))% hidden)")
         }
-        print("  estimators on one thread, \(scores) scores: "
+        print("  estimators (\(estimatorKernelISA) kernels) on one thread, \(scores) scores: "
               + estimators.map { "\($0.0.rawValue) \(fmt($0.1, 2)) ns/score" }.joined(separator: ", "))
         if let threaded {
             print("  estimators on \(blasThreads()) threads: "

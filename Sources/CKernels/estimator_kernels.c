@@ -1,0 +1,139 @@
+// See include/estimator_kernels.h. One 8-lane vector type (clang vector extensions); in the AVX2
+// and AVX-512 clones it is one ymm register and a*b+c contracts to FMA, in the baseline clone two
+// xmm registers. Sums run in float vectors for at most 128 values, then in double.
+#include "estimator_kernels.h"
+#include <stdint.h>
+#include <string.h>
+
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
+
+// Helpers are macros or always-inlined functions taking pointers: a 32-byte vector passed by value
+// to a function compiled without AVX (the baseline variant) would change the calling convention.
+#define BLOCK 128
+#define INLINE static inline __attribute__((always_inline))
+#define SPLAT(v) ((v8f){(v), (v), (v), (v), (v), (v), (v), (v)})
+#define LOAD8(p) ({ v8f v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define STORE8(p, v) do { v8f s_ = (v); memcpy((p), &s_, sizeof s_); } while (0)
+#define SELECT(mask, a, b) ((v8f)((((v8i)(a)) & (mask)) | (((v8i)(b)) & ~(mask))))
+#define HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
+
+// e^x in place for x <= 0 (Cephes' expf: x = n ln2 + r, degree-6 polynomial for e^r, 2^n into the
+// exponent bits). Relative error below 2e-7; x below -87.3 gives 0 (never a subnormal).
+INLINE void exp_nonpositive(v8f *xp) {
+    v8i underflow = *xp < SPLAT(-87.3f);
+    v8f x = SELECT(underflow, SPLAT(-87.3f), *xp);
+    const v8f magic = SPLAT(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+    v8f shifted = x * SPLAT(1.44269504f) + magic;
+    v8f n = shifted - magic;
+    v8f r = x - n * SPLAT(0.693359375f) + n * SPLAT(2.12194440e-4f);
+    v8f p = SPLAT(1.9875691500e-4f);
+    p = p * r + SPLAT(1.3981999507e-3f);
+    p = p * r + SPLAT(8.3334519073e-3f);
+    p = p * r + SPLAT(4.1665795894e-2f);
+    p = p * r + SPLAT(1.6666665459e-1f);
+    p = p * r + SPLAT(5.0000001201e-1f);
+    p = p * (r * r) + r + SPLAT(1.0f);
+    v8i e = (((v8i)shifted) - 0x4B400000 + 127) << 23;
+    *xp = SELECT(underflow, SPLAT(0.0f), p * (v8f)e);
+}
+
+// softplus(x) and sigmoid(x): e = e^-|x|, softplus = max(x, 0) + log1p(e), log1p(e) = 2 atanh(s)
+// with s = e/(2+e) <= 1/3 (a series in s^2, relative error < 2e-8); sigmoid = 1/(1+e) or e/(1+e).
+INLINE void softplus_sigmoid(const v8f *xp, v8f *softplus, v8f *sigmoid) {
+    v8f x = *xp;
+    v8i negative = x < SPLAT(0.0f);
+    v8f e = (v8f)(((v8i)x) | (v8i){INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
+                                      INT32_MIN});  // -|x|
+    exp_nonpositive(&e);
+    v8f one_e = SPLAT(1.0f) + e, two_e = SPLAT(2.0f) + e;
+    v8f reciprocal = SPLAT(1.0f) / (two_e * one_e);  // one division for both quotients
+    v8f s = e * one_e * reciprocal, s2 = s * s;
+    v8f q = SPLAT(1.0f / 13);
+    q = q * s2 + SPLAT(1.0f / 11);
+    q = q * s2 + SPLAT(1.0f / 9);
+    q = q * s2 + SPLAT(1.0f / 7);
+    q = q * s2 + SPLAT(1.0f / 5);
+    q = q * s2 + SPLAT(1.0f / 3);
+    q = q * s2 + SPLAT(1.0f);
+    *softplus = SELECT(negative, SPLAT(0.0f), x) + SPLAT(2.0f) * s * q;
+    v8f inverse = two_e * reciprocal;
+    *sigmoid = SELECT(negative, e * inverse, inverse);
+}
+
+// The last n % 8 values go through the same vector code, padded (so the tail is computed exactly
+// like the rest and never yields a subnormal).
+INLINE void load_tail(v8f *out, const float *p, size_t r, float pad) {
+    float t[8] = {pad, pad, pad, pad, pad, pad, pad, pad};
+    memcpy(t, p, r * sizeof(float));
+    memcpy(out, t, sizeof t);
+}
+INLINE void store_tail(float *p, size_t r, const v8f *v) {
+    float t[8];
+    memcpy(t, v, sizeof t);
+    memcpy(p, t, r * sizeof(float));
+}
+
+// Three variants of every kernel: AVX-512 (x86-64-v4), AVX2 + FMA (x86-64-v3), baseline x86-64.
+#define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi2")))
+#define KERNEL(name) name##_avx512
+#include "estimator_kernels_body.h"
+#undef TARGET
+#undef KERNEL
+#define TARGET __attribute__((target("avx2,fma,bmi2")))
+#define KERNEL(name) name##_avx2
+#include "estimator_kernels_body.h"
+#undef TARGET
+#undef KERNEL
+#define TARGET
+#define KERNEL(name) name##_baseline
+#include "estimator_kernels_body.h"
+#undef TARGET
+#undef KERNEL
+
+// The variant this CPU runs, chosen on first use (by CPU features, whatever the vendor).
+static int isa = -1;  // 2: AVX-512, 1: AVX2 + FMA, 0: baseline
+
+static int pick_isa(void) {
+    if (isa < 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
+            isa = 2;
+        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            isa = 1;
+        } else {
+            isa = 0;
+        }
+    }
+    return isa;
+}
+
+const char *dim_kernels_isa(void) {
+    static const char *names[] = {"baseline x86-64", "AVX2+FMA", "AVX-512"};
+    return names[pick_isa()];
+}
+
+double dim_softplus_sum(const float *x, size_t n, float sign, float grad_scale, float *grad) {
+    switch (pick_isa()) {
+    case 2: return softplus_sum_avx512(x, n, sign, grad_scale, grad);
+    case 1: return softplus_sum_avx2(x, n, sign, grad_scale, grad);
+    default: return softplus_sum_baseline(x, n, sign, grad_scale, grad);
+    }
+}
+
+double dim_exp_sum(const float *x, size_t n, float shift, float grad_scale, float *grad) {
+    switch (pick_isa()) {
+    case 2: return exp_sum_avx512(x, n, shift, grad_scale, grad);
+    case 1: return exp_sum_avx2(x, n, shift, grad_scale, grad);
+    default: return exp_sum_baseline(x, n, shift, grad_scale, grad);
+    }
+}
+
+float dim_maximum(const float *x, size_t n, float initial) {
+    switch (pick_isa()) {
+    case 2: return maximum_avx512(x, n, initial);
+    case 1: return maximum_avx2(x, n, initial);
+    default: return maximum_baseline(x, n, initial);
+    }
+}

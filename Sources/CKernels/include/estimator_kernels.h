@@ -1,0 +1,19 @@
+// The estimators' elementwise kernels (float32, explicit SIMD). Each is compiled for three
+// instruction sets (AVX-512, AVX2+FMA, baseline x86-64) and the best one the CPU runs is used,
+// chosen by CPU features on first use: Swift has no per-function targets, and its SIMD types
+// compile for the baseline (SSE2) only.
+#pragma once
+#include <stddef.h>
+
+// Over x[0..<n]: grad[i] = grad_scale * sigmoid(sign * x[i]); returns the sum of softplus(sign * x[i]).
+double dim_softplus_sum(const float *x, size_t n, float sign, float grad_scale, float *grad);
+
+// Sum of e^(x[i] - shift) over x[0..<n]; with grad, grad[i] = grad_scale * e^(x[i] - shift).
+// Every x[i] - shift must be <= 0 (shift is a maximum or a log-sum-exp of the same values).
+double dim_exp_sum(const float *x, size_t n, float shift, float grad_scale, float *grad);
+
+// The largest of x[0..<n] and initial.
+float dim_maximum(const float *x, size_t n, float initial);
+
+// The instruction set of the variant in use ("AVX-512", "AVX2+FMA" or "baseline x86-64").
+const char *dim_kernels_isa(void);
