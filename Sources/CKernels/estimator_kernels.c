@@ -137,3 +137,19 @@ float dim_maximum(const float *x, size_t n, float initial) {
     default: return maximum_baseline(x, n, initial);
     }
 }
+
+void dim_float_to_bf16(const float *x, uint16_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        u += 0x7FFF + ((u >> 16) & 1);
+        out[i] = (uint16_t)(u >> 16);
+    }
+}
+
+void dim_bf16_to_float(const uint16_t *x, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)x[i] << 16;
+        memcpy(out + i, &u, 4);
+    }
+}

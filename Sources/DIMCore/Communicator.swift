@@ -24,6 +24,9 @@ public protocol Communicator: AnyObject {
     /// be touched until the returned collective is complete. Ranks start their non-blocking and
     /// blocking collectives in the same order.
     func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective
+    /// The same for bfloat16 values (stored as UInt16): pairs are added in float and rounded back
+    /// to bf16 (half the bytes of float32 on the wire; used by `--grad-reduce bf16`).
+    func startAllreduceSum(bf16 buffer: UnsafeMutablePointer<UInt16>, count: Int) -> PendingCollective
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)
     func barrier()
@@ -117,6 +120,9 @@ public final class SingleProcess: Communicator {
         if UnsafePointer(output) != input { output.update(from: input, count: counts[0]) }
     }
     public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingCollective {
+        CompletedCollective()
+    }
+    public func startAllreduceSum(bf16 buffer: UnsafeMutablePointer<UInt16>, count: Int) -> PendingCollective {
         CompletedCollective()
     }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}

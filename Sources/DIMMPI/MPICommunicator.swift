@@ -124,6 +124,15 @@ public final class MPICommunicator: Communicator {
         return pending
     }
 
+    public func startAllreduceSum(bf16 buffer: UnsafeMutablePointer<UInt16>, count: Int) -> PendingCollective {
+        let pending = MPIRequest(communicator: self, count: count)
+        let op = dim_bf16_sum_op()
+        timed("MPI_Iallreduce (start, bf16)", count) {
+            MPI_Iallreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_UINT16(), op, world, &pending.request)
+        }
+        return pending
+    }
+
     /// A started MPI_Iallreduce. Open MPI progresses it inside MPI calls: MPI_Test here, and the
     /// blocking collectives the step makes meanwhile (synchronised BatchNorm).
     final class MPIRequest: PendingCollective {

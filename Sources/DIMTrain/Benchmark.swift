@@ -23,11 +23,12 @@ public struct BenchmarkResult {
 }
 
 public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Precision = .fp32, globalBatch: Int,
-                         rows: RowSelection = .all, steps: Int, warmup: Int, comm: Communicator,
+                         rows: RowSelection = .all, gradientPrecision: GradientPrecision = .fp32,
+                         steps: Int, warmup: Int, comm: Communicator,
                          log: (String) -> Void) throws -> BenchmarkResult {
     let n = try localBatchSize(global: globalBatch, ranks: comm.size)
     let model = DIMModel(config: config, loss: loss, seed: 1, precision: precision)
-    let sync = GradientSync(comm: comm)
+    let sync = GradientSync(comm: comm, precision: gradientPrecision)
     let adam = Adam(count: model.params.count)
     let discAdam = Adam(count: model.discParams.count)
     let (x, zp) = randomInputs(config, localBatch: n, rank: comm.rank)

@@ -17,6 +17,8 @@ public final class Trainer {
         public var keepCheckpoints = 3
         public var resume: String? = nil     // a path, or "auto"
         public var precision = Precision.fp32
+        /// How gradients travel in the allreduce (not part of the checkpointed configuration).
+        public var gradientPrecision = GradientPrecision.fp32
         /// Stop after this many seconds of training (checked every step, decided by all ranks
         /// together) and write a final checkpoint; nil: run to totalSteps.
         public var timeLimit: Double? = nil
@@ -58,7 +60,7 @@ public final class Trainer {
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config, precision: options.precision)
         if let k = config.maxNegatives, k < 2 { throw DIMError("--max-negatives must be at least 2") }
-        sync = GradientSync(comm: comm)
+        sync = GradientSync(comm: comm, precision: options.gradientPrecision)
         state.broadcast(comm: comm)
     }
 

@@ -18,6 +18,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup = 1
     @Option(help: "Bounded negatives: score K sampled global vectors per step (as train --max-negatives).")
     var maxNegatives: Int?
+    @Option(help: "Gradient allreduce in fp32 or bf16 (as train --grad-reduce).") var gradReduce: GradientPrecision = .fp32
     @Flag(help: "Time the collectives (allreduce, allgather, reduce-scatter) over message sizes instead.") var collectives = false
     @Option(help: "Message sizes in bytes for --collectives, comma-separated.") var sizes = "4096,65536,1048576,8388608,58720256"
     @Option(help: "Repetitions per size for --collectives.") var repeats = 20
@@ -50,7 +51,8 @@ struct Bench: ParsableCommand {
         }
         let rows = RowSelection(limit: maxNegatives, seed: 0)
         let r = try runBenchmark(config: config, loss: loss, precision: model.precision, globalBatch: batchSize,
-                                 rows: rows, steps: steps, warmup: warmup, comm: comm, log: { _ in })
+                                 rows: rows, gradientPrecision: gradReduce, steps: steps, warmup: warmup, comm: comm,
+                                 log: { _ in })
         // The estimators alone, on this rank's block of scores (rows x local patches).
         let scoredRows = min(maxNegatives ?? batchSize, batchSize)
         let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size,
@@ -97,6 +99,7 @@ struct Bench: ParsableCommand {
         ]
         if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
         if let k = maxNegatives { record["max_negatives"] = k }
+        record["grad_reduce"] = gradReduce.rawValue
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
@@ -117,7 +120,7 @@ struct Bench: ParsableCommand {
         }
         if let blocking = r.blockingAllreduceSeconds {
             let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
-            print("  gradient allreduce (\(fmt(Double(4 * r.parameterCount) / 1e6, 1)) MB): "
+            print("  gradient allreduce (\(gradReduce.rawValue), \(fmt(Double((gradReduce == .bf16 ? 2 : 4) * r.parameterCount) / 1e6, 1)) MB): "
                 + "\(fmt(blocking * 1000, 1)) ms alone; "
                   + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
                   + "(\(fmt(100 * hidden, 0))% hidden)")

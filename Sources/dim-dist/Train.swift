@@ -43,6 +43,9 @@ struct Train: ParsableCommand {
         discussion: "Default: max(10 minutes, 20 x the median step time). The message names the step, the collective and the silent ranks."),
         transform: parseDuration)
     var stepTimeout: Double?
+    @Option(help: ArgumentHelp("Gradient allreduce in fp32 or bf16.",
+                               discussion: "bf16 sends half the bytes; each sum step rounds to bf16 (about 2^-9 relative)."))
+    var gradReduce: GradientPrecision = .fp32
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
     @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10
     @Option(help: ArgumentHelp("Write a checkpoint every N steps, or every so long: 30m, 2h, 600s (0: only at the end).",
@@ -104,6 +107,7 @@ struct Train: ParsableCommand {
         opts.keepCheckpoints = keep
         opts.resume = resume
         opts.precision = model.precision
+        opts.gradientPrecision = gradReduce
         opts.timeLimit = timeLimit
         let trainer = try Trainer(config: cfg, options: opts, comm: comm, watchdog: watchdog)
         StopSignals.install()
@@ -118,3 +122,5 @@ struct Train: ParsableCommand {
 }
 
 extension LearningRateSchedule.Kind: ExpressibleByArgument {}
+
+extension GradientPrecision: ExpressibleByArgument {}

@@ -125,6 +125,16 @@ public final class InProcessCommunicator: Communicator {
         return CompletedCollective()
     }
 
+    /// Blocking here; bf16 pairs added in float and rounded back, in rank order.
+    public func startAllreduceSum(bf16 buffer: UnsafeMutablePointer<UInt16>, count: Int) -> PendingCollective {
+        reduce(buffer, count: count) { a, b in
+            var s = (Float(bitPattern: UInt32(a) << 16) + Float(bitPattern: UInt32(b) << 16)).bitPattern
+            s &+= 0x7FFF &+ ((s >> 16) & 1)
+            return UInt16(s >> 16)
+        }
+        return CompletedCollective()
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {
         var copy = [UInt8]()
         exchange(UnsafeRawPointer(buffer)) { all in

@@ -4,6 +4,7 @@
 // compile for the baseline (SSE2) only.
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 // Over x[0..<n]: grad[i] = grad_scale * sigmoid(sign * x[i]); returns the sum of softplus(sign * x[i]).
 double dim_softplus_sum(const float *x, size_t n, float sign, float grad_scale, float *grad);
@@ -17,3 +18,8 @@ float dim_maximum(const float *x, size_t n, float initial);
 
 // The instruction set of the variant in use ("AVX-512", "AVX2+FMA" or "baseline x86-64").
 const char *dim_kernels_isa(void);
+
+// float32 <-> bfloat16 (stored as uint16; float to bf16 rounds to nearest, ties to even), for
+// gradients reduced in bf16.
+void dim_float_to_bf16(const float *x, uint16_t *out, size_t n);
+void dim_bf16_to_float(const uint16_t *x, float *out, size_t n);
