@@ -41,6 +41,19 @@ struct EquivalenceFixture {
         return worst
     }
 
+    /// One step's gradients of the global batch of step 0, summed over ranks in `precision`.
+    func reducedGradients(loss: LossConfig, comm: Communicator, precision: GradientPrecision) -> [Float] {
+        let n = globalBatch / comm.size
+        let model = DIMModel(config: config, loss: loss, seed: 3)
+        let all = globalImages(step: 0)
+        let x = Tensor([1, n, 28, 28], values: Array(all[(comm.rank * n * 784)..<((comm.rank + 1) * n * 784)]))
+        let sync = GradientSync(comm: comm, precision: precision, bf16MinimumTensor: 256)
+        sync.begin(model.params)
+        model.forwardBackward(x, comm: comm, gradientsFinal: sync.gradientsFinal(from:))
+        sync.finish()
+        return Array(UnsafeBufferPointer(start: model.params.grads!, count: model.params.count))
+    }
+
     /// Trains `steps` steps on rows [first, first+n) of each global batch; returns all parameters.
     /// `localOnly`: the model sees only this rank (own images as negatives, own BatchNorm
     /// statistics) and only the gradients are summed: not DIM's loss, to show the gathers matter.
@@ -174,6 +187,18 @@ final class DistributedEquivalenceTests: XCTestCase {
         }
     }
 
+    /// --grad-reduce bf16 through MPI (a user-defined reduction in MPI_Iallreduce).
+    func testBF16GradientReduceUnderMPI() throws {
+        let comm = try requireRanks()
+        let loss = LossConfig(estimator: .jsd)
+        let fp32 = fixture.reducedGradients(loss: loss, comm: comm, precision: .fp32)
+        let bf16 = fixture.reducedGradients(loss: loss, comm: comm, precision: .bf16)
+        let err = relativeDifference(fp32, bf16)
+        if comm.isRoot { print("bf16 gradient allreduce np=\(comm.size): relative difference of the summed gradient \(sci(err))") }
+        XCTAssertGreaterThan(err, 0)
+        XCTAssertLessThan(err, 0x1p-8)
+    }
+
     func testZeroBySymmetryGradientIsNoise() {
         let model = DIMModel(config: config, loss: LossConfig(estimator: .nce), seed: 3)
         let x = Tensor([1, globalBatch, 28, 28], values: globalImages(step: 0))
@@ -230,17 +255,7 @@ final class InProcessEquivalenceTests: XCTestCase {
     func testBF16GradientReduceStaysWithinBF16Precision() {
         let loss = LossConfig(estimator: .jsd)
         func reducedGradients(_ precision: GradientPrecision) -> [Float] {
-            InProcessGroup.run(ranks: 4) { comm -> [Float] in
-                let n = self.fixture.globalBatch / comm.size
-                let model = DIMModel(config: self.fixture.config, loss: loss, seed: 3)
-                let all = self.fixture.globalImages(step: 0)
-                let x = Tensor([1, n, 28, 28], values: Array(all[(comm.rank * n * 784)..<((comm.rank + 1) * n * 784)]))
-                let sync = GradientSync(comm: comm, precision: precision, bf16MinimumTensor: 256)
-                sync.begin(model.params)
-                model.forwardBackward(x, comm: comm, gradientsFinal: sync.gradientsFinal(from:))
-                sync.finish()
-                return model.params.grads.map { Array(UnsafeBufferPointer(start: $0, count: model.params.count)) } ?? []
-            }[0]
+            InProcessGroup.run(ranks: 4) { self.fixture.reducedGradients(loss: loss, comm: $0, precision: precision) }[0]
         }
         let (fp32, bf16) = (reducedGradients(.fp32), reducedGradients(.bf16))
         let gradientError = relativeDifference(fp32, bf16)
