@@ -88,29 +88,29 @@ def main(path):
     t_scores = frac("encoder", "heads", "scores+loss")
     t_heads = t_scores + frac("heads backward")
     t_end = t_heads + frac("encoder backward")
-    buckets = [(t_scores, 4.47e6 * 4), (t_heads, 4.73e6 * 4), (t_heads + 0.3 * (t_end - t_heads), 4.26e6 * 4),
-               (t_end, 0.66e6 * 4)]
+    # Parameters (millions) whose gradients become final together; bytes per value set per variant.
+    buckets = [(t_scores, 4.47e6), (t_heads, 4.73e6), (t_heads + 0.3 * (t_end - t_heads), 4.26e6), (t_end, 0.66e6)]
     U, Q, b = 2048, 64, 256
     from math import log2
 
-    def exposed_allreduce(P, bw, alpha, compute):
+    def exposed_allreduce(P, bw, alpha, compute, value_bytes):
         """Seconds of gradient allreduce left after backward ends (buckets served in order)."""
         if P == 1:
             return 0.0
         free = 0.0
-        for t, nbytes in buckets:
+        for t, values in buckets:
             start = max(free, t * compute)
-            free = start + 2 * log2(P) * alpha + 2 * (P - 1) / P * nbytes / bw
+            free = start + 2 * log2(P) * alpha + 2 * (P - 1) / P * values * value_bytes / bw
         return max(0.0, free - t_end * compute)
 
-    def step(P, bw, K=None, alpha=25e-6):
+    def step(P, bw, K=None, alpha=25e-6, value_bytes=4):
         N = P * b
         M = N if K is None else min(N, K)
         compute = b * t_image
         extra = max(M - b, 0)
         score = 6 * (b * Q) * extra * U / F_node + (b * Q) * extra * t_score / cores
         g = 0.0 if P == 1 else 2 * (log2(P) * alpha + (P - 1) / P * M * U * 4 / bw)
-        ar = exposed_allreduce(P, bw, alpha, compute)
+        ar = exposed_allreduce(P, bw, alpha, compute, value_bytes)
         return compute, score, g, ar, compute + score + g + ar
 
     def dominant(c, s, g, ar):
@@ -123,18 +123,18 @@ def main(path):
                 f"GEMMs at {F_node / 1e12:.2f} TFLOP/s, estimator {t_score * 1e9:.2f} ns per score per core; latency "
                 "25 us (10 Gbit) / 5 us (100 Gbit) per message step, log2(p) collectives; gradient allreduce "
                 "overlapped with backward (exposed part shown).", "",
-                "| nodes | N | net | K | compute s | scores s | row gather s | allreduce exposed s | step s | efficiency | dominant extra term |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| nodes | N | net | K | gradients | compute s | scores s | row gather s | allreduce exposed s | step s | efficiency | dominant extra term |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for gbit in (10, 100):
             bw = gbit * 0.125e9 * e
             a = alpha_for[gbit]
             base = step(1, bw, alpha=a)[4]
             for P in (8, 64, 256, 1024):
-                for K in (None, 1024, 512):
-                    c, sc, g, ar, t = step(P, bw, K=K, alpha=a)
+                for K, vb in ((None, 4), (1024, 4), (512, 4), (512, 2), (256, 2)):
+                    c, sc, g, ar, t = step(P, bw, K=K, alpha=a, value_bytes=vb)
                     extra = dominant(0, sc, g, ar)
-                    out.append(f"| {P} | {P * b} | {gbit} Gbit | {K or 'all'} | {c:.3f} | {sc:.3f} | {g:.3f} | {ar:.3f} | {t:.3f} | "
-                               f"{base / t:.0%} | {extra} |")
+                    out.append(f"| {P} | {P * b} | {gbit} Gbit | {K or 'all'} | {'bf16' if vb == 2 else 'fp32'} | {c:.3f} | "
+                               f"{sc:.3f} | {g:.3f} | {ar:.3f} | {t:.3f} | {base / t:.0%} | {extra} |")
     print("\n".join(out))
 
 if __name__ == "__main__":
