@@ -18,9 +18,11 @@ trap '"$here/down.sh" >/dev/null 2>&1 || true' EXIT
 measurements="$out/measurements.jsonl"
 : > "$measurements"
 # One core of this machine, no network: the per-core rates the prediction scales up to a node
-# (images/s of a step at batch 64, the estimators' ns per score, where the step's time goes).
+# (images/s of a step at batch 64, the estimators' ns per score, where the step's time goes), with
+# the BLAS kernels dim-dist picks itself (a machine-wide OPENBLAS_CORETYPE preset is set aside:
+# a faster core makes communication relatively dearer, so this is the harder case).
 echo "== one core"
-OPENBLAS_NUM_THREADS=1 "$bin" bench --batch-size 64 --steps 3 --warmup 1 --json 2>/dev/null \
+env -u OPENBLAS_CORETYPE OPENBLAS_NUM_THREADS=1 "$bin" bench --batch-size 64 --steps 3 --warmup 1 --json 2>/dev/null \
   | sed 's/"kind":"bench"/"kind":"core"/' | tee -a "$measurements"
 for rate in $rates; do
   for hosts in 1 2 4; do
