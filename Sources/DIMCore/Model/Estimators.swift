@@ -11,7 +11,8 @@ import Foundation
 /// Sums that span ranks (infoNCE's per-row normaliser, DV's log-mean-exp, the loss itself) are
 /// combined with allreduces, so np ranks compute what one process computes.
 ///
-/// The elementwise work is float32 SIMD (VectorMath.swift); per-row and per-rank totals are Double.
+/// The elementwise work is float32 vector kernels (Sources/CKernels, through VectorMath.swift);
+/// per-row and per-rank totals are Double.
 public func estimatorLoss(_ estimator: Estimator, u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>,
                           layout: ScoreLayout, maskValue: Double, gradScale: Double = 1, comm: Communicator) -> Double {
     precondition(layout.globalBatch >= 2, "DIM needs at least two images in the global batch (negatives)")
