@@ -4,7 +4,7 @@
 # for infoNCE and JSD; then a linear probe on the conv features of each (settings chosen on a
 # validation split). Prints a Markdown table.
 #
-#   bash launch/recipes/bounded-negatives-quality.sh            # ~25 min on 2 idle cores
+#   bash launch/recipes/bounded-negatives-quality.sh            # ~30 min on 2 idle cores
 #   STEPS=3000 MI_UNITS=2048 OUT=runs/bounded bash launch/recipes/bounded-negatives-quality.sh
 #
 # MI_UNITS: the MI heads' width. 512 instead of the paper's 2048 makes a step ~5x cheaper; the
@@ -16,6 +16,8 @@ OUT="${OUT:-runs/bounded-negatives}"
 STEPS="${STEPS:-1500}"
 MI_UNITS="${MI_UNITS:-512}"
 RANKS="${RANKS:-2}"
+PROBE_EPOCHS="${PROBE_EPOCHS:-20}"   # the probe's epoch budget (its settings are chosen on validation)
+ESTIMATORS="${ESTIMATORS:-nce jsd}"
 bin="${DIM_DIST:-.build/release/dim-dist}"
 [[ -x $bin ]] || bash launch/setup.sh
 if [[ ! -f data/cifar10/manifest.json ]]; then
@@ -25,13 +27,13 @@ mkdir -p "$OUT"
 table="$OUT/table.md"
 echo "| estimator | rows scored per step | linear probe on conv (test) | validation | final loss |" > "$table"
 echo "|---|---|---|---|---|" >> "$table"
-for est in nce jsd; do
+for est in $ESTIMATORS; do
   for K in all 16 4; do
     run="$OUT/$est-$K"
     bounded=(); [[ $K != all ]] && bounded=(--max-negatives "$K")
     launch/local.sh -np "$RANKS" train --data data/cifar10 --estimator "$est" --batch-size 64 --mi-units "$MI_UNITS" \
       --crop-padding 4 --flip --steps "$STEPS" --log-every 100 --out "$run" "${bounded[@]}" > "$run.log" 2>&1
-    launch/local.sh -np "$RANKS" eval --checkpoint "$run" --data data/cifar10 --features conv --probe linear --json \
+    launch/local.sh -np "$RANKS" eval --checkpoint "$run" --data data/cifar10 --features conv --probe linear --probe-epochs "$PROBE_EPOCHS" --json \
       > "$run.probe.txt" 2>&1
     line=$(grep -E "probe on conv" "$run.probe.txt" | head -1)
     test=$(echo "$line" | sed -E 's/.*test ([0-9.]+)%.*/\1/')
