@@ -22,6 +22,14 @@ struct TinyRun {
         config.seed = 4
     }
 
+    /// A fresh dataset in a temporary directory and a trainer on it with (practically) no step
+    /// limit: `options` sets the time limit and whatever else the test needs.
+    static func untilTimeLimit(_ options: (inout Trainer.Options) -> Void) throws -> (dir: String, trainer: Trainer) {
+        let dir = temporaryDirectory()
+        try makeData(dir + "/data")
+        return (dir, try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1_000_000, options: options))
+    }
+
     static func makeData(_ dir: String, count: Int = 40, seed: UInt64 = 2) throws {
         try SyntheticDataset.write(directory: dir, trainCount: count, testCount: 8, classes: 4, channels: 1, size: 28,
                                    seed: seed, shards: 2)
@@ -52,9 +60,7 @@ func snapshot(_ s: TrainingState) -> [Float] {
 
 final class CheckpointTests: XCTestCase {
     func testTimeLimitStopsAndCheckpoints() throws {
-        let dir = temporaryDirectory()
-        try TinyRun.makeData(dir + "/data")
-        let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1_000_000) { $0.timeLimit = 0.5 }
+        let (dir, t) = try TinyRun.untilTimeLimit { $0.timeLimit = 0.5 }
         try t.run()
         XCTAssertGreaterThan(t.state.step, 0)
         XCTAssertLessThan(t.state.step, 1_000_000)
@@ -64,9 +70,7 @@ final class CheckpointTests: XCTestCase {
 
     /// `eval --every-checkpoint` may append probe records while training writes metrics: both survive.
     func testProbeRecordsAppendedDuringTrainingSurvive() throws {
-        let dir = temporaryDirectory()
-        try TinyRun.makeData(dir + "/data")
-        let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1_000_000) {
+        let (dir, t) = try TinyRun.untilTimeLimit {
             $0.timeLimit = 0.6
             $0.logEvery = 1
         }

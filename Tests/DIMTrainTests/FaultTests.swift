@@ -29,9 +29,7 @@ final class FaultTests: XCTestCase {
     }
 
     func testCheckpointsEveryFewSeconds() throws {
-        let dir = temporaryDirectory()
-        try TinyRun.makeData(dir + "/data")
-        let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1_000_000) {
+        let (dir, t) = try TinyRun.untilTimeLimit {
             $0.checkpointInterval = 0.2
             $0.timeLimit = 1.1
             $0.keepCheckpoints = 100
