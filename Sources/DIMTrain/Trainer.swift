@@ -115,8 +115,9 @@ public final class Trainer {
             let f = try HDF5File(p)
             let info = try CheckpointFile.readInfo(f)
             let diffs = config.differences(from: try TrainConfig(checkpoint: info, path: p))
-            if !diffs.isEmpty { throw DIMError("\(p): made with a different "
-                + "configuration: " + diffs.joined(separator: "; ")) }
+            if !diffs.isEmpty {
+                throw DIMError("\(p): made with a different configuration: " + diffs.joined(separator: "; "))
+            }
             if info.datasetFingerprint != data.manifest.fingerprint || info.datasetCount != data.count {
                 throw DIMError("\(p): made on a different dataset (fingerprint \(info.datasetFingerprint), "
                                + "\(info.datasetCount) examples; \(options.dataDirectory) has \(data.manifest.fingerprint), \(data.count))")
@@ -312,8 +313,8 @@ public final class Trainer {
     /// Keeps the metrics records (loss and probe) of steps up to `step`, atomically.
     private func truncateMetrics(after step: Int) throws {
         let path = options.outDirectory + "/metrics.jsonl"
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data,
-                encoding: .utf8) else { return }
+        guard let data = FileManager.default.contents(atPath: path),
+              let text = String(data: data, encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in LossRecord.step(ofLine: line).map { $0 <= step } ?? false }
         let tmp = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: tmp,

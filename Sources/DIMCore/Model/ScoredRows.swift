@@ -43,8 +43,6 @@ public struct ScoreLayout {
     public let rowsPerRank: [Int]
     /// The local index j of each row this rank owns, in row order.
     public let ownedLocalIndex: [Int]
-    /// The first row this rank owns.
-    public let firstOwnedRow: Int
 
     public init(rows: [Int], globalBatch N: Int, localBatch n: Int, rank: Int, ranks: Int, positions P: Int) {
         precondition(N == n * ranks, "global batch \(N) is not \(ranks) ranks x \(n)")
@@ -52,7 +50,7 @@ public struct ScoreLayout {
         var perRank = [Int](repeating: 0, count: ranks)
         for i in rows { perRank[i / n] += 1 }
         rowsPerRank = perRank
-        firstOwnedRow = perRank[..<rank].reduce(0, +)
+        let firstOwnedRow = perRank[..<rank].reduce(0, +)
         ownedLocalIndex = rows[firstOwnedRow..<(firstOwnedRow + perRank[rank])].map { $0 - rank * n }
     }
 
