@@ -4,25 +4,18 @@ import DIMCore
 /// The classifiers that judge a representation (the paper's evaluation): a linear softmax
 /// regression, or an MLP with 200 hidden units, BatchNorm, dropout 0.1 and ReLU. Trained with Adam
 /// on standardised features; built from the same layers as the model.
-///
-/// The rate follows half a cosine from `learningRate` to 0 over the probe's epochs by default: at a
-/// constant rate the last epochs' weights keep Adam's step noise, so the validation accuracy (and the
-/// epoch it picks) jumped by a point from one epoch to the next. `.constant` is the earlier protocol.
 public struct ProbeConfig: Codable, Equatable {
     public enum Kind: String, Codable, CaseIterable { case linear, mlp }
     public var kind: Kind = .linear
     public var epochs = 20
     public var batch = 256
     public var learningRate: Float = 1e-3
-    public var schedule: LearningRateSchedule.Kind = .cosine
     public var hidden = 200
     public var dropout: Float = 0.1
     /// L2 penalty on the weights (not biases or BatchNorm), added to the gradient before Adam.
     public var weightDecay: Float = 0
     public var seed: UInt64 = 0
-    public init(kind: Kind = .linear, epochs: Int = 20, schedule: LearningRateSchedule.Kind = .cosine) {
-        self.kind = kind; self.epochs = epochs; self.schedule = schedule
-    }
+    public init(kind: Kind = .linear, epochs: Int = 20) { self.kind = kind; self.epochs = epochs }
 }
 
 public struct ProbeResult: Codable {
@@ -46,8 +39,6 @@ public final class Probe {
     let norm: BatchNorm?
     let second: Linear?
     let adam: Adam
-    /// The rate of the last update `fit` made (the schedule's end; tests read it).
-    private(set) var lastLearningRate: Float = 0
     private let comm = SingleProcess()
     private let x = Tensor([0]), dlogits = Tensor([0]), mask = Tensor([0])
     private var mean: [Float] = [], invStd: [Float] = []
@@ -123,12 +114,7 @@ public final class Probe {
         var rng = SplitMix64(seed: config.seed, stream: RandomStream.probeOrder)
         dropoutRNG = SplitMix64(seed: config.seed, stream: RandomStream.probeDropout)
         let decayed = params.parameters.filter { $0.name.hasSuffix(".weight") && !$0.name.contains(".bn.") }
-        let epochs = max(config.epochs, 1)
-        let batchesPerEpoch = stride(from: 0, to: train.count - 1, by: config.batch).underestimatedCount
-        let rate = LearningRateSchedule(kind: config.schedule, peak: config.learningRate,
-                                        decaySteps: epochs * batchesPerEpoch)
-        var update = 0
-        for epoch in 1...epochs {
+        for epoch in 1...max(config.epochs, 1) {
             let order = rng.permutation(train.count)
             var b = 0
             while b + 2 <= train.count {
@@ -145,9 +131,6 @@ public final class Probe {
                         for i in 0..<p.count { g[i] += wd * w[i] }
                     }
                 }
-                adam.lr = rate.rate(step: update)
-                lastLearningRate = adam.lr
-                update += 1
                 adam.update(params)
             }
             afterEpoch(epoch)

@@ -21,9 +21,6 @@ struct Eval: ParsableCommand {
     var features: [FeatureKind] = FeatureKind.allCases
     @Option(help: "Probe: linear, mlp or both.") var probe: ProbeChoice = .linear
     @Option(help: "Probe training epochs.") var probeEpochs = 20
-    @Option(help: ArgumentHelp("Probe learning rate: cosine (from 1e-3 to 0 over the probe's epochs) or constant.",
-                               discussion: "constant is the protocol of results before 2026-11-30 (evening)."))
-    var probeSchedule: LearningRateSchedule.Kind = .cosine
     @Flag(help: "Evaluate the untrained encoder of the same configuration instead.") var initOnly = false
     @Flag(help: ArgumentHelp(
         "Learning curve: probe every checkpoint of the run directory not probed yet.",
@@ -48,21 +45,18 @@ struct Eval: ParsableCommand {
         let (model, cfg, info) = try Evaluation.loadModel(checkpoint: path, untrained: initOnly)
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
         log("eval: \(initOnly ? "UNTRAINED encoder of " : "")\(path) (step \(info.step), "
-            + "\(cfg.model.architecture.rawValue), \(cfg.loss.estimator.rawValue)) on \(dir); probe rate \(probeSchedule)")
+            + "\(cfg.model.architecture.rawValue), \(cfg.loss.estimator.rawValue)) on \(dir)")
         if initOnly { try Evaluation.calibrateBatchNorm(model: model,
                                                         data: try ShardedSplit(directory: dir, split: "train")) }
         let results = try Evaluation.run(model: model, data: dir, features: kinds,
                                          probes: probeKinds.map { ProbeConfig(kind: $0,
-                                                 epochs: probeEpochs, schedule: probeSchedule) }, comm: comm, log: log)
+                                                 epochs: probeEpochs) }, comm: comm, log: log)
         if json && comm.isRoot {
-            struct Summary: Codable {
-                var checkpoint: String; var step: Int; var untrained: Bool; var data: String
-                var probeSchedule: LearningRateSchedule.Kind; var results: [ProbeResult]
-            }
+            struct Summary: Codable { var checkpoint: String; var step: Int; var untrained: Bool; var data: String; var results: [ProbeResult] }
             let e = JSONEncoder()
             e.outputFormatting = .sortedKeys
             print(String(data: try e.encode(Summary(checkpoint: path, step: info.step, untrained: initOnly, data: dir,
-                                                    probeSchedule: probeSchedule, results: results)), encoding: .utf8)!)
+                                                    results: results)), encoding: .utf8)!)
         }
     }
 }
@@ -77,7 +71,7 @@ extension Eval {
             + "(--every-checkpoint wants a run directory)") }
         let dir = try data ?? EmbeddedData.directory(comm: comm)
         let kinds = features
-        let probes = probe.kinds.map { ProbeConfig(kind: $0, epochs: probeEpochs, schedule: probeSchedule) }
+        let probes = probe.kinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) }
         let metrics = run + "/metrics.jsonl"
         let done = Set(ProbeRecord.read(metrics).map { "\($0.step) \($0.series)" })
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }

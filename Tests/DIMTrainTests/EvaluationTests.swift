@@ -53,14 +53,9 @@ final class EvaluationTests: XCTestCase {
         }
         let train = make(600), test = make(300)
         for kind in ProbeConfig.Kind.allCases {
-            for schedule in LearningRateSchedule.Kind.allCases {
-                let probe = Probe(inputs: 5, classes: 3, config: ProbeConfig(kind: kind, epochs: 300, schedule: schedule))
-                probe.fit(train: train)
-                XCTAssertGreaterThan(probe.accuracy(test), 0.97, "\(kind) \(schedule)")
-                // The cosine ends near 0 (last of 300 x 3 updates: 1e-3 x (1 + cos(pi 899/900)) / 2).
-                if schedule == .cosine { XCTAssertLessThan(probe.lastLearningRate, 1e-8, "\(kind)") }
-                else { XCTAssertEqual(probe.lastLearningRate, 1e-3, "\(kind)") }
-            }
+            let probe = Probe(inputs: 5, classes: 3, config: ProbeConfig(kind: kind, epochs: 300))
+            probe.fit(train: train)
+            XCTAssertGreaterThan(probe.accuracy(test), 0.97, "\(kind)")
         }
         // The protocol: settings from the grid, chosen on a validation split of the training rows.
         var selection = ProbeSelection()
