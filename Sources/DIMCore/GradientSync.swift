@@ -12,18 +12,20 @@ public enum GradientPrecision: String, CaseIterable, Codable {
 /// Sums parameter gradients over ranks in a few large buckets (not one call per tensor): the
 /// gradients already live in one flat buffer, so a bucket is a contiguous slice of it.
 ///
-/// Overlapped (as DDP and Horovod do): backward reports, layer by layer, the offset from which
-/// every gradient of the flat buffer is final (parameters are laid out in forward order, so
-/// backward finishes them from the end down); `gradientsFinal(from:)` starts a non-blocking
-/// allreduce for each bucket's worth of newly final gradients while backward goes on, and
-/// `finish` starts the rest and waits. Only what is still in flight then is exposed time.
+/// Overlapped (as DDP and Horovod do): backward announces, layer by layer, which slice of the flat
+/// buffer is final (`gradientsFinal(_:)`), in whatever order backward finishes them (the model
+/// finishes the encoder's fc layer before the local MI head laid out after it); final slices that
+/// touch are merged, and once `minimumBucketFloats` of them wait they are started as non-blocking
+/// allreduces while backward goes on. `finish` starts the rest (announced or not) and waits: only
+/// what is still in flight then is exposed time. Every rank runs the same backward, so every rank
+/// announces the same slices in the same order and the collectives match.
 public final class GradientSync {
     public let comm: Communicator
     public let precision: GradientPrecision
     /// Values per allreduce call (4 M: 16 MB in fp32, large enough to reach full bandwidth, small
     /// enough to bound the temporary buffers MPI allocates).
     public var bucketFloats = 4 << 20
-    /// The smallest bucket started before `finish` (smaller ranges wait for more to join them).
+    /// The smallest slice started before `finish` (smaller ones wait for neighbours to join them).
     public var minimumBucketFloats = 1 << 20
     /// With bf16: tensors smaller than this are reduced in float32.
     public let bf16MinimumTensor: Int
@@ -31,8 +33,10 @@ public final class GradientSync {
     public private(set) var exposedSeconds = 0.0
 
     private var store: ParameterStore?
-    /// Gradients at offsets >= this have been handed to the communicator this step.
-    private var startedFrom = 0
+    /// Final slices not yet handed to the communicator, and slices handed over this step (each
+    /// sorted, disjoint, touching slices merged).
+    private var waiting: [Range<Int>] = []
+    private var started: [Range<Int>] = []
     private var pending: [PendingCollective] = []
     /// bf16: the rounded gradients in flight, and the ranges to copy back.
     private var staging: UnsafeMutablePointer<UInt16>?
@@ -57,7 +61,8 @@ public final class GradientSync {
     public func begin(_ store: ParameterStore) {
         precondition(pending.isEmpty, "GradientSync.begin while a reduction is in flight")
         self.store = store
-        startedFrom = store.count
+        waiting = []
+        started = []
         if precision == .bf16 && stagingCount < store.count {
             staging?.deallocate()
             staging = .allocate(capacity: store.count)
@@ -65,18 +70,22 @@ public final class GradientSync {
         }
     }
 
-    /// Every gradient at offset >= `offset` is final: start reducing whole buckets of them.
-    public func gradientsFinal(from offset: Int) {
+    /// Every gradient in `range` of the flat buffer is final: start reducing it once enough final
+    /// values have gathered around it. Parts already started are ignored.
+    public func gradientsFinal(_ range: Range<Int>) {
         guard comm.size > 1, store != nil else { return }
         for p in pending { _ = p.test() }  // let the library progress what is in flight
-        if startedFrom - offset >= minimumBucketFloats { start(down: offset) }
+        waiting = Self.merged(waiting + Self.subtracting(started, from: range))
+        let ready = waiting.filter { $0.count >= minimumBucketFloats }
+        waiting.removeAll { $0.count >= minimumBucketFloats }
+        for r in ready.reversed() { start(r) }
     }
 
     /// Starts whatever is left and waits for every bucket.
     public func finish() {
-        defer { store = nil; pending = []; stagedRanges = [] }
-        guard comm.size > 1, let g = store?.grads else { return }
-        start(down: 0)
+        defer { store = nil; pending = []; stagedRanges = []; waiting = []; started = [] }
+        guard comm.size > 1, let store, let g = store.grads else { return }
+        for r in Self.subtracting(started, from: 0..<store.count).reversed() { start(r) }
         let t0 = monotonicSeconds()
         for p in pending { p.wait() }
         if let staging {
@@ -85,28 +94,54 @@ public final class GradientSync {
         exposedSeconds = monotonicSeconds() - t0
     }
 
-    /// Starts buckets covering [offset, startedFrom), highest first.
-    private func start(down offset: Int) {
+    /// Starts buckets covering `range`, highest first.
+    private func start(_ range: Range<Int>) {
         guard let store, let g = store.grads else { return }
-        while startedFrom > offset {
-            let n = min(bucketFloats, startedFrom - offset)
-            startedFrom -= n
-            let bucket = startedFrom..<(startedFrom + n)
+        started = Self.merged(started + [range])
+        var top = range.upperBound
+        while top > range.lowerBound {
+            let n = min(bucketFloats, top - range.lowerBound)
+            top -= n
+            let bucket = top..<(top + n)
             guard precision == .bf16 else {
-                pending.append(comm.startAllreduceSum(g + startedFrom, count: n))
+                pending.append(comm.startAllreduceSum(g + top, count: n))
                 continue
             }
-            for (range, inBF16) in segments(of: bucket, in: store) {
+            for (piece, inBF16) in segments(of: bucket, in: store) {
                 if inBF16 {
-                    let s = staging! + range.lowerBound
-                    dim_float_to_bf16(g + range.lowerBound, s, range.count)
-                    stagedRanges.append(range)
-                    pending.append(comm.startAllreduceSum(bf16: s, count: range.count))
+                    let s = staging! + piece.lowerBound
+                    dim_float_to_bf16(g + piece.lowerBound, s, piece.count)
+                    stagedRanges.append(piece)
+                    pending.append(comm.startAllreduceSum(bf16: s, count: piece.count))
                 } else {
-                    pending.append(comm.startAllreduceSum(g + range.lowerBound, count: range.count))
+                    pending.append(comm.startAllreduceSum(g + piece.lowerBound, count: piece.count))
                 }
             }
         }
+    }
+
+    /// Sorted by start, overlapping or touching ranges joined.
+    static func merged(_ ranges: [Range<Int>]) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        for r in ranges.filter({ !$0.isEmpty }).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = out.last, r.lowerBound <= last.upperBound {
+                out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
+
+    /// The parts of `range` outside every range of `taken` (sorted and disjoint), in order.
+    static func subtracting(_ taken: [Range<Int>], from range: Range<Int>) -> [Range<Int>] {
+        var out: [Range<Int>] = [], from = range.lowerBound
+        for t in taken where t.upperBound > from && t.lowerBound < range.upperBound {
+            if t.lowerBound > from { out.append(from..<t.lowerBound) }
+            from = max(from, t.upperBound)
+        }
+        if from < range.upperBound { out.append(from..<range.upperBound) }
+        return out
     }
 
     /// `bucket` cut where it passes between large tensors (bf16) and small ones (float32),

@@ -16,6 +16,11 @@ public struct BenchmarkResult {
     public var blockingAllreduceSeconds: Double?
     /// Floats in the gradient allreduce.
     public var parameterCount = 0
+    /// When backward announced gradients final (GradientSync starts their allreduce): per
+    /// announcement, the slice of the flat buffer and the mean seconds since the step began; and
+    /// when backward ended. cluster/scaling_model.py replays them.
+    public var gradientReady: [(range: Range<Int>, seconds: Double)] = []
+    public var backwardEndSeconds = 0.0
     public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
     public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
     /// The GEMMs' own rate: their FLOPs over the time spent inside them.
@@ -34,10 +39,21 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     let (x, zp) = randomInputs(config, localBatch: n, rank: comm.rank)
     var stepIndex = 0
     var exposed = 0.0
+    var recording = false
+    var ready: [(range: Range<Int>, seconds: Double)] = [], backwardEnd = 0.0
     func step() {
         sync.begin(model.params)
+        let start = monotonicSeconds()
+        var announcement = 0
         model.forwardBackward(x, priorSample: zp, rows: rows, step: stepIndex, comm: comm,
-                              gradientsFinal: sync.gradientsFinal(from:))
+                              gradientsFinal: { range in
+            sync.gradientsFinal(range)
+            guard recording else { return }
+            if announcement == ready.count { ready.append((range, 0)) }
+            ready[announcement].seconds += monotonicSeconds() - start
+            announcement += 1
+        })
+        if recording { backwardEnd += monotonicSeconds() - start }
         stepIndex += 1
         model.timer.start()
         sync.finish()
@@ -53,6 +69,7 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     model.timer.enabled = true
     model.timer.reset()
     exposed = 0
+    recording = true
     comm.communicationSeconds = 0
     FlopCounter.reset()
     let t0 = monotonicSeconds()
@@ -69,6 +86,8 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(steps)))
     result.exposedAllreduceSeconds = exposed / Double(steps)
     result.parameterCount = model.params.count
+    result.gradientReady = ready.map { ($0.range, $0.seconds / Double(max(steps, 1))) }
+    result.backwardEndSeconds = backwardEnd / Double(max(steps, 1))
     // The same reduction alone and blocking, for how much of it the overlap hid.
     if comm.size > 1 { result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync) }
     return result

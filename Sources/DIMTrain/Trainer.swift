@@ -176,7 +176,7 @@ public final class Trainer {
         sync.begin(state.model.params)
         let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil,
                                                  rows: config.scoredRows, step: state.step, comm: comm,
-                                                 gradientsFinal: sync.gradientsFinal(from:))
+                                                 gradientsFinal: sync.gradientsFinal)
         watchdog?.enter(.gradientAllreduce)
         sync.finish()
         if withPrior { sync.allreduce(state.model.discParams) }

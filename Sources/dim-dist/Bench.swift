@@ -98,6 +98,10 @@ struct Bench: ParsableCommand {
             "phase_ms": Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) }),
         ]
         if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
+        record["parameter_count"] = r.parameterCount
+        // [first, end, ms]: gradients [first, end) final that many ms into the step.
+        record["gradient_ready"] = r.gradientReady.map { [$0.range.lowerBound, $0.range.upperBound, $0.seconds * 1000] as [Any] }
+        record["backward_end_ms"] = r.backwardEndSeconds * 1000
         if let k = maxNegatives { record["max_negatives"] = k }
         record["grad_reduce"] = gradReduce.rawValue
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])

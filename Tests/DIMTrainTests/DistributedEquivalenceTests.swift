@@ -49,7 +49,7 @@ struct EquivalenceFixture {
         let x = Tensor([1, n, 28, 28], values: Array(all[(comm.rank * n * 784)..<((comm.rank + 1) * n * 784)]))
         let sync = GradientSync(comm: comm, precision: precision, bf16MinimumTensor: 256)
         sync.begin(model.params)
-        model.forwardBackward(x, comm: comm, gradientsFinal: sync.gradientsFinal(from:))
+        model.forwardBackward(x, comm: comm, gradientsFinal: sync.gradientsFinal)
         sync.finish()
         return Array(UnsafeBufferPointer(start: model.params.grads!, count: model.params.count))
     }
@@ -82,7 +82,7 @@ struct EquivalenceFixture {
             for k in 0..<config.globalDim { for j in 0..<n { z.data[k * n + j] = prior[k * globalBatch + first + j] } }
             sync.begin(model.params)
             model.forwardBackward(x, priorSample: z, rows: rows, step: s, comm: modelComm,
-                                  gradientsFinal: sync.gradientsFinal(from:))
+                                  gradientsFinal: sync.gradientsFinal)
             sync.finish()
             sync.allreduce(model.discParams)
             if plainSGD {

@@ -20,13 +20,7 @@ STEPS="${STEPS:-50000}"             # the cosine's length: ~2 h at ~450 images/s
 if [[ ! -f data/cifar10/manifest.json ]]; then
   $bin data import --format cifar10 --source ../shared/datasets/cifar10-jpeg --out data/cifar10
 fi
-if [[ -z $PRECISION ]]; then
-  # bf16 only when this CPU runs it faster than fp32 (bench prints both rates; ~1.5x on AMD Zen 4/5,
-  # 0.5x on an Intel Xeon without AMX).
-  PRECISION=fp32
-  rates=$(OPENBLAS_NUM_THREADS=1 $bin bench --steps 0 --warmup 0 --mi-units 16 2>/dev/null | grep -oE "= [0-9.]+x fp32" || true)
-  if [[ $rates =~ =\ ([0-9.]+)x ]] && awk "BEGIN { exit !(${BASH_REMATCH[1]} > 1.2) }"; then PRECISION=bf16; fi
-fi
+source launch/recipes/choose-precision.sh   # bf16 where the CPU runs it faster
 echo "recipe: $RANKS ranks, precision $PRECISION, time limit $TIME_LIMIT, output $OUT"
 # --estimator nce: infoNCE, the paper's best estimator for local DIM (Table 1).
 # --batch-size 64, Adam betas (0.5, 0.999): the paper's settings.

@@ -4,7 +4,8 @@ import Foundation
 /// the global-DIM critic (alpha > 0) and the prior discriminator (gamma > 0).
 ///
 /// One training step on one rank: encoder -> heads -> gather G -> scores -> loss -> backward ->
-/// reduce-scatter dG -> heads' backward -> encoder backward. Parameter gradients are left in
+/// reduce-scatter dG -> global head backward -> encoder fc backward -> local head backward ->
+/// encoder conv backward. Parameter gradients are left in
 /// `params.grads` (this rank's share); the trainer allreduces them and applies Adam.
 public final class DIMModel {
     public let config: ModelConfig
@@ -54,14 +55,6 @@ public final class DIMModel {
         discParams.allocate(seed: seed &+ 1)
     }
 
-    /// The encoder's parameters come first in `params`; this is where they end.
-    public var encoderParameterEnd: Int { parameterStart("local_mi.") }
-
-    /// Where the parameters named `prefix`... start in the flat buffer.
-    public func parameterStart(_ prefix: String) -> Int {
-        params.parameters.first { $0.name.hasPrefix(prefix) }?.offset ?? params.count
-    }
-
     public var batchNorms: [BatchNorm] {
         var all = encoder.convNorms + [encoder.fcNorm, localHead.norm, globalHead.norm]
         if let g = globalDIM { all += g.convNorms + [g.fcNorm] }
@@ -77,12 +70,11 @@ public final class DIMModel {
     /// pixels in [-1, 1]). `priorSample` (`[globalDim, n]`, this rank's slice of the global
     /// sample) is needed when the prior term is on. `rows` and `step` choose the scored global
     /// vectors (RowSelection). Gradients are zeroed first; each term returns its unweighted loss
-    /// and adds the gradient of its weighted loss. `gradientsFinal(offset)` is told as backward
-    /// goes that every gradient of `params` at `offset` and above is final (GradientSync starts
-    /// reducing them while the encoder's backward runs).
+    /// and adds the gradient of its weighted loss. `gradientsFinal(range)` is told as backward goes
+    /// which slices of `params`' gradients are final (GradientSync reduces them while backward runs).
     @discardableResult
     public func forwardBackward(_ x: Tensor, priorSample: Tensor? = nil, rows: RowSelection = .all, step: Int = 0,
-                                comm: Communicator, gradientsFinal: (Int) -> Void = { _ in }) -> Losses {
+                                comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Losses {
         params.zeroGrads()
         discParams.zeroGrads()
         let lc = lossConfig
@@ -92,19 +84,30 @@ public final class DIMModel {
         timer.mark("encoder")
         gradY.resize(encoder.globalVector.shape, zero: true)
         gradC.resize(encoder.localMap.shape, zero: true)
-        // The critic first: its parameters come last in `params`, so its gradients are the first
-        // final ones, then the global head's, the local head's, the encoder's from the top down.
+        // Backward runs in the order that makes the large gradients final earliest, so that their
+        // allreduce overlaps the rest: the terms' contributions to dL/dY come first (critic, global
+        // MI head, prior), which completes dL/dY; then the encoder's fc block (its largest tensor);
+        // then the local MI head's long backward, which completes dL/dC; the conv blocks last.
+        // Every sum into dL/dY and dL/dC happens in the same order as in a plain backward.
         if lc.alpha != 0 {
             losses.global = globalTerm(rows: rows, step: step, comm: comm)
-            gradientsFinal(parameterStart("gdim."))
+            gradientsFinal(params.range(ofPrefix: "gdim."))
+            timer.mark("global DIM")
         }
-        if lc.beta != 0 { losses.local = localTerm(rows: rows, step: step, comm: comm, gradientsFinal: gradientsFinal) }
-        if lc.gamma != 0 { losses.prior = priorTerm(comm: comm) }
-        timer.mark("global DIM + prior")
-        gradientsFinal(encoderParameterEnd)  // everything above the encoder, also terms that are off
-        encoder.backward(gradY: gradY, gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm,
-                         gradientsFinal: gradientsFinal)
-        timer.mark("encoder backward")
+        if lc.beta != 0 { losses.local = localScores(rows: rows, step: step, comm: comm, gradientsFinal: gradientsFinal) }
+        if lc.gamma != 0 {
+            losses.prior = priorTerm(comm: comm)
+            timer.mark("prior")
+        }
+        encoder.backwardTop(gradY: gradY, comm: comm, gradientsFinal: gradientsFinal)
+        timer.mark("encoder fc backward")
+        if lc.beta != 0 {
+            add(localHead.backward(localScorer.gradL, comm: comm, gradientsFinal: gradientsFinal), into: gradC)
+            timer.mark("local head backward")
+        }
+        encoder.backwardConvs(gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm,
+                              gradientsFinal: gradientsFinal)
+        timer.mark("encoder conv backward")
         losses.total = lc.beta * losses.local + lc.alpha * losses.global + lc.gamma * losses.prior
         if lc.gamma != 0, let zp = priorSample {
             losses.discriminator = discriminatorStep(priorSample: zp, comm: comm)
@@ -113,8 +116,11 @@ public final class DIMModel {
         return losses
     }
 
-    /// Local DIM: Y's head against every local position's head, through the scorer.
-    private func localTerm(rows: RowSelection, step: Int, comm: Communicator, gradientsFinal: (Int) -> Void) -> Double {
+    /// Local DIM up to dL/dY: both heads forward, the scores and the loss through the scorer, and
+    /// the global head's backward (its dL/dY added). The local head's backward (dL/dC) is left to
+    /// `forwardBackward`, which runs the encoder's fc block first.
+    private func localScores(rows: RowSelection, step: Int, comm: Communicator,
+                             gradientsFinal: (Range<Int>) -> Void) -> Double {
         let L = localHead.forward(encoder.localMap, training: true, comm: comm)
         let G = globalHead.forward(encoder.globalVector, training: true, comm: comm)
         timer.mark("heads")
@@ -123,13 +129,8 @@ public final class DIMModel {
                                        maskValue: lossConfig.nceMaskValue, comm: comm)
         localScorer.backward(comm: comm)
         timer.mark("scores+loss")
-        // The small global head first: its gradients are reduced while the local head's large
-        // backward runs.
-        add(globalHead.backward(localScorer.gradG, comm: comm), into: gradY)
-        gradientsFinal(parameterStart("global_mi."))
-        add(localHead.backward(localScorer.gradL, comm: comm), into: gradC)
-        gradientsFinal(parameterStart("local_mi."))
-        timer.mark("heads backward")
+        add(globalHead.backward(localScorer.gradG, comm: comm, gradientsFinal: gradientsFinal), into: gradY)
+        timer.mark("global head backward")
         return loss
     }
 

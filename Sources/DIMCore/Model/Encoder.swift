@@ -60,18 +60,34 @@ public final class Encoder {
         head.forward(fcNorm.forward(fc.forward(flat), training: training, comm: comm))
     }
 
-    /// Back-propagates dL/dY and, when given, dL/dC (added at the local map).
-    /// Backward from dL/dY (and dL/dC added at the local map). `gradientsFinal(offset)` is told,
-    /// layer by layer, that every parameter gradient at `offset` and above is final (layers
-    /// declare their parameters in forward order), so their allreduce can start.
+    /// Backward from dL/dY (and dL/dC added at the local map): `backwardTop` then `backwardConvs`.
+    /// `gradientsFinal(range)` is told, layer by layer, which parameter gradients are final, so
+    /// their allreduce can start (GradientSync).
     public func backward(gradY: Tensor, gradLocalMap: Tensor?, comm: Communicator,
-                         gradientsFinal: (Int) -> Void = { _ in }) {
+                         gradientsFinal: (Range<Int>) -> Void = { _ in }) {
+        backwardTop(gradY: gradY, comm: comm, gradientsFinal: gradientsFinal)
+        backwardConvs(gradLocalMap: gradLocalMap, comm: comm, gradientsFinal: gradientsFinal)
+    }
+
+    /// Backward through the final linear layer and the fc block, from dL/dY to the last conv
+    /// block's output (kept for `backwardConvs`). Needs only dL/dY, so the model runs it before
+    /// the local MI head's long backward: the fc weight (the encoder's largest tensor) is then
+    /// final, and reduced, while that backward runs.
+    public func backwardTop(gradY: Tensor, comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) {
         let dfc = head.backward(gradY)
-        gradientsFinal(head.weight.offset)
-        let dflat = fc.backward(fcNorm.backward(dfc, comm: comm))
-        gradientsFinal(fc.weight.offset)
+        gradientsFinal(parameterRange(from: head.weight, through: head.bias ?? head.weight))
+        let dh = fcNorm.backward(dfc, comm: comm)
+        fc.backwardParameters(dh)
+        gradientsFinal(parameterRange(from: fc.weight, through: fcNorm.bias))
+        let dflat = fc.backwardInput(dh)
         let last = convNorms[convNorms.count - 1].output
         unflattenMap(dflat, channels: last.shape[0], height: last.shape[2], width: last.shape[3], into: gradMap)
+    }
+
+    /// Backward through the conv blocks from the gradient `backwardTop` left, with dL/dC (when
+    /// given) added at the local map.
+    public func backwardConvs(gradLocalMap: Tensor?, comm: Communicator,
+                              gradientsFinal: (Range<Int>) -> Void = { _ in }) {
         var d = gradMap
         for i in stride(from: convs.count - 1, through: 0, by: -1) {
             if i == config.localMapIndex, let dC = gradLocalMap {
@@ -79,7 +95,7 @@ public final class Encoder {
                 for j in 0..<d.count { d.data[j] += dC.data[j] }
             }
             d = convs[i].backward(convNorms[i].backward(d, comm: comm), inputGrad: i > 0)
-            gradientsFinal(convs[i].weight.offset)
+            gradientsFinal(parameterRange(from: convs[i].weight, through: convNorms[i].bias))
         }
     }
 }

@@ -43,13 +43,20 @@ public final class MIHead {
         return layerNorm.forward(residual)
     }
 
-    /// Returns dL/dx (in layerA's gradInput).
+    /// Returns dL/dx (in layerA's gradInput). The parameter gradients of layer b, the shortcut and
+    /// the LayerNorm (declared after layer a and the BatchNorm; 97% of the head's parameters at
+    /// 2048 units) are computed first and announced with `gradientsFinal`, so their allreduce
+    /// overlaps layer b's large input-gradient GEMM and everything after it (GradientSync).
     @discardableResult
-    public func backward(_ dOut: Tensor, comm: Communicator) -> Tensor {
+    public func backward(_ dOut: Tensor, comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Tensor {
         let dh = layerNorm.backward(dOut)
-        let dr = layerB.backward(dh)
+        shortcut.backwardParameters(dh)
+        layerB.backwardParameters(dh)
+        gradientsFinal(parameterRange(from: layerB.weight, through: layerNorm.bias))
+        let dr = layerB.backwardInput(dh)
         let dx = layerA.backward(norm.backward(dr, comm: comm))
-        shortcut.backward(dh, accumulateInto: dx)
+        shortcut.backwardInput(dh, accumulateInto: dx)
+        gradientsFinal(parameterRange(from: layerA.weight, through: norm.bias))
         return dx
     }
 }

@@ -26,6 +26,16 @@ public final class Parameter {
         self.name = name; self.shape = shape; self.count = shape.reduce(1, *)
         self.offset = offset; self.initializer = initializer
     }
+
+    /// The slice of the store's flat buffers this parameter occupies.
+    public var range: Range<Int> { offset..<(offset + count) }
+}
+
+/// The slice holding every parameter declared from `first` through `last` (a layer declares its
+/// parameters together, in order, so this is "the layer's gradients" for GradientSync).
+public func parameterRange(from first: Parameter, through last: Parameter) -> Range<Int> {
+    precondition(first.offset <= last.offset, "parameterRange: \(first.name) is declared after \(last.name)")
+    return first.offset..<(last.offset + last.count)
 }
 
 /// All parameters of one optimiser group in two flat buffers (values and gradients), so that the
@@ -90,4 +100,12 @@ public final class ParameterStore {
     public func zeroGrads() { grads?.update(repeating: 0, count: count) }
 
     public var names: [String] { parameters.map(\.name) }
+
+    /// The slice holding every parameter whose name starts with `prefix` (empty when none does);
+    /// such a group is declared together, so the slice holds nothing else.
+    public func range(ofPrefix prefix: String) -> Range<Int> {
+        let group = parameters.filter { $0.name.hasPrefix(prefix) }
+        guard let first = group.first, let last = group.last else { return count..<count }
+        return parameterRange(from: first, through: last)
+    }
 }

@@ -45,12 +45,26 @@ public final class Linear {
     /// `accumulateInto`. With `inputGrad: false` only the parameter gradients are computed.
     @discardableResult
     public func backward(_ dy: Tensor, inputGrad: Bool = true, accumulateInto: Tensor? = nil) -> Tensor {
+        backwardParameters(dy)
+        guard inputGrad else { return gradInput }
+        return backwardInput(dy, accumulateInto: accumulateInto)
+    }
+
+    /// The parameter half of backward: accumulates dW (and db) from dy. Callers that split the
+    /// halves make the parameter gradients final one GEMM earlier (for the overlapped allreduce).
+    public func backwardParameters(_ dy: Tensor) {
         guard let x = input else { preconditionFailure("Linear.backward before forward") }
         let m = x.count / inFeatures
         gemm(precision, transB: true, m: outFeatures, n: inFeatures, k: m, a: dy.data, lda: m,
               b: x.data, ldb: m, beta: 1, c: weight.grad.data, ldc: inFeatures)
         if let b = bias { addRowSums(dy.data, rows: outFeatures, cols: m, into: b.grad.data) }
-        guard inputGrad else { return gradInput }
+    }
+
+    /// The input half of backward: dL/dx in `gradInput`, or added into `accumulateInto`.
+    @discardableResult
+    public func backwardInput(_ dy: Tensor, accumulateInto: Tensor? = nil) -> Tensor {
+        guard let x = input else { preconditionFailure("Linear.backward before forward") }
+        let m = x.count / inFeatures
         let dx = accumulateInto ?? gradInput
         if accumulateInto == nil { dx.resize(x.shape) }
         gemm(precision, transA: true, m: inFeatures, n: m, k: outFeatures, a: weight.value.data, lda: inFeatures,
