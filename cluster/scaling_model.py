@@ -2,14 +2,15 @@
 """Fits a latency-bandwidth (alpha-beta) model to the collective timings of cluster/scaling.sh and
 predicts the weak-scaling efficiency of a full DIM step for 8..1024 nodes. Standard library only.
 
-Fit (ring algorithms, p ranks, n bytes = size of the whole result), on the emulated cluster:
+Fit (ring algorithms, p ranks, n bytes = size of the whole result), on the emulated cluster, one
+(alpha, beta) per collective (MPI picks a different algorithm for each, with its own efficiency):
   allreduce       T = 2(p-1) alpha + 2(p-1)/p * n / beta
   allgather       T =  (p-1) alpha +  (p-1)/p * n / beta
   reduce-scatter  T =  (p-1) alpha +  (p-1)/p * n / beta
 Prediction for large p uses the log-p latency of the algorithms MPI picks at scale (Rabenseifner
 allreduce: 2 log2(p) alpha + 2(p-1)/p n/beta; recursive-doubling allgather / reduce-scatter:
-log2(p) alpha + (p-1)/p n/beta) with a stated network latency, and the bandwidth efficiency
-measured on the capped emulated links.
+log2(p) alpha + (p-1)/p n/beta) with a stated network latency, and each collective's bandwidth
+efficiency (beta / link rate) measured on the capped emulated links.
 A DIM step on P nodes with b images per node (global batch N = P b), U MI units, Q patches per
 image, one rank per core, M scored rows per step (M = N, or min(N, K) with --max-negatives K):
   compute     b * t_image                               (the step at batch b on one node)
@@ -17,11 +18,14 @@ image, one rank per core, M scored rows per step (M = N, or min(N, K) with --max
                                                          beyond what a one-node step already does)
   estimator   (b Q) * (M - b) * t_score / cores         (float32 SIMD, measured ns per score)
   gather      allgather of M x U floats, reduce-scatter of the same (gradient of the rows)
-  allreduce   56.5 MB of gradients in buckets started as backward finishes them (GradientSync);
-              only what is still in flight when backward ends is exposed: a pipeline over the
-              buckets, each starting when it is final (the core record's phase times) and the
-              network serving them one after the other.
-The per-core rates come from the "core" record (bench on one core of this machine, the same run).
+  allreduce   every gradient (4 bytes, or 2 with --grad-reduce bf16) in buckets started as backward
+              announces them final (GradientSync); only what is still in flight when backward
+              ends is exposed: a replay of GradientSync's rules (slices of >= 1 M values start,
+              4 M values per call, the rest at the end of backward) on the announcement times the
+              core record measured (`gradient_ready`), the network serving buckets one after the
+              other.
+The per-core rates come from the "core" records (bench on one core of this machine, the same run,
+one per MI-head width).
 """
 import json, sys
 
@@ -37,6 +41,46 @@ def fit(points):
 def steps_and_traffic(op, p, n):
     if op == "allreduce": return 2 * (p - 1), 2 * (p - 1) / p * n
     return p - 1, (p - 1) / p * n
+
+def merged(ranges):
+    out = []
+    for lo, hi in sorted(r for r in ranges if r[1] > r[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+def subtracting(taken, r):
+    out, lo = [], r[0]
+    for t0, t1 in taken:
+        if t1 > lo and t0 < r[1]:
+            if t0 > lo: out.append((lo, t0))
+            lo = max(lo, t1)
+    if lo < r[1]: out.append((lo, r[1]))
+    return out
+
+def bucket_schedule(core, minimum=1 << 20, bucket=4 << 20):
+    """GradientSync's buckets as (fraction of the step when started, values), from the core record's
+    announcements [first, end, ms] and the end of backward."""
+    step_ms, count = core["ms_per_step"], core["parameter_count"]
+    waiting, started, out = [], [], []
+
+    def start(r, t):
+        nonlocal started
+        started = merged(started + [r])
+        top = r[1]
+        while top > r[0]:
+            n = min(bucket, top - r[0]); top -= n
+            out.append((t / step_ms, n))
+
+    for lo, hi, ms in core["gradient_ready"]:
+        waiting = merged(waiting + subtracting(started, (lo, hi)))
+        ready = [w for w in waiting if w[1] - w[0] >= minimum]
+        waiting = [w for w in waiting if w[1] - w[0] < minimum]
+        for r in reversed(ready): start(r, ms)
+    for r in reversed(subtracting(started, (0, count))): start(r, core["backward_end_ms"])
+    return out
 
 def main(path):
     rows = [json.loads(l) for l in open(path) if l.strip()]
@@ -56,85 +100,100 @@ def main(path):
         if r.get("blocking_allreduce_ms"):
             hidden = f"{max(0, 1 - r['exposed_allreduce_ms'] / r['blocking_allreduce_ms']):.0%}"
         out.append(f"| {r['rate']} | {p} | {r['ms_per_step']:.0f} | {cm} | {arms:.1f} | {busbw:.2f} | {hidden} |")
+    # One fit per collective and link rate.
     fits = {}
     for rate in sorted({r["rate"] for r in coll}):
-        pts = [steps_and_traffic(r["op"], r["hosts"], r["bytes"]) + (r["seconds"],) for r in coll if r["rate"] == rate]
-        fits[rate] = fit(pts)
-    out += ["", "## Fitted alpha-beta model (all three collectives, 2 and 4 hosts)", "",
-            "| link | alpha (latency per ring step) | beta (bandwidth) |", "|---|---|---|"]
-    for rate, (a, b) in fits.items():
-        out.append(f"| {rate} | {a * 1e6:.0f} us | {b / 1e9:.3f} GB/s |")
-    # Link efficiency: achieved / nominal on a capped link (for the 10 and 100 Gbit predictions).
+        for op in ("allreduce", "allgather", "reduce_scatter"):
+            pts = [steps_and_traffic(op, r["hosts"], r["bytes"]) + (r["seconds"],) for r in coll
+                   if r["rate"] == rate and r["op"] == op]
+            if len(pts) >= 2:
+                fits[(rate, op)] = fit(pts)
     nominal = {"1gbit": 0.125e9, "300mbit": 0.0375e9, "100mbit": 0.0125e9}
-    effs = [fits[r][1] / nominal[r] for r in fits if r in nominal]
-    eff = min(1.0, sum(effs) / len(effs)) if effs else 0.8
-    measured_alpha = min(a for a, b in fits.values()) if fits else float("nan")
+    out += ["", "## Fitted alpha-beta model (per collective, 2 and 4 hosts)", "",
+            "| link | collective | alpha (latency per ring step) | beta (bandwidth) | of the link |", "|---|---|---|---|---|"]
+    for (rate, op), (a, b) in fits.items():
+        of = f"{b / nominal[rate]:.0%}" if rate in nominal else "-"
+        out.append(f"| {rate} | {op} | {a * 1e6:.0f} us | {b / 1e9:.3f} GB/s | {of} |")
+    # Link efficiency of each collective: achieved / nominal on a capped link, averaged over rates.
+    def efficiency(op):
+        e = [fits[(r, o)][1] / nominal[r] for (r, o) in fits if o == op and r in nominal]
+        return min(1.0, sum(e) / len(e)) if e else 0.8
+    measured = {op: efficiency(op) for op in ("allreduce", "allgather", "reduce_scatter")}
     # The emulated hosts time-share 2 vCPUs (and share them with whatever else runs), so the
     # fitted latency is scheduling, not network: predict with typical MPI latencies instead.
     alpha_for = {10: 25e-6, 100: 5e-6}
-    core = next((r for r in rows if r["kind"] == "core"), None)
-    if core is None:
+    cores_records = [r for r in rows if r["kind"] == "core"]
+    if not cores_records:
         sys.exit("no 'core' record (bench on one core) in " + path)
     cores = 16
-    t_image = 1 / core["images_per_s"] / cores            # s/image on a 16-core node
-    F_node = core["gemm_gflops"] * 1e9 * cores            # the step's GEMM rate, per node
-    t_score = max(core["estimator_ns_per_score"].values()) * 1e-9
-    ph = core["phase_ms"]
-    total_ms = core["ms_per_step"]
-    frac = lambda *names: sum(ph.get(n, 0) for n in names) / total_ms
-    # When each group of gradients is final, as a fraction of the step (backward order):
-    # global head (4.47 M) after the scores, local head (4.73 M) after the heads' backward,
-    # the encoder's fc layers (4.26 M) early in its backward, its convs (0.66 M) at the end.
-    t_scores = frac("encoder", "heads", "scores+loss")
-    t_heads = t_scores + frac("heads backward")
-    t_end = t_heads + frac("encoder backward")
-    # Parameters (millions) whose gradients become final together; bytes per value set per variant.
-    buckets = [(t_scores, 4.47e6), (t_heads, 4.73e6), (t_heads + 0.3 * (t_end - t_heads), 4.26e6), (t_end, 0.66e6)]
-    U, Q, b = 2048, 64, 256
+    b, Q = 256, 64
     from math import log2
 
-    def exposed_allreduce(P, bw, alpha, compute, value_bytes):
-        """Seconds of gradient allreduce left after backward ends (buckets served in order)."""
-        if P == 1:
-            return 0.0
-        free = 0.0
-        for t, values in buckets:
-            start = max(free, t * compute)
-            free = start + 2 * log2(P) * alpha + 2 * (P - 1) / P * values * value_bytes / bw
-        return max(0.0, free - t_end * compute)
+    def predict(core, eff):
+        U = core.get("mi_units", 2048)
+        t_image = 1 / core["images_per_s"] / cores            # s/image on a 16-core node
+        F_node = core["gemm_gflops"] * 1e9 * cores            # the step's GEMM rate, per node
+        t_score = max(core["estimator_ns_per_score"].values()) * 1e-9
+        schedule = bucket_schedule(core)
+        t_end = core["backward_end_ms"] / core["ms_per_step"]
 
-    def step(P, bw, K=None, alpha=25e-6, value_bytes=4):
-        N = P * b
-        M = N if K is None else min(N, K)
-        compute = b * t_image
-        extra = max(M - b, 0)
-        score = 6 * (b * Q) * extra * U / F_node + (b * Q) * extra * t_score / cores
-        g = 0.0 if P == 1 else 2 * (log2(P) * alpha + (P - 1) / P * M * U * 4 / bw)
-        ar = exposed_allreduce(P, bw, alpha, compute, value_bytes)
-        return compute, score, g, ar, compute + score + g + ar
+        def exposed_allreduce(P, bw, alpha, compute, value_bytes):
+            """Seconds of gradient allreduce left after backward ends (buckets served in order)."""
+            if P == 1:
+                return 0.0
+            free = 0.0
+            for t, values in schedule:
+                start = max(free, t * compute)
+                free = start + 2 * log2(P) * alpha + 2 * (P - 1) / P * values * value_bytes / bw
+            return max(0.0, free - t_end * compute)
 
-    def dominant(c, s, g, ar):
-        return max([("compute", c), ("scores", s), ("row gather", g), ("allreduce", ar)], key=lambda x: x[1])[0]
+        def step(P, gbit, K=None, value_bytes=4):
+            link = gbit * 0.125e9
+            alpha = alpha_for[gbit]
+            N = P * b
+            M = N if K is None else min(N, K)
+            compute = b * t_image
+            extra = max(M - b, 0)
+            score = 6 * (b * Q) * extra * U / F_node + (b * Q) * extra * t_score / cores
+            g = 0.0 if P == 1 else (2 * log2(P) * alpha + (P - 1) / P * M * U * 4 / (link * eff["allgather"])
+                                    + (P - 1) / P * M * U * 4 / (link * eff["reduce_scatter"]))
+            ar = exposed_allreduce(P, link * eff["allreduce"], alpha, compute, value_bytes)
+            return compute, score, g, ar, compute + score + g + ar
+        return step, U, t_image, F_node, t_score, schedule, t_end
 
-    for eff_label, e in ((f"{eff:.0%} of nominal (measured on the capped emulated links)", eff),
-                         ("85% of nominal (typical of ring allreduce on a real 10/100 Gbit fabric)", 0.85)):
-        out += ["", f"## Predicted weak scaling: {b} images per node, 16-core nodes, bandwidth {eff_label}", "",
-                f"Per node: {1 / t_image:.0f} images/s ({core['images_per_s']:.1f} per core, {core['precision']}), "
-                f"GEMMs at {F_node / 1e12:.2f} TFLOP/s, estimator {t_score * 1e9:.2f} ns per score per core; latency "
-                "25 us (10 Gbit) / 5 us (100 Gbit) per message step, log2(p) collectives; gradient allreduce "
-                "overlapped with backward (exposed part shown).", "",
-                "| nodes | N | net | K | gradients | compute s | scores s | row gather s | allreduce exposed s | step s | efficiency | dominant extra term |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for gbit in (10, 100):
-            bw = gbit * 0.125e9 * e
-            a = alpha_for[gbit]
-            base = step(1, bw, alpha=a)[4]
-            for P in (8, 64, 256, 1024):
-                for K, vb in ((None, 4), (1024, 4), (512, 4), (512, 2), (256, 2)):
-                    c, sc, g, ar, t = step(P, bw, K=K, alpha=a, value_bytes=vb)
-                    extra = dominant(0, sc, g, ar)
-                    out.append(f"| {P} | {P * b} | {gbit} Gbit | {K or 'all'} | {'bf16' if vb == 2 else 'fp32'} | {c:.3f} | "
-                               f"{sc:.3f} | {g:.3f} | {ar:.3f} | {t:.3f} | {base / t:.0%} | {extra} |")
+    def dominant(s, g, ar):
+        return max([("scores", s), ("row gather", g), ("allreduce", ar)], key=lambda x: x[1])[0]
+
+    scenarios = [("measured on the capped emulated links: allreduce {allreduce:.0%}, all-gather {allgather:.0%}, "
+                  "reduce-scatter {reduce_scatter:.0%} of nominal".format(**measured), measured),
+                 ("85% of nominal for every collective (typical of a real 10/100 Gbit fabric)",
+                  {op: 0.85 for op in measured})]
+    summary = []
+    for core in cores_records:
+        for label, eff in scenarios:
+            step, U, t_image, F_node, t_score, schedule, t_end = predict(core, eff)
+            early = sum(v for t, v in schedule if t < 0.5) / core["parameter_count"]
+            out += ["", f"## Predicted weak scaling, {U}-unit MI heads: {b} images per node, 16-core nodes, bandwidth {label}", "",
+                    f"Per node: {1 / t_image:.0f} images/s ({core['images_per_s']:.1f} per core, {core['precision']}), "
+                    f"GEMMs at {F_node / 1e12:.2f} TFLOP/s, estimator {t_score * 1e9:.2f} ns per score per core; "
+                    f"{core['parameter_count'] / 1e6:.1f} M gradients, {early:.0%} of them final in the first half of the "
+                    f"step, backward ends at {t_end:.0%} of it; latency 25 us (10 Gbit) / 5 us (100 Gbit) per message "
+                    "step, log2(p) collectives; gradient allreduce overlapped with backward (exposed part shown).", "",
+                    "| nodes | N | net | K | gradients | compute s | scores s | row gather s | allreduce exposed s | step s | efficiency | dominant extra term |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            for gbit in (10, 100):
+                base = step(1, gbit)[4]
+                for P in (8, 64, 256, 1024):
+                    for K, vb in ((None, 4), (1024, 4), (512, 4), (512, 2), (256, 2)):
+                        c, sc, g, ar, t = step(P, gbit, K=K, value_bytes=vb)
+                        out.append(f"| {P} | {P * b} | {gbit} Gbit | {K or 'all'} | {'bf16' if vb == 2 else 'fp32'} | {c:.3f} | "
+                                   f"{sc:.3f} | {g:.3f} | {ar:.3f} | {t:.3f} | {base / t:.0%} | {dominant(sc, g, ar)} |")
+                        if P == 64:
+                            summary.append((U, label.split(":")[0].split(" (")[0], gbit, K, vb, base / t))
+    out += ["", "## At 64 nodes (the issue's aim: 90% on 100 Gbit, 80% on 10 Gbit)", "",
+            "| MI units | bandwidth | net | K | gradients | efficiency |", "|---|---|---|---|---|---|"]
+    for U, label, gbit, K, vb, e in summary:
+        out.append(f"| {U} | {label} | {gbit} Gbit | {K or 'all'} | {'bf16' if vb == 2 else 'fp32'} | {e:.0%} |")
     print("\n".join(out))
 
 if __name__ == "__main__":

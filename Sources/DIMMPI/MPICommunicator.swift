@@ -2,9 +2,10 @@ import Foundation
 import CMPI
 import DIMCore
 
-/// The Communicator over MPI_COMM_WORLD. MPI is initialised once per process (with
-/// MPI_THREAD_FUNNELED: only the training thread calls MPI) and finalised at exit, so that
-/// mpirun sees a clean shutdown.
+/// The Communicator over MPI_COMM_WORLD. MPI is initialised once per process and finalised at
+/// exit, so that mpirun sees a clean shutdown. The training thread makes every collective call;
+/// with MPI_THREAD_MULTIPLE (Open MPI provides it) a ProgressThread also tests the non-blocking
+/// gradient allreduces so that they move while backward computes.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
@@ -18,9 +19,12 @@ public final class MPICommunicator: Communicator {
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
         if initialized == 0 {
+            for (key, value) in Self.openMPIDefaults { setenv(key, value, 0) }
             var provided: Int32 = 0
-            MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+            MPI_Init_thread(nil, nil, Int32(MPI_THREAD_MULTIPLE), &provided)
+            if provided >= Int32(MPI_THREAD_MULTIPLE) { ProgressThread.shared = ProgressThread() }
             atexit {
+                ProgressThread.shared?.stop()
                 var finalized: Int32 = 0
                 MPI_Finalized(&finalized)
                 if finalized == 0 { MPI_Finalize() }
@@ -35,6 +39,21 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(world, &s)
         rank = Int(r); size = Int(s)
     }
+
+    /// Open MPI settings this program starts with unless the environment already has them (mpirun
+    /// --mca passes its settings to the ranks as these same variables, so the user's win; other MPI
+    /// libraries ignore them). Open MPI's defaults cost 1.6-4x on TCP links, measured on the
+    /// emulated cluster's 1 Gbit links (README, "Multi-node"): one TCP connection per pair of ranks
+    /// carried 48-55% of the link in a large allreduce, two carry 94%; MPI_Reduce_scatter_block's
+    /// default (a reduce, then a scatter) reached 19%, recursive halving 78%; the gradients'
+    /// non-blocking allreduce (libnbc) took 798 ms for 56.5 MB on 2 hosts with its default
+    /// algorithm and 488 ms with Rabenseifner's (reduce-scatter + all-gather, log2(p) latency).
+    static let openMPIDefaults = [
+        ("OMPI_MCA_btl_tcp_links", "2"),
+        ("OMPI_MCA_coll_tuned_use_dynamic_rules", "1"),  // lets the next line choose; others keep their defaults
+        ("OMPI_MCA_coll_tuned_reduce_scatter_block_algorithm", "3"),
+        ("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3"),
+    ]
 
     /// MPI's text for an error code.
     static func errorString(_ code: Int32) -> String {
@@ -121,6 +140,7 @@ public final class MPICommunicator: Communicator {
             MPI_Iallreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_FLOAT(), dim_MPI_SUM(), world,
                            &pending.request)
         }
+        ProgressThread.shared?.watch(pending)
         return pending
     }
 
@@ -130,11 +150,13 @@ public final class MPICommunicator: Communicator {
         timed("MPI_Iallreduce (start, bf16)", count) {
             MPI_Iallreduce(dim_MPI_IN_PLACE(), buffer, Int32(count), dim_MPI_UINT16(), op, world, &pending.request)
         }
+        ProgressThread.shared?.watch(pending)
         return pending
     }
 
-    /// A started MPI_Iallreduce. Open MPI progresses it inside MPI calls: MPI_Test here, and the
-    /// blocking collectives the step makes meanwhile (synchronised BatchNorm).
+    /// A started MPI_Iallreduce. Open MPI progresses it inside MPI calls: the ProgressThread's
+    /// MPI_Test calls (when there is one), MPI_Test here, and the blocking collectives the step
+    /// makes meanwhile.
     final class MPIRequest: PendingCollective {
         unowned let communicator: MPICommunicator
         let count: Int
@@ -143,6 +165,9 @@ public final class MPICommunicator: Communicator {
         init(communicator: MPICommunicator, count: Int) { self.communicator = communicator; self.count = count }
 
         func test() -> Bool {
+            let progress = ProgressThread.shared
+            progress?.lock.lock()
+            defer { progress?.lock.unlock() }
             if done { return true }
             var flag: Int32 = 0
             communicator.timed("MPI_Test", count) { MPI_Test(&request, &flag, dim_MPI_STATUS_IGNORE()) }
@@ -151,9 +176,22 @@ public final class MPICommunicator: Communicator {
         }
 
         func wait() {
+            let progress = ProgressThread.shared
+            progress?.lock.lock()
+            defer { progress?.lock.unlock() }
             if done { return }
             communicator.timed("MPI_Wait (Iallreduce)", count) { MPI_Wait(&request, dim_MPI_STATUS_IGNORE()) }
             done = true
+        }
+
+        /// The ProgressThread's test (its lock held): no observer, no timing (both belong to the
+        /// training thread); true once complete, or on an error, which is left for `wait` to report.
+        func progressLocked() -> Bool {
+            if done { return true }
+            var flag: Int32 = 0
+            if MPI_Test(&request, &flag, dim_MPI_STATUS_IGNORE()) != 0 { return true }
+            done = flag != 0
+            return done
         }
     }
 

@@ -99,6 +99,7 @@ struct Bench: ParsableCommand {
         ]
         if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
         record["parameter_count"] = r.parameterCount
+        record["mi_units"] = try model.config(imageSize: nil, channels: nil).miUnits
         // [first, end, ms]: gradients [first, end) final that many ms into the step.
         record["gradient_ready"] = r.gradientReady.map { [$0.range.lowerBound, $0.range.upperBound, $0.seconds * 1000] as [Any] }
         record["backward_end_ms"] = r.backwardEndSeconds * 1000
