@@ -157,6 +157,8 @@ public func runCollectiveBenchmark(comm: Communicator, sizes: [Int], repeats: In
         for i in 0..<total { buf.data[i] = Float(i % 7) }
         let ops: [(String, () -> Void)] = [
             ("allreduce", { comm.allreduceSum(buf.data, count: total) }),
+            // The gradients' path (GradientSync): non-blocking, another algorithm in Open MPI.
+            ("iallreduce", { comm.startAllreduceSum(buf.data, count: total).wait() }),
             ("allgather", { comm.allgather(buf.data, count: per, into: res.data) }),
             ("reduce_scatter", { comm.reduceScatterSum(buf.data, count: per, into: res.data) }),
         ]
