@@ -5,8 +5,8 @@ import Foundation
 ///
 /// One training step on one rank: encoder -> heads -> gather G -> scores -> loss -> backward ->
 /// reduce-scatter dG -> global head backward -> encoder fc backward -> local head backward ->
-/// encoder conv backward. Parameter gradients are left in
-/// `params.grads` (this rank's share); the trainer allreduces them and applies Adam.
+/// encoder conv backward. Parameter gradients are left in `params.grads` (this rank's share);
+/// the trainer allreduces them (overlapped with backward) and applies Adam.
 public final class DIMModel {
     public let config: ModelConfig
     public var lossConfig: LossConfig

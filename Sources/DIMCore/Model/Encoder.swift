@@ -60,19 +60,13 @@ public final class Encoder {
         head.forward(fcNorm.forward(fc.forward(flat), training: training, comm: comm))
     }
 
-    /// Backward from dL/dY (and dL/dC added at the local map): `backwardTop` then `backwardConvs`.
-    /// `gradientsFinal(range)` is told, layer by layer, which parameter gradients are final, so
-    /// their allreduce can start (GradientSync).
-    public func backward(gradY: Tensor, gradLocalMap: Tensor?, comm: Communicator,
-                         gradientsFinal: (Range<Int>) -> Void = { _ in }) {
-        backwardTop(gradY: gradY, comm: comm, gradientsFinal: gradientsFinal)
-        backwardConvs(gradLocalMap: gradLocalMap, comm: comm, gradientsFinal: gradientsFinal)
-    }
-
-    /// Backward through the final linear layer and the fc block, from dL/dY to the last conv
-    /// block's output (kept for `backwardConvs`). Needs only dL/dY, so the model runs it before
-    /// the local MI head's long backward: the fc weight (the encoder's largest tensor) is then
-    /// final, and reduced, while that backward runs.
+    /// Backward in two parts, `backwardTop` then `backwardConvs`; `gradientsFinal(range)` is told,
+    /// layer by layer, which parameter gradients are final, so their allreduce can start.
+    ///
+    /// The top part: the final linear layer and the fc block, from dL/dY to the last conv block's
+    /// output (kept for `backwardConvs`). It needs only dL/dY, so the model runs it before the
+    /// local MI head's long backward: the fc weight (the encoder's largest tensor) is then final,
+    /// and reduced, while that backward runs.
     public func backwardTop(gradY: Tensor, comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) {
         let dfc = head.backward(gradY)
         gradientsFinal(parameterRange(from: head.weight, through: head.bias ?? head.weight))

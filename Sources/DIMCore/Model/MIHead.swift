@@ -44,8 +44,8 @@ public final class MIHead {
     }
 
     /// Returns dL/dx (in layerA's gradInput). The parameter gradients of layer b, the shortcut and
-    /// the LayerNorm (declared after layer a and the BatchNorm; 97% of the head's parameters at
-    /// 2048 units) are computed first and announced with `gradientsFinal`, so their allreduce
+    /// the LayerNorm (declared after layer a and the BatchNorm; 94-97% of the head's parameters
+    /// at 2048 units) are computed first and announced with `gradientsFinal`, so their allreduce
     /// overlaps layer b's large input-gradient GEMM and everything after it (GradientSync).
     @discardableResult
     public func backward(_ dOut: Tensor, comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Tensor {
