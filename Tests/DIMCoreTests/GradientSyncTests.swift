@@ -37,7 +37,10 @@ final class GradientSyncTests: XCTestCase {
             for announce in orders {
                 let ranks = reduce(precision: precision, announce: announce)
                 for r in ranks.indices {
-                    XCTAssertEqual(ranks[r], expected, "\(precision), announced \(announce), rank \(r)")
+                    // The first wrong value, not two 1945-value arrays.
+                    let wrong = ranks[r].indices.first { ranks[r][$0] != expected[$0] }
+                    XCTAssertNil(wrong, "\(precision), announced \(announce), rank \(r): value \(wrong ?? 0) is "
+                                 + "\(wrong.map { ranks[r][$0] } ?? 0), expected \(wrong.map { expected[$0] } ?? 0)")
                 }
             }
         }
