@@ -63,7 +63,7 @@ struct Bench: ParsableCommand {
             : nil
         guard comm.isRoot else { return }
         if json {
-            try printRecord(r, estimators: estimators, reference: reference, ranks: comm.size)
+            try printRecord(r, estimators: estimators, reference: reference, ranks: comm.size, miUnits: config.miUnits)
         } else {
             printReport(r, estimators: estimators, threaded: threaded, reference: reference, ranks: comm.size,
                         scores: "\(scoredRows) x \(batchSize / comm.size * config.localPositions)")
@@ -86,7 +86,8 @@ struct Bench: ParsableCommand {
     }
 
     /// --json: one record (cluster/scaling.sh reads it).
-    func printRecord(_ r: BenchmarkResult, estimators: [(Estimator, Double)], reference: Double, ranks: Int) throws {
+    func printRecord(_ r: BenchmarkResult, estimators: [(Estimator, Double)], reference: Double, ranks: Int,
+                     miUnits: Int) throws {
         var record: [String: Any] = [
             "kind": "bench", "ranks": ranks, "threads": blasThreads(), "global_batch": batchSize,
             "precision": model.precision.rawValue, "images_per_s": r.imagesPerSecond,
@@ -99,7 +100,7 @@ struct Bench: ParsableCommand {
         ]
         if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
         record["parameter_count"] = r.parameterCount
-        record["mi_units"] = try model.config(imageSize: nil, channels: nil).miUnits
+        record["mi_units"] = miUnits
         // [first, end, ms]: gradients [first, end) final that many ms into the step.
         record["gradient_ready"] = r.gradientReady.map { [$0.range.lowerBound, $0.range.upperBound, $0.seconds * 1000] as [Any] }
         record["backward_end_ms"] = r.backwardEndSeconds * 1000

@@ -26,9 +26,6 @@ public final class Parameter {
         self.name = name; self.shape = shape; self.count = shape.reduce(1, *)
         self.offset = offset; self.initializer = initializer
     }
-
-    /// The slice of the store's flat buffers this parameter occupies.
-    public var range: Range<Int> { offset..<(offset + count) }
 }
 
 /// The slice holding every parameter declared from `first` through `last` (a layer declares its
