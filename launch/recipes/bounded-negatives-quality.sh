@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What bounded negatives cost in quality: the same training (CIFAR-10, global batch 64, equal
-# steps, same seed) with all 64 rows scored and with K = 16 (N/4) and K = 4 (N/16) sampled rows,
+# What bounded negatives cost in quality: the same training (CIFAR-10, global batch BATCH = 64 by
+# default, equal steps, same seed) with all rows scored and with K = N/4 and N/16 sampled rows (KS),
 # for infoNCE and JSD; then a linear probe on the conv features of each (settings chosen on a
 # validation split). Prints a Markdown table.
 #
