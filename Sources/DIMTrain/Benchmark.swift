@@ -126,13 +126,16 @@ public func measureEstimators(rows: Int, localBatch n: Int, positions P: Int, th
                              ranks: 1, positions: P)
     let cols = layout.columns
     let u = Tensor([rows, cols]), grad = Tensor([rows, cols])
+    let positives = Tensor([cols]), gradPositives = Tensor([cols])
     var rng = SplitMix64(seed: 9, stream: RandomStream.benchmarkImages(rank: 0))
     for i in 0..<u.count { u.data[i] = rng.uniform(8) }
+    for i in 0..<cols { positives.data[i] = rng.uniform(8) }
     return Estimator.allCases.map { est in
         var best = Double.infinity
         for _ in 0..<repeats {
             let t0 = monotonicSeconds()
-            _ = estimatorLoss(est, u: u.data, grad: grad.data, layout: layout, maskValue: -10, comm: SingleProcess())
+            _ = estimatorLoss(est, u: u.data, grad: grad.data, positives: positives.data,
+                              gradPositives: gradPositives.data, layout: layout, maskValue: -10, comm: SingleProcess())
             best = min(best, monotonicSeconds() - t0)
         }
         return (est, best / Double(rows * cols) * 1e9)

@@ -7,38 +7,67 @@ import XCTest
 final class EstimatorGradientTests: XCTestCase {
     let comm = SingleProcess()
 
-    func testEstimatorsAgainstFiniteDifferences() {
-        let (N, P) = (4, 3)
-        let u = randomTensor([N, N * P], seed: 21, scale: 3)
-        let grad = Tensor([N, N * P])
-        let block = ScoreLayout.allRows(images: N, positions: P)
+    /// An estimator's loss and gradients on a score block `u` and this rank's positives. The
+    /// gradient buffers start at 7 so that an entry the estimator forgets to write shows up.
+    func score(_ est: Estimator, u: Tensor, positives: Tensor, layout: ScoreLayout)
+        -> (loss: Double, grad: [Float], gradPositives: [Float]) {
+        let grad = Tensor(u.shape, values: [Float](repeating: 7, count: u.count))
+        let gradPositives = Tensor(positives.shape, values: [Float](repeating: 7, count: positives.count))
+        let loss = estimatorLoss(est, u: u.data, grad: grad.data, positives: positives.data,
+                                 gradPositives: gradPositives.data, layout: layout, maskValue: -10, comm: comm)
+        return (loss, grad.array, gradPositives.array)
+    }
+
+    /// Both gradients of every estimator against finite differences on (u, positives).
+    func checkEstimators(layout: ScoreLayout, seed: UInt64, _ label: String) {
+        let u = randomTensor([layout.rowCount, layout.columns], seed: seed, scale: 3)
+        let positives = randomTensor([layout.columns], seed: seed + 100, scale: 3)
         for est in Estimator.allCases {
-            _ = estimatorLoss(est, u: u.data, grad: grad.data, layout: block, maskValue: -10, comm: comm)
-            let analytic = grad.array
-            checkGradient("\(est) du", value: u.data, count: u.count, analytic: analytic, eps: 1e-2, tolerance: 1e-2) {
-                let scratch = Tensor([N, N * P])
-                return estimatorLoss(est, u: u.data, grad: scratch.data, layout: block, maskValue: -10, comm: self.comm)
-            }
+            let (_, grad, gradPositives) = score(est, u: u, positives: positives, layout: layout)
+            let loss = { self.score(est, u: u, positives: positives, layout: layout).loss }
+            checkGradient("\(est) \(label) du", value: u.data, count: u.count, analytic: grad, eps: 1e-2,
+                          tolerance: 1e-2, loss: loss)
+            checkGradient("\(est) \(label) dpositives", value: positives.data, count: positives.count,
+                          analytic: gradPositives, eps: 1e-2, tolerance: 1e-2, loss: loss)
         }
     }
 
-    /// A sampled row set (rows 1 and 3 of 5): finite differences, and the gradient of rows
-    /// outside the sample is not touched by the estimator (the scorer never computes them).
+    func testEstimatorsAgainstFiniteDifferences() {
+        checkEstimators(layout: .allRows(images: 4, positions: 3), seed: 21, "all rows")
+    }
+
+    /// A sampled row set (rows 1 and 3 of 5): finite differences, including the positives of the
+    /// images that are not rows (JSD and DV score them, infoNCE has no anchor there).
     func testSampledRowsAgainstFiniteDifferences() {
-        let (N, P) = (5, 2)
-        let rows = [1, 3]
+        let layout = ScoreLayout(rows: [1, 3], globalBatch: 5, localBatch: 5, rank: 0, ranks: 1, positions: 2)
+        checkEstimators(layout: layout, seed: 23, "sampled")
+    }
+
+    /// With sampled rows JSD is still DESIGN.md's formula with every positive and the rows'
+    /// negatives; infoNCE scores only the rows' positives.
+    func testSampledRowsKeepEveryPositive() {
+        let (N, P) = (5, 2), rows = [1, 3]
         let layout = ScoreLayout(rows: rows, globalBatch: N, localBatch: N, rank: 0, ranks: 1, positions: P)
-        let u = randomTensor([rows.count, N * P], seed: 23, scale: 3)
-        let grad = Tensor([rows.count, N * P])
-        for est in Estimator.allCases {
-            _ = estimatorLoss(est, u: u.data, grad: grad.data, layout: layout, maskValue: -10, comm: comm)
-            checkGradient("\(est) sampled du", value: u.data, count: u.count, analytic: grad.array, eps: 1e-2,
-                          tolerance: 1e-2) {
-                let scratch = Tensor([rows.count, N * P])
-                return estimatorLoss(est, u: u.data, grad: scratch.data, layout: layout, maskValue: -10,
-                                     comm: self.comm)
-            }
+        let u = randomTensor([rows.count, N * P], seed: 26, scale: 2)
+        let positives = randomTensor([N * P], seed: 27, scale: 2)
+        var pos = 0.0, neg = 0.0
+        for c in 0..<(N * P) { pos += softplus(-Double(positives.data[c])) }
+        for (i, image) in rows.enumerated() {
+            for c in 0..<(N * P) where c / P != image { neg += softplus(Double(u.data[i * N * P + c])) }
         }
+        let jsd = score(.jsd, u: u, positives: positives, layout: layout)
+        XCTAssertEqual(jsd.loss, pos / Double(N * P) + neg / Double(rows.count * (N - 1) * P) - 2 * log(2),
+                       accuracy: 1e-6)
+        let nce = score(.nce, u: u, positives: positives, layout: layout)
+        for c in 0..<(N * P) {
+            XCTAssertNotEqual(jsd.gradPositives[c], 0, "JSD scores image \(c / P)'s positives")
+            XCTAssertEqual(nce.gradPositives[c] != 0, rows.contains(c / P), "infoNCE anchors are rows only")
+        }
+    }
+
+    /// The positives of an all-rows block are its diagonal spans (what Scorer computes apart).
+    func diagonalPositives(_ u: Tensor, images N: Int, positions P: Int) -> Tensor {
+        Tensor([N * P], values: (0..<(N * P)).map { u.data[($0 / P) * N * P + $0] })
     }
 
     /// JSD and infoNCE over a uniform sample of K rows are unbiased: their mean over every K-subset
@@ -46,16 +75,15 @@ final class EstimatorGradientTests: XCTestCase {
     func testSampledJSDAndInfoNCEAreUnbiased() {
         let (N, P, K) = (6, 3, 2)
         let u = randomTensor([N, N * P], seed: 24, scale: 2)
-        let scratch = Tensor([N, N * P])
+        let positives = diagonalPositives(u, images: N, positions: P)
         for est in [Estimator.jsd, .nce] {
-            let full = estimatorLoss(est, u: u.data, grad: scratch.data, layout: .allRows(images: N, positions: P),
-                                     maskValue: -10, comm: comm)
+            let full = score(est, u: u, positives: positives, layout: .allRows(images: N, positions: P)).loss
             var total = 0.0, subsets = 0
             for a in 0..<N { for b in (a + 1)..<N {
                 let sub = Tensor([K, N * P],
                                  values: Array(u.array[(a * N * P)..<((a + 1) * N * P)] + u.array[(b * N * P)..<((b + 1) * N * P)]))
                 let layout = ScoreLayout(rows: [a, b], globalBatch: N, localBatch: N, rank: 0, ranks: 1, positions: P)
-                total += estimatorLoss(est, u: sub.data, grad: scratch.data, layout: layout, maskValue: -10, comm: comm)
+                total += score(est, u: sub, positives: positives, layout: layout).loss
                 subsets += 1
             } }
             XCTAssertEqual(total / Double(subsets), full, accuracy: 1e-5 * abs(full), "\(est)")
@@ -66,19 +94,19 @@ final class EstimatorGradientTests: XCTestCase {
     func testEstimatorsOnSeveralThreadsEqualOneThread() {
         let (N, P) = (64, 64)
         let u = randomTensor([N, N * P], seed: 25, scale: 4)
+        let positives = diagonalPositives(u, images: N, positions: P)
         let layout = ScoreLayout.allRows(images: N, positions: P)
         let before = blasThreads()
         defer { setBLASThreads(before) }
         for est in Estimator.allCases {
-            var results: [(Double, [Float])] = []
+            var results: [(Double, [Float], [Float])] = []
             for threads in [1, 2] {
                 setBLASThreads(threads)
-                let g = Tensor([N, N * P])
-                let loss = estimatorLoss(est, u: u.data, grad: g.data, layout: layout, maskValue: -10, comm: comm)
-                results.append((loss, g.array))
+                results.append(score(est, u: u, positives: positives, layout: layout))
             }
             XCTAssertEqual(results[0].0, results[1].0, "\(est) loss")
             XCTAssertEqual(results[0].1, results[1].1, "\(est) gradient")
+            XCTAssertEqual(results[0].2, results[1].2, "\(est) positives' gradient")
         }
     }
 
@@ -111,15 +139,15 @@ final class EstimatorGradientTests: XCTestCase {
         // N = 2, P = 1: u = [[a, b], [c, d]], positives a and d.
         let (a, b, c, d) = (1.0, -0.5, 0.25, 2.0)
         let u = Tensor([2, 2], values: [Float(a), Float(b), Float(c), Float(d)])
-        let g = Tensor([2, 2])
+        let positives = Tensor([2], values: [Float(a), Float(d)])
         let block = ScoreLayout.allRows(images: 2, positions: 1)
-        let jsd = estimatorLoss(.jsd, u: u.data, grad: g.data, layout: block, maskValue: -10, comm: comm)
+        let jsd = score(.jsd, u: u, positives: positives, layout: block).loss
         XCTAssertEqual(jsd, (softplus(-a) + softplus(-d)) / 2 + (softplus(b) + softplus(c)) / 2 - 2 * log(2),
                        accuracy: 1e-7)
-        let nce = estimatorLoss(.nce, u: u.data, grad: g.data, layout: block, maskValue: -10, comm: comm)
+        let nce = score(.nce, u: u, positives: positives, layout: block).loss
         let lse0 = log(exp(b) + exp(-10)), lse1 = log(exp(c) + exp(-10))
         XCTAssertEqual(nce, (softplus(lse0 - a) + softplus(lse1 - d)) / 2, accuracy: 1e-7)
-        let dv = estimatorLoss(.dv, u: u.data, grad: g.data, layout: block, maskValue: -10, comm: comm)
+        let dv = score(.dv, u: u, positives: positives, layout: block).loss
         XCTAssertEqual(dv, -(a + d) / 2 + log((exp(b) + exp(c)) / 2), accuracy: 1e-7)
     }
 

@@ -95,12 +95,15 @@ final class PlatformTests: XCTestCase {
         let u = Tensor([N, N * P]), grad = Tensor([N, N * P])
         for i in 0..<N { for j in 0..<N { for l in 0..<P { u.data[i * N * P + j * P + l] = i == j ? 100 : -100 } } }
         let block = ScoreLayout.allRows(images: N, positions: P)
+        let positives = Tensor([N * P], values: [Float](repeating: 100, count: N * P)), gradPositives = Tensor([N * P])
         defer { FloatingPointEnvironment.flushSubnormalsToZero() }
         FloatingPointEnvironment.keepSubnormals()
         XCTAssertGreaterThan(subnormalCount([Float(Foundation.exp(-100.0))], count: 1), 0, "float(e^-100) is subnormal")
         for est in Estimator.allCases {
-            _ = estimatorLoss(est, u: u.data, grad: grad.data, layout: block, maskValue: -10, comm: SingleProcess())
+            _ = estimatorLoss(est, u: u.data, grad: grad.data, positives: positives.data,
+                              gradPositives: gradPositives.data, layout: block, maskValue: -10, comm: SingleProcess())
             XCTAssertEqual(subnormalCount(grad.data, count: grad.count), 0, "\(est)")
+            XCTAssertEqual(subnormalCount(gradPositives.data, count: gradPositives.count), 0, "\(est) positives")
         }
     }
 

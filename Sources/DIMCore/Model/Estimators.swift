@@ -1,26 +1,37 @@
 import Foundation
 
-/// The estimators of DESIGN.md §3 on this rank's block of the score matrix.
+/// The estimators of DESIGN.md §3 on this rank's scores.
 ///
 /// `u` is `[R, n*P]`: row i is the global vector of image `layout.rowImage[i]` (gathered from its
-/// owner), column (j, l) is patch l of this rank's image j (global index offset + j). Row i's
-/// positives are its own image's P patches (on the rank that owns it); every other entry of the
-/// row is a negative. With all N rows this is DIM's loss; with a sample of rows, each estimator
-/// averages over the sampled rows (docs/bounded-negatives.md). Each function returns the loss of
-/// the whole step (the same number on every rank) and writes `gradScale` x dloss/du into `grad`.
-/// Sums that span ranks (infoNCE's per-row normaliser, DV's log-mean-exp, the loss itself) are
-/// combined with allreduces, so np ranks compute what one process computes.
+/// owner), column (j, l) is patch l of this rank's image j (global index offset + j). Every entry
+/// of row i outside its own image's P columns is a negative. `positives` is `[n*P]`, indexed by
+/// the same columns: G_j . L_{j,l} for each of this rank's images j, rows or not. The estimators
+/// read positives only there and negatives only in `u` (the positive span of a row in `u` gets a
+/// zero gradient). With all N rows this is DIM's loss; with a sample of rows the negatives are
+/// sampled and JSD and DV still score every positive, while infoNCE's anchors are the sampled rows
+/// (docs/bounded-negatives.md). Each function returns the loss of the whole step (the same number
+/// on every rank) and writes `gradScale` x dloss/du into `grad` and `gradPositives`. Sums that span
+/// ranks (infoNCE's per-row normaliser, DV's log-mean-exp, the loss itself) are combined with
+/// allreduces, so np ranks compute what one process computes.
 ///
 /// The elementwise work is float32 vector kernels (Sources/CKernels, through VectorMath.swift);
 /// per-row and per-rank totals are Double.
 public func estimatorLoss(_ estimator: Estimator, u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>,
+                          positives: UnsafePointer<Float>, gradPositives: UnsafeMutablePointer<Float>,
                           layout: ScoreLayout, maskValue: Double, gradScale: Double = 1, comm: Communicator) -> Double {
     precondition(layout.globalBatch >= 2, "DIM needs at least two images in the global batch (negatives)")
+    let scores = RankScores(u: u, grad: grad, positives: positives, gradPositives: gradPositives)
     switch estimator {
-    case .jsd: return jsdLoss(u: u, grad: grad, layout, Float(gradScale), comm)
-    case .nce: return infoNCELoss(u: u, grad: grad, layout, maskValue: maskValue, gradScale, comm)
-    case .dv: return donskerVaradhanLoss(u: u, grad: grad, layout, Float(gradScale), comm)
+    case .jsd: return jsdLoss(scores, layout, Float(gradScale), comm)
+    case .nce: return infoNCELoss(scores, layout, maskValue: maskValue, gradScale, comm)
+    case .dv: return donskerVaradhanLoss(scores, layout, Float(gradScale), comm)
     }
+}
+
+/// One rank's score buffers and their gradients (see `estimatorLoss`).
+struct RankScores {
+    let u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>
+    let positives: UnsafePointer<Float>, gradPositives: UnsafeMutablePointer<Float>
 }
 
 /// Runs `body` over the rows in blocks of 16 and returns the blocks' results summed in block order.
@@ -51,27 +62,25 @@ private func forEachSpan(row i: Int, _ layout: ScoreLayout, _ body: (Range<Int>,
     if pos.upperBound < layout.columns { body(pos.upperBound..<layout.columns, false) }
 }
 
-/// JSD: mean softplus(-u) over positives + mean softplus(u) over negatives - 2 log 2.
-func jsdLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout, _ gradScale: Float,
-             _ comm: Communicator) -> Double {
+/// JSD: mean softplus(-u) over every positive + mean softplus(u) over the rows' negatives - 2 log 2.
+func jsdLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Float, _ comm: Communicator) -> Double {
     let posW = 1 / layout.positiveCount, negW = 1 / layout.negativeCount
-    let (posScale, negScale) = (-Float(posW) * gradScale, Float(negW) * gradScale)
-    let total = sumOverRowBlocks(layout) { rows in
-        var positives = 0.0, negatives = 0.0
+    let positives = softplusSum(s.positives, count: layout.columns, sign: -1, gradScale: -Float(posW) * gradScale,
+                                grad: s.gradPositives)
+    let negScale = Float(negW) * gradScale
+    let negatives = sumOverRowBlocks(layout) { rows in
+        var sum = 0.0
         for i in rows {
-            let row = u + i * layout.columns, g = grad + i * layout.columns
+            let row = s.u + i * layout.columns, g = s.grad + i * layout.columns
             forEachSpan(row: i, layout) { span, positive in
-                let (x, gx, count) = (row + span.lowerBound, g + span.lowerBound, span.count)
-                if positive {
-                    positives += softplusSum(x, count: count, sign: -1, gradScale: posScale, grad: gx)
-                } else {
-                    negatives += softplusSum(x, count: count, sign: 1, gradScale: negScale, grad: gx)
-                }
+                let gx = g + span.lowerBound
+                if positive { gx.update(repeating: 0, count: span.count); return }
+                sum += softplusSum(row + span.lowerBound, count: span.count, sign: 1, gradScale: negScale, grad: gx)
             }
         }
-        return positives * posW + negatives * negW
+        return sum
     }
-    return comm.sum(total) - 2 * log(2.0)
+    return comm.sum(positives * posW + negatives * negW) - 2 * log(2.0)
 }
 
 /// infoNCE's normaliser of each row: log-sum-exp over its negatives on every rank plus its P
@@ -110,25 +119,27 @@ private func rowLogSumExp(u: UnsafePointer<Float>, _ layout: ScoreLayout, maskVa
     return (0..<R).map { rowMax[$0] + log(rowSum[$0] + Double(P) * exp(maskValue - rowMax[$0])) }
 }
 
-/// infoNCE: for each anchor (row i, its positive patch l), softplus(LSE_i - u[i, (i, l)]), where
+/// infoNCE: for each anchor (row i, its positive patch l), softplus(LSE_i - G_i . L_{i,l}), where
 /// LSE_i runs over row i's negatives (on every rank) plus its P own-image entries replaced by
-/// `maskValue`; averaged over the R*P anchors.
-func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout,
-                 maskValue: Double, _ gradScale: Double, _ comm: Communicator) -> Double {
+/// `maskValue`; averaged over the R*P anchors. Images outside the row set have no normaliser, so
+/// their positives are not scored (zero gradient).
+func infoNCELoss(_ s: RankScores, _ layout: ScoreLayout, maskValue: Double, _ gradScale: Double,
+                 _ comm: Communicator) -> Double {
     let R = layout.rowCount, cols = layout.columns
-    let lse = rowLogSumExp(u: u, layout, maskValue: maskValue, comm)
+    let lse = rowLogSumExp(u: s.u, layout, maskValue: maskValue, comm)
     // Positives live with the rank that owns row i's image; their sigmoid weights, summed per
     // row, scale the softmax over that row's negatives on every rank.
-    let w = 1 / layout.positiveCount
+    let w = 1 / layout.anchorCount
     var loss = 0.0
     var rowWeight = [Double](repeating: 0, count: R)
+    s.gradPositives.update(repeating: 0, count: cols)
     for i in 0..<R {
         for c in layout.positiveColumns(row: i) {
-            let t = lse[i] - Double(u[i * cols + c])
+            let t = lse[i] - Double(s.positives[c])
             loss += softplus(t) * w
-            let s = sigmoid(t) * w
-            grad[i * cols + c] = Float(-s * gradScale)
-            rowWeight[i] += s
+            let weight = sigmoid(t) * w
+            s.gradPositives[c] = Float(-weight * gradScale)
+            rowWeight[i] += weight
         }
     }
     comm.allreduceSum(&rowWeight, count: R)
@@ -136,9 +147,9 @@ func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ l
         for i in rows {
             let scale = Float(rowWeight[i] * gradScale)
             forEachSpan(row: i, layout) { span, positive in
-                if positive { return }
                 let offset = i * cols + span.lowerBound
-                _ = expSum(u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale, grad: grad + offset)
+                if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
+                _ = expSum(s.u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale, grad: s.grad + offset)
             }
         }
         return 0
@@ -146,43 +157,38 @@ func infoNCELoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ l
     return comm.sum(loss)
 }
 
-/// Donsker-Varadhan: -mean over positives of u + log(mean over all negatives of e^u).
-func donskerVaradhanLoss(u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, _ layout: ScoreLayout,
-                         _ gradScale: Float, _ comm: Communicator) -> Double {
+/// Donsker-Varadhan: -mean over every positive of u + log(mean over the rows' negatives of e^u).
+func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Float, _ comm: Communicator) -> Double {
     let cols = layout.columns
     var m: Float = -.infinity
     for i in 0..<layout.rowCount {
         forEachSpan(row: i, layout) { span, positive in
-            if !positive { m = maximum(u + i * cols + span.lowerBound, count: span.count, initial: m) }
+            if !positive { m = maximum(s.u + i * cols + span.lowerBound, count: span.count, initial: m) }
         }
     }
     let shift = comm.max(Double(m))
     var positives = 0.0
-    for i in 0..<layout.rowCount {
-        for c in layout.positiveColumns(row: i) { positives += Double(u[i * cols + c]) }
-    }
+    for c in 0..<cols { positives += Double(s.positives[c]) }
     let negatives = sumOverRowBlocks(layout) { rows in
-        var s = 0.0
+        var sum = 0.0
         for i in rows {
             forEachSpan(row: i, layout) { span, positive in
-                if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(shift)) }
+                if !positive { sum += expSum(s.u + i * cols + span.lowerBound, count: span.count, shift: Float(shift)) }
             }
         }
-        return s
+        return sum
     }
     var sums = [negatives, positives]  // sum of e^(u - shift) over negatives, sum of u over positives
     comm.allreduceSum(&sums, count: 2)
     let lse = shift + log(sums[0])
     let posW = 1 / layout.positiveCount
+    s.gradPositives.update(repeating: Float(-posW) * gradScale, count: cols)
     _ = sumOverRowBlocks(layout) { rows in
         for i in rows {
             forEachSpan(row: i, layout) { span, positive in
                 let offset = i * cols + span.lowerBound
-                if positive {
-                    for c in 0..<span.count { grad[offset + c] = Float(-posW) * gradScale }
-                } else {
-                    _ = expSum(u + offset, count: span.count, shift: Float(lse), gradScale: gradScale, grad: grad + offset)
-                }
+                if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
+                _ = expSum(s.u + offset, count: span.count, shift: Float(lse), gradScale: gradScale, grad: s.grad + offset)
             }
         }
         return 0

@@ -7,8 +7,10 @@ import Foundation
 /// estimator and the gather of G grow with the global batch N. `limit(K)` keeps the per-rank cost
 /// flat in the number of ranks: K images drawn uniformly without replacement from the global batch
 /// of the step, from (seed, step) only, so every rank (and every rank count) draws the same set.
-/// Each estimator then averages over the sampled rows instead of all N: an unbiased estimate of
-/// the full loss, equal to it when K >= N.
+/// The rows carry the negatives: JSD and DV average their negative term over the sampled rows and
+/// still score every image's positives (local to its owner); infoNCE's anchors are the sampled
+/// rows. JSD and infoNCE stay unbiased estimates of the full loss, and all three equal it when
+/// K >= N.
 public struct RowSelection: Equatable, Codable, CustomStringConvertible {
     /// nil: every image of the global batch.
     public var limit: Int?
@@ -67,8 +69,10 @@ public struct ScoreLayout {
         let j = rowImage[i] - offset
         return j >= 0 && j < n ? j * P..<(j + 1) * P : 0..<0
     }
-    /// Positive pairs of the whole loss: each row's image has P patches.
-    public var positiveCount: Double { Double(rowCount * P) }
+    /// Positive pairs of the whole step: every image of the global batch has P patches (JSD, DV).
+    public var positiveCount: Double { Double(globalBatch * P) }
+    /// infoNCE's anchors: a row's image's P patches (an anchor needs its row's normaliser).
+    public var anchorCount: Double { Double(rowCount * P) }
     /// Negative pairs: each row against the patches of the N - 1 other images.
     public var negativeCount: Double { Double(rowCount * (globalBatch - 1) * P) }
 }

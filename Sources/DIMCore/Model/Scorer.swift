@@ -10,9 +10,15 @@ import Foundation
 /// `[R, n*P]`) and the estimator turns the block into the step's loss. Backward sends dL/dG_rows
 /// through a reduce-scatter, so each owner gets the summed gradient of its rows; the L are never
 /// sent. With all rows the collectives carry N x U floats; with K rows, K x U on any rank count.
+/// Each rank also scores its own images' positives, G_j . L_{j,l} (`positives`, `[n*P]`, no
+/// communication), whether or not j is a row: the estimators take positives from there and
+/// negatives from the row block, so a sampled row set samples negatives, not positives.
 public final class Scorer {
     public let scores = Tensor([0])
     public let gradScores = Tensor([0])
+    /// G_j . L_{j,l} for this rank's images, in column order: `[n*P]`.
+    public let positives = Tensor([0])
+    public let gradPositives = Tensor([0])
     /// The scored global vectors, one per row: `[R, U]`.
     public let rowVectors = Tensor([0])
     public let gradG = Tensor([0])
@@ -24,6 +30,7 @@ public final class Scorer {
     private let gradOwnedRows = Tensor([0])
     private let gradLocalGlobals = Tensor([0])
     private var lastL: Tensor?
+    private var lastG: Tensor?
     private var layout: ScoreLayout?
 
     public init() {}
@@ -40,6 +47,7 @@ public final class Scorer {
                                  rank: comm.rank, ranks: comm.size, positions: P)
         self.layout = layout
         lastL = L
+        lastG = G
         localGlobals.resize([n, units])
         transpose(G.data, rows: units, cols: n, into: localGlobals.data)
         // This rank's rows, in row order, then everyone's.
@@ -53,13 +61,15 @@ public final class Scorer {
         scores.resize([R, cols])
         sgemm(m: R, n: cols, k: units, a: rowVectors.data, lda: units, b: L.data, ldb: cols, c: scores.data, ldc: cols)
         gradScores.resize([R, cols])
-        return estimatorLoss(estimator, u: scores.data, grad: gradScores.data, layout: layout, maskValue: maskValue,
+        scoreOwnPositives(G: G, L: L, positions: P)
+        return estimatorLoss(estimator, u: scores.data, grad: gradScores.data, positives: positives.data,
+                             gradPositives: gradPositives.data, layout: layout, maskValue: maskValue,
                              gradScale: weight, comm: comm)
     }
 
     /// Fills gradG `[U, n]` and gradL `[U, n*P]` (of weight x the loss).
     public func backward(comm: Communicator) {
-        guard let L = lastL, let layout else { preconditionFailure("Scorer.backward before forward") }
+        guard let L = lastL, let G = lastG, let layout else { preconditionFailure("Scorer.backward before forward") }
         let units = L.shape[0], n = layout.n, R = layout.rowCount, cols = layout.columns
         gradL.resize(L.shape)
         sgemm(transA: true, m: units, n: cols, k: R, a: rowVectors.data, lda: units,
@@ -71,12 +81,49 @@ public final class Scorer {
         gradOwnedRows.resize([layout.ownedLocalIndex.count, units])
         comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * units },
                               into: gradOwnedRows.data)
-        // Images outside the row set get no gradient through G this step.
+        // Images outside the row set get no gradient through G from the block (only from their positives, below).
         gradLocalGlobals.resize([n, units], zero: true)
         for (t, j) in layout.ownedLocalIndex.enumerated() {
             (gradLocalGlobals.data + j * units).update(from: gradOwnedRows.data + t * units, count: units)
         }
         gradG.resize([units, n])
         transpose(gradLocalGlobals.data, rows: n, cols: units, into: gradG.data)
+        addOwnPositivesBackward(G: G, L: L, positions: layout.P)
+    }
+
+    /// positives[j*P + l] = G_j . L_{j,l}, summed one unit (a row of G and of L) at a time so that
+    /// the inner loop runs over contiguous columns. n P U multiply-adds: 1/N of the score GEMM.
+    private func scoreOwnPositives(G: Tensor, L: Tensor, positions P: Int) {
+        let units = G.shape[0], n = G.count / units, cols = n * P
+        positives.resize([cols], zero: true)
+        gradPositives.resize([cols])
+        let pos = positives.data
+        for unit in 0..<units {
+            let g = G.data + unit * n, l = L.data + unit * cols
+            for j in 0..<n {
+                let gj = g[j]
+                for c in (j * P)..<((j + 1) * P) { pos[c] += gj * l[c] }
+            }
+        }
+    }
+
+    /// Adds the positives' gradients: dG[u, j] += sum_l dpos[j*P + l] L[u, j*P + l] and
+    /// dL[u, c] += G[u, j] dpos[c].
+    private func addOwnPositivesBackward(G: Tensor, L: Tensor, positions P: Int) {
+        let units = G.shape[0], n = G.count / units, cols = n * P
+        let dpos = gradPositives.data
+        for unit in 0..<units {
+            let g = G.data + unit * n, l = L.data + unit * cols
+            let dg = gradG.data + unit * n, dl = gradL.data + unit * cols
+            for j in 0..<n {
+                let gj = g[j]
+                var sum: Float = 0
+                for c in (j * P)..<((j + 1) * P) {
+                    sum += dpos[c] * l[c]
+                    dl[c] += gj * dpos[c]
+                }
+                dg[j] += sum
+            }
+        }
     }
 }
