@@ -28,13 +28,14 @@ BATCH="${BATCH:-64}"                # global batch N
 KS="${KS:-all $((BATCH / 4)) $((BATCH / 16))}"   # row sets: all N, N/4, N/16
 LR="${LR:-2e-4}"                     # larger batches take fewer steps: scale LR (e.g. by sqrt of the batch ratio)
 WARMUP="${WARMUP:-500}"
+SEED="${SEED:-0}"                    # weights, data order, augmentation and the row samples: rerun with another to see the noise
 bin="${DIM_DIST:-.build/release/dim-dist}"
 [[ -x $bin ]] || bash launch/setup.sh
 if [[ ! -f data/cifar10/manifest.json ]]; then
   $bin data import --format cifar10 --source ../shared/datasets/cifar10-jpeg --out data/cifar10
 fi
 source launch/recipes/choose-precision.sh
-echo "bounded-negatives quality: batch $BATCH, row sets $KS, $STEPS steps, lr $LR, $MI_UNITS-unit heads, precision $PRECISION, $RANKS ranks, output $OUT"
+echo "bounded-negatives quality: batch $BATCH, row sets $KS, seed $SEED, $STEPS steps, lr $LR, $MI_UNITS-unit heads, precision $PRECISION, $RANKS ranks, output $OUT"
 mkdir -p "$OUT"
 table="$OUT/table.md"
 echo "| estimator | rows scored per step | linear probe on conv (test) | validation | final loss |" > "$table"
@@ -45,7 +46,7 @@ for est in $ESTIMATORS; do
     bounded=(); [[ $K != all ]] && bounded=(--max-negatives "$K")
     launch/local.sh -np "$RANKS" train --data data/cifar10 --estimator "$est" --batch-size "$BATCH" --mi-units "$MI_UNITS" \
       --lr "$LR" --lr-schedule cosine --warmup-steps "$WARMUP" --precision "$PRECISION" \
-      --crop-padding 4 --flip --steps "$STEPS" --log-every 100 --out "$run" "${bounded[@]}" > "$run.log" 2>&1
+      --crop-padding 4 --flip --seed "$SEED" --steps "$STEPS" --log-every 100 --out "$run" "${bounded[@]}" > "$run.log" 2>&1
     launch/local.sh -np "$RANKS" eval --checkpoint "$run" --data data/cifar10 --features conv --probe linear --probe-epochs "$PROBE_EPOCHS" --json \
       > "$run.probe.txt" 2>&1
     line=$(grep -E "probe on conv" "$run.probe.txt" | head -1)

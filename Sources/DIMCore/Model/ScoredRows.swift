@@ -43,8 +43,10 @@ public struct ScoreLayout {
     public let n: Int, offset: Int, P: Int
     /// Rows owned by each rank (rank r owns images r*n..<(r+1)*n).
     public let rowsPerRank: [Int]
-    /// The local index j of each row this rank owns, in row order.
+    /// The local index j of each row this rank owns, in row order; they are rows
+    /// firstOwnedRow..<firstOwnedRow + ownedLocalIndex.count.
     public let ownedLocalIndex: [Int]
+    public let firstOwnedRow: Int
 
     public init(rows: [Int], globalBatch N: Int, localBatch n: Int, rank: Int, ranks: Int, positions P: Int) {
         precondition(N == n * ranks, "global batch \(N) is not \(ranks) ranks x \(n)")
@@ -52,7 +54,7 @@ public struct ScoreLayout {
         var perRank = [Int](repeating: 0, count: ranks)
         for i in rows { perRank[i / n] += 1 }
         rowsPerRank = perRank
-        let firstOwnedRow = perRank[..<rank].reduce(0, +)
+        firstOwnedRow = perRank[..<rank].reduce(0, +)
         ownedLocalIndex = rows[firstOwnedRow..<(firstOwnedRow + perRank[rank])].map { $0 - rank * n }
     }
 

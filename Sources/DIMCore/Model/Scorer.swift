@@ -10,7 +10,7 @@ import Foundation
 /// `[R, n*P]`) and the estimator turns the block into the step's loss. Backward sends dL/dG_rows
 /// through a reduce-scatter, so each owner gets the summed gradient of its rows; the L are never
 /// sent. With all rows the collectives carry N x U floats; with K rows, K x U on any rank count.
-/// Each rank also scores its own images' positives, G_j . L_{j,l} (`positives`, `[n*P]`, no
+/// Each rank also has its own images' positives, G_j . L_{j,l} (`positives`, `[n*P]`, no
 /// communication), whether or not j is a row: the estimators take positives from there and
 /// negatives from the row block, so a sampled row set samples negatives, not positives.
 public final class Scorer {
@@ -61,7 +61,7 @@ public final class Scorer {
         scores.resize([R, cols])
         sgemm(m: R, n: cols, k: units, a: rowVectors.data, lda: units, b: L.data, ldb: cols, c: scores.data, ldc: cols)
         gradScores.resize([R, cols])
-        scoreOwnPositives(G: G, L: L, positions: P)
+        scoreOwnPositives(G: G, L: L, layout)
         return estimatorLoss(estimator, u: scores.data, grad: gradScores.data, positives: positives.data,
                              gradPositives: gradPositives.data, layout: layout, maskValue: maskValue,
                              gradScale: weight, comm: comm)
@@ -71,6 +71,14 @@ public final class Scorer {
     public func backward(comm: Communicator) {
         guard let L = lastL, let G = lastG, let layout else { preconditionFailure("Scorer.backward before forward") }
         let units = L.shape[0], n = layout.n, R = layout.rowCount, cols = layout.columns
+        if positivesFromBlock(layout) {
+            // They go back through the block's GEMMs (the estimator left their spans at 0).
+            let P = layout.P
+            for (t, j) in layout.ownedLocalIndex.enumerated() {
+                (gradScores.data + (layout.firstOwnedRow + t) * cols + j * P)
+                    .update(from: gradPositives.data + j * P, count: P)
+            }
+        }
         gradL.resize(L.shape)
         sgemm(transA: true, m: units, n: cols, k: R, a: rowVectors.data, lda: units,
               b: gradScores.data, ldb: cols, c: gradL.data, ldc: cols)
@@ -88,16 +96,29 @@ public final class Scorer {
         }
         gradG.resize([units, n])
         transpose(gradLocalGlobals.data, rows: n, cols: units, into: gradG.data)
-        addOwnPositivesBackward(G: G, L: L, positions: layout.P)
+        if !positivesFromBlock(layout) { addOwnPositivesBackward(G: G, L: L, positions: layout.P) }
     }
 
-    /// positives[j*P + l] = G_j . L_{j,l}, summed one unit (a row of G and of L) at a time so that
-    /// the inner loop runs over contiguous columns. n P U multiply-adds: 1/N of the score GEMM.
-    private func scoreOwnPositives(G: Tensor, L: Tensor, positions P: Int) {
-        let units = G.shape[0], n = G.count / units, cols = n * P
+    /// With all rows the score GEMM has computed every positive already. With sampled rows all of
+    /// them are dot products here, one summation order for every image whatever the rank count
+    /// (taking the rows' from the block and the rest from here made 5 SGD steps at np = 4 drift
+    /// 30x further from np = 1: float rounding, amplified).
+    private func positivesFromBlock(_ layout: ScoreLayout) -> Bool { layout.rowCount == layout.globalBatch }
+
+    /// positives[j*P + l] = G_j . L_{j,l}: copied from the score block with all rows, summed here
+    /// otherwise, one unit (a row of G and of L) at a time so that the inner loop runs
+    /// over contiguous columns (P U multiply-adds per image; memory-bound: it streams L once).
+    private func scoreOwnPositives(G: Tensor, L: Tensor, _ layout: ScoreLayout) {
+        let units = G.shape[0], n = layout.n, P = layout.P, cols = layout.columns
         positives.resize([cols], zero: true)
         gradPositives.resize([cols])
         let pos = positives.data
+        if positivesFromBlock(layout) {
+            for (t, j) in layout.ownedLocalIndex.enumerated() {
+                (pos + j * P).update(from: scores.data + (layout.firstOwnedRow + t) * cols + j * P, count: P)
+            }
+            return
+        }
         for unit in 0..<units {
             let g = G.data + unit * n, l = L.data + unit * cols
             for j in 0..<n {
@@ -107,8 +128,8 @@ public final class Scorer {
         }
     }
 
-    /// Adds the positives' gradients: dG[u, j] += sum_l dpos[j*P + l] L[u, j*P + l] and
-    /// dL[u, c] += G[u, j] dpos[c].
+    /// The positives' gradients when they were dot products: dG[u, j] += sum_l dpos[j*P + l]
+    /// L[u, j*P + l] and dL[u, c] += G[u, j] dpos[c].
     private func addOwnPositivesBackward(G: Tensor, L: Tensor, positions P: Int) {
         let units = G.shape[0], n = G.count / units, cols = n * P
         let dpos = gradPositives.data
