@@ -72,7 +72,8 @@ public final class Scorer {
         guard let L = lastL, let G = lastG, let layout else { preconditionFailure("Scorer.backward before forward") }
         let units = L.shape[0], n = layout.n, R = layout.rowCount, cols = layout.columns
         if positivesFromBlock(layout) {
-            // They go back through the block's GEMMs (the estimator left their spans at 0).
+            // With all rows the positives' gradients go back through the block's GEMMs (the
+            // estimator left the rows' own-image spans at 0).
             let P = layout.P
             for (t, j) in layout.ownedLocalIndex.enumerated() {
                 (gradScores.data + (layout.firstOwnedRow + t) * cols + j * P)
