@@ -73,6 +73,8 @@ public enum RandomStream {
     public static let priorSample: UInt64 = 4
     /// The sampled rows of bounded negatives, per step (RowSelection).
     public static let scoredRows: UInt64 = 5
+    /// The sampled patch of each sampled row's image, per step (RowSelection.patches).
+    public static let scoredPatches: UInt64 = 12
     /// The probe's example order, per fit (Probe).
     public static let probeOrder: UInt64 = 7
     /// The probe's dropout masks (Probe).

@@ -9,27 +9,66 @@ final class EstimatorGradientTests: XCTestCase {
 
     /// An estimator's loss and gradients on a score block `u` and this rank's positives. The
     /// gradient buffers start at 7 so that an entry the estimator forgets to write shows up.
-    func score(_ est: Estimator, u: Tensor, positives: Tensor, layout: ScoreLayout)
-        -> (loss: Double, grad: [Float], gradPositives: [Float]) {
+    func score(_ est: Estimator, u: Tensor, positives: Tensor, columns: Tensor? = nil, layout: ScoreLayout)
+        -> (loss: Double, grad: [Float], gradPositives: [Float], gradColumns: [Float]) {
         let grad = Tensor(u.shape, values: [Float](repeating: 7, count: u.count))
         let gradPositives = Tensor(positives.shape, values: [Float](repeating: 7, count: positives.count))
+        let gradColumns = columns.map { Tensor($0.shape, values: [Float](repeating: 7, count: $0.count)) }
         let loss = estimatorLoss(est, u: u.data, grad: grad.data, positives: positives.data,
-                                 gradPositives: gradPositives.data, layout: layout, maskValue: -10, comm: comm)
-        return (loss, grad.array, gradPositives.array)
+                                 gradPositives: gradPositives.data, columns: columns.map { UnsafePointer($0.data) },
+                                 gradColumns: gradColumns?.data, layout: layout, maskValue: -10, comm: comm)
+        return (loss, grad.array, gradPositives.array, gradColumns?.array ?? [])
     }
 
     /// Both gradients of every estimator against finite differences on (u, positives).
-    func checkEstimators(layout: ScoreLayout, seed: UInt64, _ label: String) {
+    func checkEstimators(layout: ScoreLayout, seed: UInt64, _ label: String,
+                         estimators: [Estimator] = Estimator.allCases) {
         let u = randomTensor([layout.rowCount, layout.columns], seed: seed, scale: 3)
         let positives = randomTensor([layout.columns], seed: seed + 100, scale: 3)
-        for est in Estimator.allCases {
-            let (_, grad, gradPositives) = score(est, u: u, positives: positives, layout: layout)
-            let loss = { self.score(est, u: u, positives: positives, layout: layout).loss }
+        let columns = layout.hasColumnNegatives ? randomTensor([layout.n, layout.rowCount], seed: seed + 200, scale: 3)
+                                                : nil
+        for est in estimators {
+            let (_, grad, gradPositives, gradColumns) = score(est, u: u, positives: positives, columns: columns,
+                                                              layout: layout)
+            let loss = { self.score(est, u: u, positives: positives, columns: columns, layout: layout).loss }
             checkGradient("\(est) \(label) du", value: u.data, count: u.count, analytic: grad, eps: 1e-2,
                           tolerance: 1e-2, loss: loss)
             checkGradient("\(est) \(label) dpositives", value: positives.data, count: positives.count,
                           analytic: gradPositives, eps: 1e-2, tolerance: 1e-2, loss: loss)
+            if let columns {
+                checkGradient("\(est) \(label) dcolumns", value: columns.data, count: columns.count,
+                              analytic: gradColumns, eps: 1e-2, tolerance: 1e-2, loss: loss)
+            }
         }
+    }
+
+    /// Sampled rows with column negatives (JSD and DV): every image's global vector against the
+    /// rows' sampled patches; an image's own row entry is no negative.
+    func testColumnNegativesAgainstFiniteDifferences() {
+        let layout = ScoreLayout(rows: [1, 3], patches: [0, 1], globalBatch: 5, localBatch: 5, rank: 0, ranks: 1,
+                                 positions: 2)
+        checkEstimators(layout: layout, seed: 28, "columns", estimators: [.jsd, .dv])
+    }
+
+    /// With P = 1 the column negatives are the transposed block, so JSD over every 2-subset of rows
+    /// (rows and columns, half each) averages to the full loss.
+    func testColumnNegativesKeepJSDUnbiased() {
+        let (N, K) = (6, 2)
+        let u = randomTensor([N, N], seed: 29, scale: 2)
+        let positives = diagonalPositives(u, images: N, positions: 1)
+        let full = score(.jsd, u: u, positives: positives, layout: .allRows(images: N, positions: 1)).loss
+        var total = 0.0, subsets = 0
+        for a in 0..<N { for b in (a + 1)..<N {
+            let rows = [a, b]
+            let sub = Tensor([K, N], values: rows.flatMap { i in (0..<N).map { u.data[i * N + $0] } })
+            // columns[j, t] = G_j . L_{rows[t]} = u[j, rows[t]].
+            let columns = Tensor([N, K], values: (0..<N).flatMap { j in rows.map { u.data[j * N + $0] } })
+            let layout = ScoreLayout(rows: rows, patches: [0, 0], globalBatch: N, localBatch: N, rank: 0, ranks: 1,
+                                     positions: 1)
+            total += score(.jsd, u: sub, positives: positives, columns: columns, layout: layout).loss
+            subsets += 1
+        } }
+        XCTAssertEqual(total / Double(subsets), full, accuracy: 1e-5 * abs(full))
     }
 
     func testEstimatorsAgainstFiniteDifferences() {
@@ -99,7 +138,7 @@ final class EstimatorGradientTests: XCTestCase {
         let before = blasThreads()
         defer { setBLASThreads(before) }
         for est in Estimator.allCases {
-            var results: [(Double, [Float], [Float])] = []
+            var results: [(Double, [Float], [Float], [Float])] = []
             for threads in [1, 2] {
                 setBLASThreads(threads)
                 results.append(score(est, u: u, positives: positives, layout: layout))

@@ -18,9 +18,14 @@ import Foundation
 /// per-row and per-rank totals are Double.
 public func estimatorLoss(_ estimator: Estimator, u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>,
                           positives: UnsafePointer<Float>, gradPositives: UnsafeMutablePointer<Float>,
+                          columns: UnsafePointer<Float>? = nil, gradColumns: UnsafeMutablePointer<Float>? = nil,
                           layout: ScoreLayout, maskValue: Double, gradScale: Double = 1, comm: Communicator) -> Double {
     precondition(layout.globalBatch >= 2, "DIM needs at least two images in the global batch (negatives)")
-    let scores = RankScores(u: u, grad: grad, positives: positives, gradPositives: gradPositives)
+    precondition((columns != nil && gradColumns != nil) == layout.hasColumnNegatives,
+                 "column scores are given exactly when the layout has sampled patches")
+    precondition(!(estimator == .nce && layout.hasColumnNegatives), "infoNCE has no column negatives")
+    let scores = RankScores(u: u, grad: grad, positives: positives, gradPositives: gradPositives,
+                            columns: columns, gradColumns: gradColumns)
     switch estimator {
     case .jsd: return jsdLoss(scores, layout, Float(gradScale), comm)
     case .nce: return infoNCELoss(scores, layout, maskValue: maskValue, gradScale, comm)
@@ -32,6 +37,23 @@ public func estimatorLoss(_ estimator: Estimator, u: UnsafePointer<Float>, grad:
 struct RankScores {
     let u: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>
     let positives: UnsafePointer<Float>, gradPositives: UnsafeMutablePointer<Float>
+    /// `[n, R]`: this rank's global vectors against the rows' sampled patches (column negatives).
+    let columns: UnsafePointer<Float>?, gradColumns: UnsafeMutablePointer<Float>?
+}
+
+/// The share of the negative term that the row block carries: all of it, or half when the step
+/// also has column negatives (the other half).
+@inline(__always)
+private func rowShare(_ layout: ScoreLayout) -> Double { layout.hasColumnNegatives ? 0.5 : 1 }
+
+/// Calls `body(range)` for the entries of column row j (local image j against the R rows'
+/// sampled patches) that are negatives: all but its own image's row, if that is a row.
+@inline(__always)
+private func forEachColumnSpan(image j: Int, _ layout: ScoreLayout, _ body: (Range<Int>) -> Void) {
+    let R = layout.rowCount
+    guard let own = layout.ownRow(localImage: j) else { body(0..<R); return }
+    if own > 0 { body(0..<own) }
+    if own + 1 < R { body((own + 1)..<R) }
 }
 
 /// Runs `body` over the rows in blocks of 16 and returns the blocks' results summed in block order.
@@ -64,7 +86,7 @@ private func forEachSpan(row i: Int, _ layout: ScoreLayout, _ body: (Range<Int>,
 
 /// JSD: mean softplus(-u) over every positive + mean softplus(u) over the rows' negatives - 2 log 2.
 func jsdLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Float, _ comm: Communicator) -> Double {
-    let posW = 1 / layout.positiveCount, negW = 1 / layout.negativeCount
+    let posW = 1 / layout.positiveCount, negW = rowShare(layout) / layout.negativeCount
     let positives = softplusSum(s.positives, count: layout.columns, sign: -1, gradScale: -Float(posW) * gradScale,
                                 grad: s.gradPositives)
     let negScale = Float(negW) * gradScale
@@ -80,7 +102,19 @@ func jsdLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Float, _ comm:
         }
         return sum
     }
-    return comm.sum(positives * posW + negatives * negW) - 2 * log(2.0)
+    var columnTerm = 0.0
+    if let x = s.columns, let gx = s.gradColumns {
+        let colW = 0.5 / layout.columnNegativeCount, R = layout.rowCount
+        for j in 0..<layout.n {
+            (gx + j * R).update(repeating: 0, count: R)
+            forEachColumnSpan(image: j, layout) { span in
+                let offset = j * R + span.lowerBound
+                columnTerm += softplusSum(x + offset, count: span.count, sign: 1, gradScale: Float(colW) * gradScale,
+                                          grad: gx + offset) * colW
+            }
+        }
+    }
+    return comm.sum(positives * posW + negatives * negW + columnTerm) - 2 * log(2.0)
 }
 
 /// infoNCE's normaliser of each row: log-sum-exp over its negatives on every rank plus its P
@@ -157,14 +191,18 @@ func infoNCELoss(_ s: RankScores, _ layout: ScoreLayout, maskValue: Double, _ gr
     return comm.sum(loss)
 }
 
-/// Donsker-Varadhan: -mean over every positive of u + log(mean over the rows' negatives of e^u).
+/// Donsker-Varadhan: -mean over every positive of u + log(mean over the negatives of e^u), the
+/// negatives' mean being the rows' (and, with column negatives, half the rows' and half the columns').
 func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Float, _ comm: Communicator) -> Double {
-    let cols = layout.columns
+    let cols = layout.columns, R = layout.rowCount
     var m: Float = -.infinity
-    for i in 0..<layout.rowCount {
+    for i in 0..<R {
         forEachSpan(row: i, layout) { span, positive in
             if !positive { m = maximum(s.u + i * cols + span.lowerBound, count: span.count, initial: m) }
         }
+    }
+    if let x = s.columns {
+        for j in 0..<layout.n { forEachColumnSpan(image: j, layout) { m = maximum(x + j * R + $0.lowerBound, count: $0.count, initial: m) } }
     }
     let shift = comm.max(Double(m))
     var positives = 0.0
@@ -178,20 +216,42 @@ func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Fl
         }
         return sum
     }
-    var sums = [negatives, positives]  // sum of e^(u - shift) over negatives, sum of u over positives
-    comm.allreduceSum(&sums, count: 2)
-    let lse = shift + log(sums[0])
+    var columnNegatives = 0.0
+    if let x = s.columns {
+        for j in 0..<layout.n {
+            forEachColumnSpan(image: j, layout) { columnNegatives += expSum(x + j * R + $0.lowerBound, count: $0.count, shift: Float(shift)) }
+        }
+    }
+    // Sums of e^(u - shift) over the row and column negatives, sum of u over positives.
+    var sums = [negatives, positives, columnNegatives]
+    comm.allreduceSum(&sums, count: 3)
+    let rowW = rowShare(layout) / layout.negativeCount
+    let colW = layout.hasColumnNegatives ? 0.5 / layout.columnNegativeCount : 0
+    let mix = rowW * sums[0] + colW * sums[2]  // the negatives' mean of e^(u - shift)
     let posW = 1 / layout.positiveCount
     s.gradPositives.update(repeating: Float(-posW) * gradScale, count: cols)
+    // d/du of log(mix) is weight e^(u - shift) / mix = e^(u - shift - log(mix / weight)); that shift
+    // is at least the largest u of its set, as expSum needs.
+    let rowShift = Float(shift + log(mix / rowW))
     _ = sumOverRowBlocks(layout) { rows in
         for i in rows {
             forEachSpan(row: i, layout) { span, positive in
                 let offset = i * cols + span.lowerBound
                 if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
-                _ = expSum(s.u + offset, count: span.count, shift: Float(lse), gradScale: gradScale, grad: s.grad + offset)
+                _ = expSum(s.u + offset, count: span.count, shift: rowShift, gradScale: gradScale, grad: s.grad + offset)
             }
         }
         return 0
     }
-    return -sums[1] * posW + lse - log(layout.negativeCount)
+    if let x = s.columns, let gx = s.gradColumns {
+        let columnShift = Float(shift + log(mix / colW))
+        for j in 0..<layout.n {
+            (gx + j * R).update(repeating: 0, count: R)
+            forEachColumnSpan(image: j, layout) {
+                let offset = j * R + $0.lowerBound
+                _ = expSum(x + offset, count: $0.count, shift: columnShift, gradScale: gradScale, grad: gx + offset)
+            }
+        }
+    }
+    return -sums[1] * posW + shift + log(mix)
 }

@@ -30,6 +30,15 @@ public struct RowSelection: Equatable, Codable, CustomStringConvertible {
         return Array(rng.permutation(N).prefix(K)).sorted()
     }
 
+    /// With sampled rows, one patch position of each row's image (in row order), from (seed, step):
+    /// the patch vectors that every rank's global vectors are scored against (column negatives).
+    /// Empty with all rows.
+    public func patches(rows: [Int], globalBatch N: Int, step: Int, positions P: Int) -> [Int] {
+        guard rows.count < N else { return [] }
+        var rng = SplitMix64(seed: seed, stream: RandomStream.scoredPatches, index: UInt64(step))
+        return rows.map { _ in rng.nextInt(P) }
+    }
+
     public var description: String { limit.map { "\($0) sampled rows" } ?? "all rows" }
 }
 
@@ -48,9 +57,15 @@ public struct ScoreLayout {
     public let ownedLocalIndex: [Int]
     public let firstOwnedRow: Int
 
-    public init(rows: [Int], globalBatch N: Int, localBatch n: Int, rank: Int, ranks: Int, positions P: Int) {
+    /// With sampled rows: the patch position of each row's image whose local vector is gathered
+    /// with the row, and scored against every global vector (empty with all rows).
+    public let rowPatch: [Int]
+
+    public init(rows: [Int], patches: [Int] = [], globalBatch N: Int, localBatch n: Int, rank: Int, ranks: Int,
+                positions P: Int) {
         precondition(N == n * ranks, "global batch \(N) is not \(ranks) ranks x \(n)")
-        rowImage = rows; globalBatch = N; self.n = n; offset = rank * n; self.P = P
+        precondition(patches.isEmpty || patches.count == rows.count, "one patch per row")
+        rowImage = rows; rowPatch = patches; globalBatch = N; self.n = n; offset = rank * n; self.P = P
         var perRank = [Int](repeating: 0, count: ranks)
         for i in rows { perRank[i / n] += 1 }
         rowsPerRank = perRank
@@ -75,6 +90,17 @@ public struct ScoreLayout {
     public var positiveCount: Double { Double(globalBatch * P) }
     /// infoNCE's anchors: a row's image's P patches (an anchor needs its row's normaliser).
     public var anchorCount: Double { Double(rowCount * P) }
+    /// Whether the step also scores every global vector against the rows' sampled patches.
+    public var hasColumnNegatives: Bool { !rowPatch.isEmpty }
+    /// Column negative pairs: each image's global vector against the sampled patch of every row
+    /// of another image.
+    public var columnNegativeCount: Double { Double(rowCount * (globalBatch - 1)) }
+    /// The row of local image j's own sampled patch, if it is a row (its column entry is no negative).
+    @inline(__always)
+    public func ownRow(localImage j: Int) -> Int? {
+        guard let t = ownedLocalIndex.firstIndex(of: j) else { return nil }
+        return firstOwnedRow + t
+    }
     /// Negative pairs: each row against the patches of the N - 1 other images.
     public var negativeCount: Double { Double(rowCount * (globalBatch - 1) * P) }
 }

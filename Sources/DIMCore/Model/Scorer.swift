@@ -19,8 +19,12 @@ public final class Scorer {
     /// G_j . L_{j,l} for this rank's images, in column order: `[n*P]`.
     public let positives = Tensor([0])
     public let gradPositives = Tensor([0])
-    /// The scored global vectors, one per row: `[R, U]`.
+    /// The gathered rows: `[R, U]` global vectors, or `[R, 2U]` with column negatives (each row's
+    /// global vector, then its image's sampled patch vector).
     public let rowVectors = Tensor([0])
+    /// Column negatives: this rank's global vectors against the rows' sampled patches, `[n, R]`.
+    public let columnScores = Tensor([0])
+    public let gradColumnScores = Tensor([0])
     public let gradG = Tensor([0])
     public let gradL = Tensor([0])
     /// This rank's global vectors, one per image (`[n, U]`, G transposed).
@@ -43,27 +47,46 @@ public final class Scorer {
         precondition(L.shape[0] == units && L.count / units == n * P,
                      "Scorer: L shape \(L.shape) does not match G \(G.shape) x \(P)")
         let N = n * comm.size
-        let layout = ScoreLayout(rows: selection.rows(globalBatch: N, step: step), globalBatch: N, localBatch: n,
+        let rows = selection.rows(globalBatch: N, step: step)
+        // Column negatives (docs/bounded-negatives.md): JSD and DV with sampled rows.
+        let patches = estimator == .nce ? [] : selection.patches(rows: rows, globalBatch: N, step: step, positions: P)
+        let layout = ScoreLayout(rows: rows, patches: patches, globalBatch: N, localBatch: n,
                                  rank: comm.rank, ranks: comm.size, positions: P)
         self.layout = layout
         lastL = L
         lastG = G
         localGlobals.resize([n, units])
         transpose(G.data, rows: units, cols: n, into: localGlobals.data)
-        // This rank's rows, in row order, then everyone's.
-        ownedRows.resize([layout.ownedLocalIndex.count, units])
+        // This rank's rows, in row order (with their sampled patch vectors), then everyone's.
+        let width = rowWidth(layout, units: units), cols = layout.columns
+        ownedRows.resize([layout.ownedLocalIndex.count, width])
         for (t, j) in layout.ownedLocalIndex.enumerated() {
-            (ownedRows.data + t * units).update(from: localGlobals.data + j * units, count: units)
+            let row = ownedRows.data + t * width
+            row.update(from: localGlobals.data + j * units, count: units)
+            if layout.hasColumnNegatives {
+                let column = j * P + layout.rowPatch[layout.firstOwnedRow + t]
+                for unit in 0..<units { row[units + unit] = L.data[unit * cols + column] }
+            }
         }
-        rowVectors.resize([layout.rowCount, units])
-        comm.allgather(ownedRows.data, counts: layout.rowsPerRank.map { $0 * units }, into: rowVectors.data)
-        let R = layout.rowCount, cols = layout.columns
+        rowVectors.resize([layout.rowCount, width])
+        comm.allgather(ownedRows.data, counts: layout.rowsPerRank.map { $0 * width }, into: rowVectors.data)
+        let R = layout.rowCount
         scores.resize([R, cols])
-        sgemm(m: R, n: cols, k: units, a: rowVectors.data, lda: units, b: L.data, ldb: cols, c: scores.data, ldc: cols)
+        sgemm(m: R, n: cols, k: units, a: rowVectors.data, lda: width, b: L.data, ldb: cols, c: scores.data, ldc: cols)
         gradScores.resize([R, cols])
         scoreOwnPositives(G: G, L: L, layout)
+        guard layout.hasColumnNegatives else {
+            return estimatorLoss(estimator, u: scores.data, grad: gradScores.data, positives: positives.data,
+                                 gradPositives: gradPositives.data, layout: layout, maskValue: maskValue,
+                                 gradScale: weight, comm: comm)
+        }
+        columnScores.resize([n, R])
+        sgemm(transB: true, m: n, n: R, k: units, a: localGlobals.data, lda: units, b: rowVectors.data + units,
+              ldb: width, c: columnScores.data, ldc: R)
+        gradColumnScores.resize([n, R])
         return estimatorLoss(estimator, u: scores.data, grad: gradScores.data, positives: positives.data,
-                             gradPositives: gradPositives.data, layout: layout, maskValue: maskValue,
+                             gradPositives: gradPositives.data, columns: columnScores.data,
+                             gradColumns: gradColumnScores.data, layout: layout, maskValue: maskValue,
                              gradScale: weight, comm: comm)
     }
 
@@ -80,25 +103,45 @@ public final class Scorer {
                     .update(from: gradPositives.data + j * P, count: P)
             }
         }
+        let width = rowWidth(layout, units: units)
         gradL.resize(L.shape)
-        sgemm(transA: true, m: units, n: cols, k: R, a: rowVectors.data, lda: units,
+        sgemm(transA: true, m: units, n: cols, k: R, a: rowVectors.data, lda: width,
               b: gradScores.data, ldb: cols, c: gradL.data, ldc: cols)
-        gradRowVectors.resize([R, units])
+        gradRowVectors.resize([R, width])
         sgemm(transB: true, m: R, n: units, k: cols, a: gradScores.data, lda: cols,
-              b: L.data, ldb: cols, c: gradRowVectors.data, ldc: units)
-        // Every rank's contribution to each row's gradient, summed at the row's owner.
-        gradOwnedRows.resize([layout.ownedLocalIndex.count, units])
-        comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * units },
+              b: L.data, ldb: cols, c: gradRowVectors.data, ldc: width)
+        if layout.hasColumnNegatives {
+            // This rank's part of each sampled patch vector's gradient: dcolumns^T [R, n] x G^T [n, U].
+            sgemm(transA: true, m: R, n: units, k: n, a: gradColumnScores.data, lda: R, b: localGlobals.data,
+                  ldb: units, c: gradRowVectors.data + units, ldc: width)
+        }
+        // Every rank's contribution to each row's gradients, summed at the row's owner.
+        gradOwnedRows.resize([layout.ownedLocalIndex.count, width])
+        comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * width },
                               into: gradOwnedRows.data)
-        // Images outside the row set get no gradient through G from the block (only from their positives, below).
+        // Images outside the row set get no gradient through G from the block (only from their
+        // positives and column negatives, below).
         gradLocalGlobals.resize([n, units], zero: true)
         for (t, j) in layout.ownedLocalIndex.enumerated() {
-            (gradLocalGlobals.data + j * units).update(from: gradOwnedRows.data + t * units, count: units)
+            let row = gradOwnedRows.data + t * width
+            (gradLocalGlobals.data + j * units).update(from: row, count: units)
+            if layout.hasColumnNegatives {
+                let column = j * layout.P + layout.rowPatch[layout.firstOwnedRow + t]
+                for unit in 0..<units { gradL.data[unit * cols + column] += row[units + unit] }
+            }
+        }
+        if layout.hasColumnNegatives {
+            // Every global vector's gradient from the column negatives: dcolumns [n, R] x patches [R, U].
+            sgemm(m: n, n: units, k: R, a: gradColumnScores.data, lda: R, b: rowVectors.data + units, ldb: width,
+                  beta: 1, c: gradLocalGlobals.data, ldc: units)
         }
         gradG.resize([units, n])
         transpose(gradLocalGlobals.data, rows: n, cols: units, into: gradG.data)
         if !positivesFromBlock(layout) { addOwnPositivesBackward(G: G, L: L, positions: layout.P) }
     }
+
+    /// Floats per gathered row: the global vector, and with column negatives its sampled patch vector.
+    private func rowWidth(_ layout: ScoreLayout, units: Int) -> Int { layout.hasColumnNegatives ? 2 * units : units }
 
     /// With all rows the score GEMM has computed every positive already. With sampled rows all of
     /// them are dot products here, one summation order for every image whatever the rank count
