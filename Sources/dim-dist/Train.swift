@@ -33,7 +33,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Augmentation: random horizontal flips.") var flip = false
     @Option(help: ArgumentHelp(
         "Bounded negatives: score K global vectors per step, sampled from the global batch (default: all).",
-        discussion: "The cost per rank stays flat as ranks are added. The rows carry the negatives: JSD and DV still score every image's positives, infoNCE's anchors are the sampled rows; JSD and infoNCE stay unbiased estimates of the full loss (docs/bounded-negatives.md)."))
+        discussion: "The cost per rank stays flat as ranks are added. The rows carry the negatives: JSD and DV still score every image's positives and every global vector against one sampled patch of each row's image, infoNCE's anchors are the sampled rows; JSD and infoNCE stay unbiased estimates of the full loss (docs/bounded-negatives.md)."))
     var maxNegatives: Int?
     @Option(help: "Stop after this much training time (e.g. 2h, 90m, 3600s) and write a checkpoint.",
             transform: parseDuration)
