@@ -9,7 +9,8 @@ import Foundation
 /// (variable-count) all-gather, every rank scores its own L against them (`u = G_rows * L`,
 /// `[R, n*P]`) and the estimator turns the block into the step's loss. Backward sends dL/dG_rows
 /// through a reduce-scatter, so each owner gets the summed gradient of its rows; the L are never
-/// sent. With all rows the collectives carry N x U floats; with K rows, K x U on any rank count.
+/// sent. With all rows the collectives carry N x U floats; with K rows, K x U on any rank count
+/// (K x 2U for JSD and DV, whose rows bring a sampled patch vector each: the column negatives).
 /// Each rank also has its own images' positives, G_j . L_{j,l} (`positives`, `[n*P]`, no
 /// communication), whether or not j is a row: the estimators take positives from there and
 /// negatives from the row block, so a sampled row set samples negatives, not positives.
