@@ -60,6 +60,8 @@ public struct ScoreLayout {
     /// With sampled rows: the patch position of each row's image whose local vector is gathered
     /// with the row, and scored against every global vector (empty with all rows).
     public let rowPatch: [Int]
+    /// The row of each local image, if it is one.
+    private let rowOfLocalImage: [Int?]
 
     public init(rows: [Int], patches: [Int] = [], globalBatch N: Int, localBatch n: Int, rank: Int, ranks: Int,
                 positions P: Int) {
@@ -71,6 +73,9 @@ public struct ScoreLayout {
         rowsPerRank = perRank
         firstOwnedRow = perRank[..<rank].reduce(0, +)
         ownedLocalIndex = rows[firstOwnedRow..<(firstOwnedRow + perRank[rank])].map { $0 - rank * n }
+        var rowOf = [Int?](repeating: nil, count: n)
+        for (t, j) in ownedLocalIndex.enumerated() { rowOf[j] = firstOwnedRow + t }
+        rowOfLocalImage = rowOf
     }
 
     /// One process scoring all N rows (tests, benchmarks).
@@ -97,10 +102,7 @@ public struct ScoreLayout {
     public var columnNegativeCount: Double { Double(rowCount * (globalBatch - 1)) }
     /// The row of local image j's own sampled patch, if it is a row (its column entry is no negative).
     @inline(__always)
-    public func ownRow(localImage j: Int) -> Int? {
-        guard let t = ownedLocalIndex.firstIndex(of: j) else { return nil }
-        return firstOwnedRow + t
-    }
+    public func ownRow(localImage j: Int) -> Int? { rowOfLocalImage[j] }
     /// Negative pairs: each row against the patches of the N - 1 other images.
     public var negativeCount: Double { Double(rowCount * (globalBatch - 1) * P) }
 }

@@ -76,19 +76,17 @@ public final class Scorer {
         sgemm(m: R, n: cols, k: units, a: rowVectors.data, lda: width, b: L.data, ldb: cols, c: scores.data, ldc: cols)
         gradScores.resize([R, cols])
         scoreOwnPositives(G: G, L: L, layout)
-        guard layout.hasColumnNegatives else {
-            return estimatorLoss(estimator, u: scores.data, grad: gradScores.data, positives: positives.data,
-                                 gradPositives: gradPositives.data, layout: layout, maskValue: maskValue,
-                                 gradScale: weight, comm: comm)
+        let columns = layout.hasColumnNegatives
+        if columns {
+            columnScores.resize([n, R])
+            sgemm(transB: true, m: n, n: R, k: units, a: localGlobals.data, lda: units, b: rowVectors.data + units,
+                  ldb: width, c: columnScores.data, ldc: R)
+            gradColumnScores.resize([n, R])
         }
-        columnScores.resize([n, R])
-        sgemm(transB: true, m: n, n: R, k: units, a: localGlobals.data, lda: units, b: rowVectors.data + units,
-              ldb: width, c: columnScores.data, ldc: R)
-        gradColumnScores.resize([n, R])
         return estimatorLoss(estimator, u: scores.data, grad: gradScores.data, positives: positives.data,
-                             gradPositives: gradPositives.data, columns: columnScores.data,
-                             gradColumns: gradColumnScores.data, layout: layout, maskValue: maskValue,
-                             gradScale: weight, comm: comm)
+                             gradPositives: gradPositives.data, columns: columns ? columnScores.data : nil,
+                             gradColumns: columns ? gradColumnScores.data : nil, layout: layout,
+                             maskValue: maskValue, gradScale: weight, comm: comm)
     }
 
     /// Fills gradG `[U, n]` and gradL `[U, n*P]` (of weight x the loss).
