@@ -17,7 +17,13 @@ image, one rank per core, M scored rows per step (M = N, or min(N, K) with --max
   scores      6 * (b Q) * (M - b) * U / F_node          (score GEMM forward + two backward GEMMs,
                                                          beyond what a one-node step already does)
   estimator   (b Q) * (M - b) * t_score / cores         (float32 SIMD, measured ns per score)
-  gather      allgather of M x U floats, reduce-scatter of the same (gradient of the rows)
+  gather      allgather of M x U floats, reduce-scatter of the same (gradient of the rows); with
+              sampled rows (M < N) each row also carries one patch (column negatives): 2U floats
+  positives   with sampled rows only: each image's own positives, one pass over the local vectors
+              forward and two backward, (b Q U) * t_positive / cores (memory-bound; t_positive
+              measured, see POSITIVE_NS_PER_VALUE); with all rows they come from the score GEMM
+  columns     with sampled rows only: the node's b global vectors against the M sampled patches,
+              6 * b * M * U / F_node + b * M * t_score / cores
   allreduce   every gradient (4 bytes, or 2 with --grad-reduce bf16) in buckets started as backward
               announces them final (GradientSync); only what is still in flight when backward
               ends is exposed: a replay of GradientSync's rules (slices of >= 1 M values start,
@@ -28,6 +34,12 @@ The per-core rates come from the "core" records (bench on one core of this machi
 one per MI-head width).
 """
 import json, sys
+
+# Every positive with sampled rows costs one pass over the local vectors L (b Q U values) forward
+# and two backward (dG and dL). Measured 2026-12-01, AMD EPYC (Zen 5), 2 ranks x 128 images,
+# 64 patches, 512 units: `scores+loss` grew 17.5 -> 21.0 ms per step (bench --max-negatives 64,
+# before/after the change, same minutes) = 3.5 ms / (128 * 64 * 512) = 0.83 ns per value per core.
+POSITIVE_NS_PER_VALUE = 0.83
 
 def fit(points):
     """Least squares for T = a*x1 + c*x2 (x1 = latency steps, x2 = traffic bytes): returns alpha, beta."""
@@ -164,14 +176,21 @@ def main(path):
             compute = b * t_image
             extra = max(M - b, 0)
             score = 6 * (b * Q) * extra * U / F_node + (b * Q) * extra * t_score / cores
-            g = 0.0 if P == 1 else (2 * log2(P) * alpha + (P - 1) / P * M * U * 4 / (link * eff["allgather"])
-                                    + (P - 1) / P * M * U * 4 / (link * eff["reduce_scatter"]))
+            sampled = M < N
+            # Sampled rows: every positive (a pass over L) and the column negatives (b x M scores).
+            bounded = 0.0 if not sampled else (
+                (b * Q * U) * POSITIVE_NS_PER_VALUE * 1e-9 / cores
+                + 6 * b * M * U / F_node + b * M * t_score / cores)
+            width = 2 * U if sampled else U     # a sampled row brings one patch of its image
+            g = 0.0 if P == 1 else (2 * log2(P) * alpha + (P - 1) / P * M * width * 4 / (link * eff["allgather"])
+                                    + (P - 1) / P * M * width * 4 / (link * eff["reduce_scatter"]))
             ar = exposed_allreduce(P, link * eff[gradient_op], alpha, compute, value_bytes)
-            return compute, score, g, ar, compute + score + g + ar
+            return compute, score, bounded, g, ar, compute + score + bounded + g + ar
         return step, U, t_image, F_node, t_score, schedule, t_end
 
-    def dominant(s, g, ar):
-        return max([("scores", s), ("row gather", g), ("allreduce", ar)], key=lambda x: x[1])[0]
+    def dominant(s, pc, g, ar):
+        return max([("scores", s), ("positives + columns", pc), ("row gather", g), ("allreduce", ar)],
+                   key=lambda x: x[1])[0]
 
     scenarios = [("measured on the capped emulated links: gradient allreduce {grad:.0%}, all-gather {allgather:.0%}, "
                   "reduce-scatter {reduce_scatter:.0%} of nominal".format(grad=measured[gradient_op], **measured), measured),
@@ -188,15 +207,15 @@ def main(path):
                     f"{core['parameter_count'] / 1e6:.1f} M gradients, {early:.0%} of them final in the first half of the "
                     f"step, backward ends at {t_end:.0%} of it; latency 25 us (10 Gbit) / 5 us (100 Gbit) per message "
                     "step, log2(p) collectives; gradient allreduce overlapped with backward (exposed part shown).", "",
-                    "| nodes | N | net | K | gradients | compute s | scores s | row gather s | allreduce exposed s | step s | efficiency | dominant extra term |",
-                    "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                    "| nodes | N | net | K | gradients | compute s | scores s | positives + columns s | row gather s | allreduce exposed s | step s | efficiency | dominant extra term |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for gbit in (10, 100):
-                base = step(1, gbit)[4]
+                base = step(1, gbit)[-1]
                 for P in (8, 64, 256, 1024):
                     for K, vb in ((None, 4), (1024, 4), (512, 4), (512, 2), (256, 2)):
-                        c, sc, g, ar, t = step(P, gbit, K=K, value_bytes=vb)
+                        c, sc, pc, g, ar, t = step(P, gbit, K=K, value_bytes=vb)
                         out.append(f"| {P} | {P * b} | {gbit} Gbit | {K or 'all'} | {'bf16' if vb == 2 else 'fp32'} | {c:.3f} | "
-                                   f"{sc:.3f} | {g:.3f} | {ar:.3f} | {t:.3f} | {base / t:.0%} | {dominant(sc, g, ar)} |")
+                                   f"{sc:.3f} | {pc:.3f} | {g:.3f} | {ar:.3f} | {t:.3f} | {base / t:.0%} | {dominant(sc, pc, g, ar)} |")
                         if P == 64:
                             summary.append((U, label.split(":")[0].split(" (")[0], gbit, K, vb, base / t))
     out += ["", "## At 64 nodes (the issue's aim: 90% on 100 Gbit, 80% on 10 Gbit)", "",
