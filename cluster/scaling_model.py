@@ -15,10 +15,13 @@ A DIM step on P nodes with b images per node (global batch N = P b), U MI units,
 image, one rank per core, M scored rows per step (M = N, or min(N, K) with --max-negatives K):
   compute     b * t_image                               (the step at batch b on one node)
   scores      6 * (b Q) * (M - b) * U / F_node          (score GEMM forward + two backward GEMMs,
-                                                         beyond what a one-node step already does)
+                                                         beyond what a one-node step already does;
+              with sampled rows the rows' own gradient GEMM is not computed (split backward):
+              (4 M - 6 b) * (b Q) * U / F_node, counted as 0 when below one node's step)
   estimator   (b Q) * (M - b) * t_score / cores         (float32 SIMD, measured ns per score)
   gather      allgather of M x U floats, reduce-scatter of the same (gradient of the rows); with
-              sampled rows (M < N) each row also carries one patch (column negatives): 2U floats
+              sampled rows (M < N) each row also carries one patch (column negatives): 2U floats,
+              and no reduce-scatter (nothing goes back to the rows' owners)
   positives   with sampled rows only: each image's own positives, one pass over the local vectors
               forward and two backward, (b Q U) * t_positive / cores (memory-bound; t_positive
               measured, see POSITIVE_NS_PER_VALUE); with all rows they come from the score GEMM
@@ -175,15 +178,16 @@ def main(path):
             M = N if K is None else min(N, K)
             compute = b * t_image
             extra = max(M - b, 0)
-            score = 6 * (b * Q) * extra * U / F_node + (b * Q) * extra * t_score / cores
             sampled = M < N
+            gemm_flops = (max(4 * M - 6 * b, 0) if sampled else 6 * extra) * (b * Q) * U
+            score = gemm_flops / F_node + (b * Q) * extra * t_score / cores
             # Sampled rows: every positive (a pass over L) and the column negatives (b x M scores).
             bounded = 0.0 if not sampled else (
                 (b * Q * U) * POSITIVE_NS_PER_VALUE * 1e-9 / cores
                 + 6 * b * M * U / F_node + b * M * t_score / cores)
             width = 2 * U if sampled else U     # a sampled row brings one patch of its image
-            g = 0.0 if P == 1 else (2 * log2(P) * alpha + (P - 1) / P * M * width * 4 / (link * eff["allgather"])
-                                    + (P - 1) / P * M * width * 4 / (link * eff["reduce_scatter"]))
+            back = 0.0 if sampled else (P - 1) / P * M * width * 4 / (link * eff["reduce_scatter"])
+            g = 0.0 if P == 1 else (2 * log2(P) * alpha + (P - 1) / P * M * width * 4 / (link * eff["allgather"]) + back)
             ar = exposed_allreduce(P, link * eff[gradient_op], alpha, compute, value_bytes)
             return compute, score, bounded, g, ar, compute + score + bounded + g + ar
         return step, U, t_image, F_node, t_score, schedule, t_end

@@ -10,7 +10,8 @@ import Foundation
 /// `[R, n*P]`) and the estimator turns the block into the step's loss. Backward sends dL/dG_rows
 /// through a reduce-scatter, so each owner gets the summed gradient of its rows; the L are never
 /// sent. With all rows the collectives carry N x U floats; with K rows, K x U on any rank count
-/// (K x 2U for JSD and DV, whose rows bring a sampled patch vector each: the column negatives).
+/// (for JSD and DV, whose rows bring a sampled patch vector each, the column negatives: an
+/// all-gather of K x 2U floats and no reduce-scatter, see `splitBackward`).
 /// Each rank also has its own images' positives, G_j . L_{j,l} (`positives`, `[n*P]`, no
 /// communication), whether or not j is a row: the estimators take positives from there and
 /// negatives from the row block, so a sampled row set samples negatives, not positives.
@@ -104,39 +105,51 @@ public final class Scorer {
         }
         let width = rowWidth(layout, units: units)
         gradL.resize(L.shape)
+        if layout.hasColumnNegatives {
+            splitBackward(G: G, L: L, layout)
+            return
+        }
         sgemm(transA: true, m: units, n: cols, k: R, a: rowVectors.data, lda: width,
               b: gradScores.data, ldb: cols, c: gradL.data, ldc: cols)
         gradRowVectors.resize([R, width])
         sgemm(transB: true, m: R, n: units, k: cols, a: gradScores.data, lda: cols,
               b: L.data, ldb: cols, c: gradRowVectors.data, ldc: width)
-        if layout.hasColumnNegatives {
-            // This rank's part of each sampled patch vector's gradient: dcolumns^T [R, n] x G^T [n, U].
-            sgemm(transA: true, m: R, n: units, k: n, a: gradColumnScores.data, lda: R, b: localGlobals.data,
-                  ldb: units, c: gradRowVectors.data + units, ldc: width)
-        }
         // Every rank's contribution to each row's gradients, summed at the row's owner.
         gradOwnedRows.resize([layout.ownedLocalIndex.count, width])
         comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * width },
                               into: gradOwnedRows.data)
-        // Images outside the row set get no gradient through G from the block (only from their
-        // positives and column negatives, below).
+        // Images outside the row set get no gradient through G from the block (infoNCE's sampled
+        // anchors: only the rows' images are scored at all).
         gradLocalGlobals.resize([n, units], zero: true)
         for (t, j) in layout.ownedLocalIndex.enumerated() {
-            let row = gradOwnedRows.data + t * width
-            (gradLocalGlobals.data + j * units).update(from: row, count: units)
-            if layout.hasColumnNegatives {
-                let column = j * layout.P + layout.rowPatch[layout.firstOwnedRow + t]
-                for unit in 0..<units { gradL.data[unit * cols + column] += row[units + unit] }
-            }
-        }
-        if layout.hasColumnNegatives {
-            // Every global vector's gradient from the column negatives: dcolumns [n, R] x patches [R, U].
-            sgemm(m: n, n: units, k: R, a: gradColumnScores.data, lda: R, b: rowVectors.data + units, ldb: width,
-                  beta: 1, c: gradLocalGlobals.data, ldc: units)
+            (gradLocalGlobals.data + j * units).update(from: gradOwnedRows.data + t * width, count: units)
         }
         gradG.resize([units, n])
         transpose(gradLocalGlobals.data, rows: n, cols: units, into: gradG.data)
         if !positivesFromBlock(layout) { addOwnPositivesBackward(G: G, L: L, positions: layout.P) }
+    }
+
+    /// Backward with column negatives (JSD, DV with sampled rows): each sample trains one side of
+    /// its negative pairs. The row block's negatives train the local vectors L (every patch against
+    /// K global vectors), the column negatives train the global vectors G (every global vector
+    /// against K patches), each at twice the half share the loss gives it, so each side's gradient
+    /// is an unbiased estimate of the full loss's (docs/bounded-negatives.md). The rows' own
+    /// gradients through the block would reach only the K sampled G's, each weighted N/K (and the
+    /// sampled patches' through the columns likewise): unbiased too, but a variance that grows with
+    /// N/K. Nothing goes back to the rows' owners, so there is no reduce-scatter.
+    private func splitBackward(G: Tensor, L: Tensor, _ layout: ScoreLayout) {
+        let units = L.shape[0], n = layout.n, R = layout.rowCount, cols = layout.columns
+        let width = rowWidth(layout, units: units)
+        // dL = 2 G_rows^T [U, R] x dscores [R, nP].
+        sgemm(transA: true, m: units, n: cols, k: R, alpha: 2, a: rowVectors.data, lda: width,
+              b: gradScores.data, ldb: cols, c: gradL.data, ldc: cols)
+        // dG^T = 2 dcolumns [n, R] x patches [R, U].
+        gradLocalGlobals.resize([n, units])
+        sgemm(m: n, n: units, k: R, alpha: 2, a: gradColumnScores.data, lda: R, b: rowVectors.data + units,
+              ldb: width, c: gradLocalGlobals.data, ldc: units)
+        gradG.resize([units, n])
+        transpose(gradLocalGlobals.data, rows: n, cols: units, into: gradG.data)
+        addOwnPositivesBackward(G: G, L: L, positions: layout.P)
     }
 
     /// Floats per gathered row: the global vector, and with column negatives its sampled patch vector.
