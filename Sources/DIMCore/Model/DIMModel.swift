@@ -4,9 +4,10 @@ import Foundation
 /// the global-DIM critic (alpha > 0) and the prior discriminator (gamma > 0).
 ///
 /// One training step on one rank: encoder -> heads -> gather G -> scores -> loss -> backward ->
-/// reduce-scatter dG (not with column negatives: Scorer.splitBackward) -> global head backward -> encoder fc backward -> local head backward ->
-/// encoder conv backward. Parameter gradients are left in `params.grads` (this rank's share);
-/// the trainer allreduces them (overlapped with backward) and applies Adam.
+/// reduce-scatter dG (none with column negatives: Scorer.splitBackward) -> global head backward ->
+/// encoder fc backward -> local head backward -> encoder conv backward. Parameter gradients are
+/// left in `params.grads` (this rank's share); the trainer allreduces them (overlapped with
+/// backward) and applies Adam.
 public final class DIMModel {
     public let config: ModelConfig
     public var lossConfig: LossConfig

@@ -132,8 +132,9 @@ public final class Scorer {
     /// Backward with column negatives (JSD, DV with sampled rows): each sample trains one side of
     /// its negative pairs. The row block's negatives train the local vectors L (every patch against
     /// K global vectors), the column negatives train the global vectors G (every global vector
-    /// against K patches), each at twice the half share the loss gives it, so each side's gradient
-    /// is an unbiased estimate of the full loss's (docs/bounded-negatives.md). The rows' own
+    /// against K patches), each at twice the half share the loss gives it, so for JSD each side's
+    /// gradient is an unbiased estimate of the full loss's (DV's loss is biased to begin with;
+    /// docs/bounded-negatives.md). The rows' own
     /// gradients through the block would reach only the K sampled G's, each weighted N/K (and the
     /// sampled patches' through the columns likewise): unbiased too, but a variance that grows with
     /// N/K. Nothing goes back to the rows' owners, so there is no reduce-scatter.
