@@ -9,8 +9,8 @@ import Foundation
 /// of the step, from (seed, step) only, so every rank (and every rank count) draws the same set.
 /// The rows carry the negatives: JSD and DV average their negative term over the sampled rows and
 /// over every global vector against one sampled patch of each row's image (`patches`), and still
-/// score every image's positives (local to its owner); infoNCE's anchors are the sampled rows. JSD and infoNCE stay unbiased estimates of the full loss, and all three equal it when
-/// K >= N.
+/// score every image's positives (local to its owner); infoNCE's anchors are the sampled rows.
+/// JSD and infoNCE stay unbiased estimates of the full loss, and all three equal it when K >= N.
 public struct RowSelection: Equatable, Codable, CustomStringConvertible {
     /// nil: every image of the global batch.
     public var limit: Int?

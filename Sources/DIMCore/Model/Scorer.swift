@@ -93,6 +93,12 @@ public final class Scorer {
     /// Fills gradG `[U, n]` and gradL `[U, n*P]` (of weight x the loss).
     public func backward(comm: Communicator) {
         guard let L = lastL, let G = lastG, let layout else { preconditionFailure("Scorer.backward before forward") }
+        gradL.resize(L.shape)
+        if layout.hasColumnNegatives {
+            splitBackward(G: G, L: L, layout)
+            return
+        }
+        // Rows are global vectors only (all rows, or infoNCE's sampled anchors).
         let units = L.shape[0], n = layout.n, R = layout.rowCount, cols = layout.columns
         if positivesFromBlock(layout) {
             // With all rows the positives' gradients go back through the block's GEMMs (the
@@ -103,26 +109,20 @@ public final class Scorer {
                     .update(from: gradPositives.data + j * P, count: P)
             }
         }
-        let width = rowWidth(layout, units: units)
-        gradL.resize(L.shape)
-        if layout.hasColumnNegatives {
-            splitBackward(G: G, L: L, layout)
-            return
-        }
-        sgemm(transA: true, m: units, n: cols, k: R, a: rowVectors.data, lda: width,
+        sgemm(transA: true, m: units, n: cols, k: R, a: rowVectors.data, lda: units,
               b: gradScores.data, ldb: cols, c: gradL.data, ldc: cols)
-        gradRowVectors.resize([R, width])
+        gradRowVectors.resize([R, units])
         sgemm(transB: true, m: R, n: units, k: cols, a: gradScores.data, lda: cols,
-              b: L.data, ldb: cols, c: gradRowVectors.data, ldc: width)
-        // Every rank's contribution to each row's gradients, summed at the row's owner.
-        gradOwnedRows.resize([layout.ownedLocalIndex.count, width])
-        comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * width },
+              b: L.data, ldb: cols, c: gradRowVectors.data, ldc: units)
+        // Every rank's contribution to each row's gradient, summed at the row's owner.
+        gradOwnedRows.resize([layout.ownedLocalIndex.count, units])
+        comm.reduceScatterSum(gradRowVectors.data, counts: layout.rowsPerRank.map { $0 * units },
                               into: gradOwnedRows.data)
         // Images outside the row set get no gradient through G from the block (infoNCE's sampled
         // anchors: only the rows' images are scored at all).
         gradLocalGlobals.resize([n, units], zero: true)
         for (t, j) in layout.ownedLocalIndex.enumerated() {
-            (gradLocalGlobals.data + j * units).update(from: gradOwnedRows.data + t * width, count: units)
+            (gradLocalGlobals.data + j * units).update(from: gradOwnedRows.data + t * units, count: units)
         }
         gradG.resize([units, n])
         transpose(gradLocalGlobals.data, rows: n, cols: units, into: gradG.data)
@@ -134,10 +134,10 @@ public final class Scorer {
     /// K global vectors), the column negatives train the global vectors G (every global vector
     /// against K patches), each at twice the half share the loss gives it, so for JSD each side's
     /// gradient is an unbiased estimate of the full loss's (DV's loss is biased to begin with;
-    /// docs/bounded-negatives.md). The rows' own
-    /// gradients through the block would reach only the K sampled G's, each weighted N/K (and the
-    /// sampled patches' through the columns likewise): unbiased too, but a variance that grows with
-    /// N/K. Nothing goes back to the rows' owners, so there is no reduce-scatter.
+    /// docs/bounded-negatives.md). The rows' own gradients through the block would reach only the
+    /// K sampled G's, each weighted N/K (and the sampled patches' through the columns likewise):
+    /// unbiased too, but a variance that grows with N/K. Nothing goes back to the rows' owners, so
+    /// there is no reduce-scatter.
     private func splitBackward(G: Tensor, L: Tensor, _ layout: ScoreLayout) {
         let units = L.shape[0], n = layout.n, R = layout.rowCount, cols = layout.columns
         let width = rowWidth(layout, units: units)
