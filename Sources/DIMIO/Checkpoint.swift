@@ -2,13 +2,19 @@ import Foundation
 import DIMCore
 
 /// An HDF5 checkpoint, written by rank 0: parameters under `/params` with PyTorch names and shapes
-/// (DESIGN.md §7), BatchNorm buffers under `/buffers` (running_mean, running_var,
-/// num_batches_tracked), Adam moments under `/adam/{m,v}/<name>`, the discriminator under
-/// `/prior_disc/...`, and the run's state and configuration as root attributes.
+/// (docs/design.md, "Checkpoints"), BatchNorm buffers under `/buffers` (running_mean, running_var,
+/// num_batches_tracked), Adam moments under `/adam/{m,v}/<name>`, the discriminator and its Adam
+/// under `/prior_disc_params` and `/prior_disc_adam/{m,v}`, and the run's state and configuration
+/// as root attributes. What a checkpoint holds is listed once, in `tensorGroups` and `fields`: the
+/// writer, the reader and `checkpoint diff` all go through those two tables.
 public enum CheckpointFile {
     public static let formatVersion = "dim-dist-checkpoint/1"
 
-    /// What a checkpoint says about the run besides tensors.
+    /// Every group of tensors, in the order they are written and compared.
+    public static let tensorGroups = ["params", "buffers", "adam/m", "adam/v",
+                                      "prior_disc_params", "prior_disc_adam/m", "prior_disc_adam/v"]
+
+    /// What a checkpoint says about the run besides tensors (one root attribute per field).
     public struct Info {
         public var step = 0
         public var epoch = 0
@@ -27,7 +33,87 @@ public enum CheckpointFile {
         public init() {}
     }
 
-    /// Writes `path` directly (use `saveAtomically` for the crash-safe sequence).
+    /// An attribute's value as stored.
+    public enum Value: Equatable, CustomStringConvertible {
+        case int(Int64), double(Double), string(String)
+        public var description: String {
+            switch self {
+            case .int(let v): return String(v)
+            case .double(let v): return String(v)
+            case .string(let v): return v
+            }
+        }
+    }
+
+    /// One root attribute and the Info field it holds.
+    public struct Field {
+        /// `state`: what the next step is computed from (the step, the data position, the random
+        /// streams' seed, both optimisers' counters, the configuration, the dataset); two runs
+        /// that computed the same agree on it. `record`: about the writing (ranks, time, last loss).
+        public enum Role { case state, record }
+        public let name: String
+        public let role: Role
+        /// Files written before the field existed read it as the Info default.
+        public let optional: Bool
+        public let get: (Info) -> Value
+        let set: (inout Info, Value) -> Void
+
+        static func int(_ name: String, _ key: WritableKeyPath<Info, Int>, _ role: Role) -> Field {
+            Field(name: name, role: role, optional: false, get: { .int(Int64($0[keyPath: key])) },
+                  set: { info, v in if case .int(let x) = v { info[keyPath: key] = Int(x) } })
+        }
+        static func bits(_ name: String, _ key: WritableKeyPath<Info, UInt64>, _ role: Role) -> Field {
+            Field(name: name, role: role, optional: false, get: { .int(Int64(bitPattern: $0[keyPath: key])) },
+                  set: { info, v in if case .int(let x) = v { info[keyPath: key] = UInt64(bitPattern: x) } })
+        }
+        static func double(_ name: String, _ key: WritableKeyPath<Info, Double>, _ role: Role) -> Field {
+            Field(name: name, role: role, optional: false, get: { .double($0[keyPath: key]) },
+                  set: { info, v in if case .double(let x) = v { info[keyPath: key] = x } })
+        }
+        static func string(_ name: String, _ key: WritableKeyPath<Info, String>, _ role: Role,
+                           optional: Bool = false) -> Field {
+            Field(name: name, role: role, optional: optional, get: { .string($0[keyPath: key]) },
+                  set: { info, v in if case .string(let x) = v { info[keyPath: key] = x } })
+        }
+
+        func write(_ info: Info, to f: HDF5File) throws {
+            switch get(info) {
+            case .int(let v): try f.setAttribute(name, v)
+            case .double(let v): try f.setAttribute(name, v)
+            case .string(let v): try f.setAttribute(name, v)
+            }
+        }
+
+        func read(_ f: HDF5File, into info: inout Info) throws {
+            if optional && !f.hasAttribute(name) { return }
+            switch get(info) {
+            case .int: set(&info, .int(try f.scalarAttribute(name, as: Int64.self)))
+            case .double: set(&info, .double(try f.scalarAttribute(name, as: Double.self)))
+            case .string: set(&info, .string(try f.stringAttribute(name)))
+            }
+        }
+    }
+
+    /// Every root attribute of Info (besides `parameter_count`, `checksum` and `complete`, which
+    /// check the file itself).
+    public static let fields: [Field] = [
+        .string("format", \.format, .state),
+        .int("step", \.step, .state),
+        .int("epoch", \.epoch, .state),
+        .int("batch_in_epoch", \.batchInEpoch, .state),
+        .bits("seed", \.seed, .state),
+        .int("global_batch", \.globalBatch, .state),
+        .int("adam_step", \.adamStep, .state),
+        .int("prior_disc_adam_step", \.discAdamStep, .state),
+        .string("config", \.configJSON, .state),
+        .string("dataset_fingerprint", \.datasetFingerprint, .state),
+        .int("dataset_count", \.datasetCount, .state),
+        .int("ranks", \.ranks, .record),
+        .double("loss", \.loss, .record),
+        .string("created", \.created, .record, optional: true),
+    ]
+
+    /// Writes `path` directly (CheckpointDirectory.save wraps it in the crash-safe sequence).
     public static func write(path: String, model: DIMModel, adam: Adam, discAdam: Adam, info: Info) throws {
         // Built in memory and written out in one piece (see HDF5File.writeImage).
         let f = try HDF5File(path, mode: .memory)
@@ -36,20 +122,7 @@ public enum CheckpointFile {
         try writeBuffers(f, model)
         try writeMoments(f, store: model.params, adam: adam, group: "adam")
         try writeMoments(f, store: model.discParams, adam: discAdam, group: "prior_disc_adam")
-        try f.setAttribute("format", info.format)
-        try f.setAttribute("step", Int64(info.step))
-        try f.setAttribute("epoch", Int64(info.epoch))
-        try f.setAttribute("batch_in_epoch", Int64(info.batchInEpoch))
-        try f.setAttribute("seed", Int64(bitPattern: info.seed))
-        try f.setAttribute("global_batch", Int64(info.globalBatch))
-        try f.setAttribute("ranks", Int64(info.ranks))
-        try f.setAttribute("adam_step", Int64(info.adamStep))
-        try f.setAttribute("prior_disc_adam_step", Int64(info.discAdamStep))
-        try f.setAttribute("loss", info.loss)
-        try f.setAttribute("config", info.configJSON)
-        try f.setAttribute("dataset_fingerprint", info.datasetFingerprint)
-        try f.setAttribute("dataset_count", Int64(info.datasetCount))
-        try f.setAttribute("created", info.created)
+        for field in fields { try field.write(info, to: f) }
         try f.setAttribute("parameter_count", Int64(model.params.count))
         try f.setAttribute("checksum", tensorChecksum(model: model, adam: adam, discAdam: discAdam))
         // Written last: a file without it was interrupted.
@@ -86,20 +159,7 @@ public enum CheckpointFile {
         }
         guard f.hasAttribute("complete") else { throw DIMError("\(f.path): incomplete checkpoint (the write was "
             + "interrupted)") }
-        func int(_ k: String) throws -> Int { Int(try f.scalarAttribute(k, as: Int64.self)) }
-        info.step = try int("step")
-        info.epoch = try int("epoch")
-        info.batchInEpoch = try int("batch_in_epoch")
-        info.seed = UInt64(bitPattern: try f.scalarAttribute("seed", as: Int64.self))
-        info.globalBatch = try int("global_batch")
-        info.ranks = try int("ranks")
-        info.adamStep = try int("adam_step")
-        info.discAdamStep = try int("prior_disc_adam_step")
-        info.loss = try f.scalarAttribute("loss", as: Double.self)
-        info.configJSON = try f.stringAttribute("config")
-        info.datasetFingerprint = try f.stringAttribute("dataset_fingerprint")
-        info.datasetCount = try int("dataset_count")
-        info.created = (try? f.stringAttribute("created")) ?? ""
+        for field in fields where field.name != "format" { try field.read(f, into: &info) }
         return info
     }
 
@@ -240,8 +300,9 @@ func fsyncFile(_ path: String) throws {
         + "(\(String(cString: strerror(errno))))") }
 }
 
-/// `dim-dist checkpoint diff`: per group of tensors, whether two checkpoints are bit-identical and
-/// the worst relative difference of a tensor (relativeDifference).
+/// `dim-dist checkpoint diff`: every tensor group of `CheckpointFile.tensorGroups` (whether two
+/// checkpoints are bit-identical, and the worst relative difference of a tensor, relativeDifference)
+/// and every attribute of `CheckpointFile.fields` that differs.
 public struct CheckpointComparison {
     public struct Group {
         public let name: String
@@ -249,23 +310,49 @@ public struct CheckpointComparison {
         public let worst: Double
         public let worstTensor: String
     }
-    public static let groups = ["params", "buffers", "adam/m", "adam/v"]
+    public struct FieldDifference {
+        public let name: String
+        public let role: CheckpointFile.Field.Role
+        public let a: CheckpointFile.Value, b: CheckpointFile.Value
+    }
+    public let groups: [Group]
+    /// Only the attributes that differ.
+    public let fields: [FieldDifference]
 
-    public static func compare(_ a: String, _ b: String) throws -> [Group] {
+    /// True when the two checkpoints are not the same training state: a tensor differs by more
+    /// than `tolerance` (relative; 0: any bit), or a state attribute differs at all.
+    public func differ(tolerance: Double) -> Bool {
+        groups.contains { tolerance == 0 ? !$0.identical : $0.worst > tolerance }
+            || fields.contains { $0.role == .state }
+    }
+
+    public static func compare(_ a: String, _ b: String) throws -> CheckpointComparison {
         let fa = try HDF5File(a), fb = try HDF5File(b)
-        return try groups.map { group in
-            var worst = (0.0, ""), identical = true
-            for name in try fa.members(group) {
-                let key = "\(group)/\(name)"
-                guard fb.exists(key) else { throw DIMError("\(fb.path): missing '\(key)'") }
-                let (x, sx): ([Double], [Int]) = try fa.read(key)
-                let (y, sy): ([Double], [Int]) = try fb.read(key)
-                guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
-                if x != y { identical = false }
-                let e = relativeDifference(x, y)
-                if e > worst.0 { worst = (e, name) }
-            }
-            return Group(name: group, identical: identical, worst: worst.0, worstTensor: worst.1)
+        let (ia, ib) = (try CheckpointFile.readInfo(fa), try CheckpointFile.readInfo(fb))
+        let fields = CheckpointFile.fields.compactMap { f -> FieldDifference? in
+            f.get(ia) == f.get(ib) ? nil : FieldDifference(name: f.name, role: f.role, a: f.get(ia), b: f.get(ib))
         }
+        return CheckpointComparison(groups: try CheckpointFile.tensorGroups.map { try compare(group: $0, fa, fb) },
+                                    fields: fields)
+    }
+
+    private static func compare(group: String, _ fa: HDF5File, _ fb: HDF5File) throws -> Group {
+        let names = fa.exists(group) ? try fa.members(group) : []
+        let other = fb.exists(group) ? try fb.members(group) : []
+        if let missing = Set(names).symmetricDifference(other).sorted().first {
+            let (has, lacks) = names.contains(missing) ? (fa, fb) : (fb, fa)
+            throw DIMError("\(lacks.path): no '\(group)/\(missing)' (\(has.path) has it): not the same model")
+        }
+        var worst = (0.0, ""), identical = true
+        for name in names {
+            let key = "\(group)/\(name)"
+            let (x, sx): ([Double], [Int]) = try fa.read(key)
+            let (y, sy): ([Double], [Int]) = try fb.read(key)
+            guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
+            if x != y { identical = false }
+            let e = relativeDifference(x, y)
+            if e > worst.0 { worst = (e, name) }
+        }
+        return Group(name: group, identical: identical, worst: worst.0, worstTensor: worst.1)
     }
 }

@@ -27,44 +27,33 @@ public struct BenchmarkResult {
     public var gemmGflopsPerSecond: Double { gflopPerStep / gemmSecondsPerStep }
 }
 
-public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Precision = .fp32, globalBatch: Int,
-                         rows: RowSelection = .all, gradientPrecision: GradientPrecision = .fp32,
-                         steps: Int, warmup: Int, comm: Communicator,
+public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
+                         gradientPrecision: GradientPrecision = .fp32, steps: Int, warmup: Int, comm: Communicator,
                          log: (String) -> Void) throws -> BenchmarkResult {
-    let n = try localBatchSize(global: globalBatch, ranks: comm.size)
-    let model = DIMModel(config: config, loss: loss, seed: 1, precision: precision)
-    let sync = GradientSync(comm: comm, precision: gradientPrecision)
-    let adam = Adam(count: model.params.count)
-    let discAdam = Adam(count: model.discParams.count)
-    let (x, zp) = randomInputs(config, localBatch: n, rank: comm.rank)
-    var stepIndex = 0
-    var exposed = 0.0
-    var recording = false
+    let n = try localBatchSize(global: config.globalBatch, ranks: comm.size)
+    let state = TrainingState(config: config, precision: precision)
+    let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision)
+    let model = state.model, sync = train.sync
+    let x = randomImages(config.model, localBatch: n, rank: comm.rank)
+    var exposed = 0.0, stepStart = 0.0, announcement = 0, recording = false
     var ready: [(range: Range<Int>, seconds: Double)] = [], backwardEnd = 0.0
-    func step() {
-        sync.begin(model.params)
-        let start = monotonicSeconds()
-        var announcement = 0
-        model.forwardBackward(x, priorSample: zp, rows: rows, step: stepIndex, comm: comm,
-                              gradientsFinal: { range in
-            sync.gradientsFinal(range)
-            guard recording else { return }
-            if announcement == ready.count { ready.append((range, 0)) }
-            ready[announcement].seconds += monotonicSeconds() - start
-            announcement += 1
-        })
-        if recording { backwardEnd += monotonicSeconds() - start }
-        stepIndex += 1
-        model.timer.start()
-        sync.finish()
-        exposed += sync.exposedSeconds
-        if model.discriminator != nil { sync.allreduce(model.discParams) }
-        model.timer.mark("gradient allreduce")
-        adam.update(model.params)
-        if model.discriminator != nil { discAdam.update(model.discParams) }
-        model.timer.mark("optimizer")
+    // When backward announces each slice final, and when it ends (the allreduce phase begins).
+    train.onGradientsFinal = { range in
+        guard recording else { return }
+        if announcement == ready.count { ready.append((range, 0)) }
+        ready[announcement].seconds += monotonicSeconds() - stepStart
+        announcement += 1
     }
-    for _ in 0..<warmup { step() }
+    train.onPhase = { phase in
+        if recording && phase == .gradientAllreduce { backwardEnd += monotonicSeconds() - stepStart }
+    }
+    func step() throws {
+        stepStart = monotonicSeconds()
+        announcement = 0
+        try train.run(images: x)
+        exposed += sync.exposedSeconds
+    }
+    for _ in 0..<warmup { try step() }
     comm.barrier()
     model.timer.enabled = true
     model.timer.reset()
@@ -74,13 +63,13 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     FlopCounter.reset()
     let t0 = monotonicSeconds()
     for s in 0..<steps {
-        step()
+        try step()
         if comm.isRoot { log("  step \(s + 1)/\(steps): \(fmt(monotonicSeconds() - t0, 2)) s") }
     }
     comm.barrier()
     let elapsed = monotonicSeconds() - t0
     let phases = model.timer.order.map { ($0, model.timer.seconds[$0]! / Double(steps)) }
-    var result = BenchmarkResult(steps: steps, globalBatch: globalBatch, seconds: elapsed,
+    var result = BenchmarkResult(steps: steps, globalBatch: config.globalBatch, seconds: elapsed,
                                  gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(steps),
                                  gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(steps), phases: phases)
     result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(steps)))
@@ -93,14 +82,13 @@ public func runBenchmark(config: ModelConfig, loss: LossConfig, precision: Preci
     return result
 }
 
-/// Random images in [-1, 1] and a prior sample for one rank (the benchmark needs no data set).
-func randomInputs(_ config: ModelConfig, localBatch n: Int, rank: Int) -> (images: Tensor, prior: Tensor) {
+/// Random images in [-1, 1] for one rank (the benchmark needs no data set; the prior sample
+/// comes from the step itself).
+func randomImages(_ config: ModelConfig, localBatch n: Int, rank: Int) -> Tensor {
     var rng = SplitMix64(seed: 42, stream: RandomStream.benchmarkImages(rank: rank))
     let x = Tensor([config.inChannels, n, config.imageSize, config.imageSize])
     for i in 0..<x.count { x.data[i] = rng.uniform(1) }
-    let zp = Tensor([config.globalDim, n])
-    for i in 0..<zp.count { zp.data[i] = rng.nextFloat() }
-    return (x, zp)
+    return x
 }
 
 /// The best of three blocking allreduces of a store's gradients.

@@ -28,34 +28,42 @@ public struct TrainConfig: Codable, Equatable {
 
     /// The configuration stored in a checkpoint (`path` names the file in the error).
     public init(checkpoint info: CheckpointFile.Info, path: String) throws {
-        guard let c = try? JSONDecoder().decode(TrainConfig.self, from: Data(info.configJSON.utf8)) else {
+        do { self = try TrainConfig(json: info.configJSON) } catch {
             throw DIMError("\(path): unreadable training configuration")
         }
-        self = c
     }
 
-    /// Human-readable differences from another configuration (for resume errors).
+    public init(json: String) throws {
+        self = try JSONDecoder().decode(TrainConfig.self, from: Data(json.utf8))
+    }
+
+    /// The JSON a checkpoint stores (keys sorted, so equal configurations give equal text).
+    public var json: String {
+        let e = JSONEncoder()
+        e.outputFormatting = .sortedKeys
+        return String(data: try! e.encode(self), encoding: .utf8)!
+    }
+
+    /// Every setting that differs from `other` (a checkpoint's), as "name: other's vs this one's",
+    /// read off the encoded form, so that no field can be left out of the message.
     public func differences(from other: TrainConfig) -> [String] {
-        var d: [String] = []
-        if model != other.model { d.append("model \(other.model.architecture.rawValue) "
-            + "conv=\(other.model.convChannels) fc=\(other.model.fcUnits) y=\(other.model.globalDim) mi=\(other.model.miUnits) disc=\(other.model.discUnits) vs \(model.architecture.rawValue) conv=\(model.convChannels) fc=\(model.fcUnits) y=\(model.globalDim) mi=\(model.miUnits) disc=\(model.discUnits)") }
-        if loss.estimator != other.loss.estimator { d.append("estimator \(other.loss.estimator.rawValue) vs "
-            + "\(loss.estimator.rawValue)") }
-        if loss.alpha != other.loss.alpha || loss.beta != other.loss.beta || loss.gamma != other.loss.gamma {
-            d.append("loss weights alpha/beta/gamma \(other.loss.alpha)/\(other.loss.beta)/\(other.loss.gamma) vs "
-                + "\(loss.alpha)/\(loss.beta)/\(loss.gamma)")
+        let (mine, theirs) = (Self.flattened(self), Self.flattened(other))
+        return Set(mine.keys).union(theirs.keys).sorted().compactMap { key in
+            mine[key] == theirs[key] ? nil : "\(key) \(theirs[key] ?? "unset") vs \(mine[key] ?? "unset")"
         }
-        if globalBatch != other.globalBatch { d.append("global batch \(other.globalBatch) vs \(globalBatch)") }
-        if learningRate != other.learningRate || beta1 != other.beta1 || beta2 != other.beta2 { d.append("Adam "
-            + "settings lr \(other.learningRate) vs \(learningRate)") }
-        if schedule != other.schedule {
-            d.append("learning-rate schedule \(other.schedule?.description ?? "constant") vs "
-                + "\(schedule?.description ?? "constant")")
+    }
+
+    /// "model.miUnits" -> "16", ... (arrays and scalars as their JSON text).
+    static func flattened(_ c: TrainConfig) -> [String: String] {
+        var out: [String: String] = [:]
+        func walk(_ value: Any, _ path: String) {
+            if let d = value as? [String: Any] {
+                for (k, v) in d { walk(v, path.isEmpty ? k : path + "." + k) }
+            } else if let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
+                out[path] = String(decoding: data, as: UTF8.self)
+            }
         }
-        if seed != other.seed { d.append("seed \(other.seed) vs \(seed)") }
-        if maxNegatives != other.maxNegatives { d.append("max negatives "
-            + "\(other.maxNegatives.map(String.init) ?? "all") vs \(maxNegatives.map(String.init) ?? "all")") }
-        if augmentation != other.augmentation { d.append("augmentation \(other.augmentation) vs \(augmentation)") }
-        return d
+        walk((try? JSONSerialization.jsonObject(with: Data(c.json.utf8))) ?? [:], "")
+        return out
     }
 }

@@ -2,9 +2,9 @@ import Foundation
 import DIMCore
 import DIMIO
 
-/// The training loop of `dim-dist train`, the same on one process or many:
-/// reader -> model.forwardBackward (gather, scores, reduce-scatter inside) -> gradient allreduce
-/// -> Adam -> metrics and checkpoints on rank 0.
+/// The training loop of `dim-dist train`, the same on one process or many: reader -> TrainStep
+/// (forward, backward with the gradient allreduce overlapped, Adam) -> metrics and checkpoints on
+/// rank 0.
 public final class Trainer {
     public struct Options {
         public var dataDirectory: String
@@ -35,9 +35,9 @@ public final class Trainer {
     public let state: TrainingState
     public let data: ShardedSplit
     public let reader: BatchReader
-    private let sync: GradientSync
+    /// The step `train`, `bench` and the tests share.
+    public let step: TrainStep
     private let watchdog: Watchdog?
-    private let priorSample = Tensor([0])
     private var metrics: UnsafeMutablePointer<FILE>?
     private var events: EventFileWriter?
     /// The step of the last checkpoint written or resumed from (the same on every rank).
@@ -60,7 +60,8 @@ public final class Trainer {
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config, precision: options.precision)
         if let k = config.maxNegatives, k < 2 { throw DIMError("--max-negatives must be at least 2") }
-        sync = GradientSync(comm: comm, precision: options.gradientPrecision)
+        step = TrainStep(config: config, state: state, comm: comm, gradientPrecision: options.gradientPrecision)
+        step.onPhase = watchdog.map { w in { w.enter($0) } }
         state.broadcast(comm: comm)
     }
 
@@ -81,17 +82,11 @@ public final class Trainer {
         info.adamStep = state.adam.step
         info.discAdamStep = state.discAdam.step
         info.loss = loss
-        info.configJSON = Self.encode(config)
+        info.configJSON = config.json
         info.datasetFingerprint = data.manifest.fingerprint
         info.datasetCount = data.count
         info.created = ISO8601DateFormatter().string(from: Date())
         return info
-    }
-
-    static func encode(_ c: TrainConfig) -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = .sortedKeys
-        return String(data: try! e.encode(c), encoding: .utf8)!
     }
 
     /// Rank 0 writes; every rank waits so no rank runs ahead of a checkpoint it may need.
@@ -149,64 +144,12 @@ public final class Trainer {
 
     // MARK: the loop
 
-    /// The prior sample of a step: a global N x d sample from (seed, step), of which this rank
-    /// takes its rows, so it does not depend on the number of ranks.
-    func fillPriorSample(step: Int) {
-        let d = config.model.globalDim, N = config.globalBatch, n = N / comm.size
-        priorSample.resize([d, n])
-        var rng = SplitMix64(seed: config.seed, stream: RandomStream.priorSample, index: UInt64(step))
-        for i in 0..<N {
-            for k in 0..<d {
-                let v = rng.nextFloat()
-                let j = i - comm.rank * n
-                if j >= 0 && j < n { priorSample.data[k * n + j] = v }
-            }
-        }
-    }
-
-    /// One step on batch `state.step`: forward, backward, allreduce, Adam.
+    /// One step on batch `state.step` of the data order.
     public func trainStep() throws -> DIMModel.Losses {
         let bpe = reader.batchesPerEpoch
         watchdog?.enter(.data)
         let batch = try reader.batch(epoch: state.step / bpe, index: state.step % bpe)
-        watchdog?.enter(.forwardBackward)
-        let withPrior = config.loss.gamma != 0
-        if withPrior { fillPriorSample(step: state.step) }
-        // The gradient allreduce starts inside backward, bucket by bucket (GradientSync).
-        sync.begin(state.model.params)
-        let losses = state.model.forwardBackward(batch.images, priorSample: withPrior ? priorSample : nil,
-                                                 rows: config.scoredRows, step: state.step, comm: comm,
-                                                 gradientsFinal: sync.gradientsFinal)
-        watchdog?.enter(.gradientAllreduce)
-        sync.finish()
-        if withPrior { sync.allreduce(state.model.discParams) }
-        watchdog?.enter(.optimizer)
-        // Divergence guard: every rank sees the same summed values, so all stop together.
-        let terms = [("local", losses.local), ("global", losses.global), ("prior", losses.prior),
-                     ("discriminator", losses.discriminator)]
-        if let bad = terms.first(where: { !$0.1.isFinite }) {
-            throw DIMError("step \(state.step + 1): the \(bad.0) loss is \(bad.1); stopping (the last checkpoint is "
-                + "untouched)")
-        }
-        if !allFinite(state.model.params) || (withPrior && !allFinite(state.model.discParams)) {
-            throw DIMError("step \(state.step + 1): a gradient is NaN or infinite; stopping (the last checkpoint is "
-                + "untouched)")
-        }
-        let rate = config.learningRate(step: state.step)
-        state.adam.lr = rate
-        state.discAdam.lr = rate
-        state.adam.update(state.model.params)
-        if withPrior { state.discAdam.update(state.model.discParams) }
-        state.step += 1
-        state.lastLosses = losses
-        return losses
-    }
-
-    private func allFinite(_ store: ParameterStore) -> Bool {
-        guard let g = store.grads else { return true }
-        var s: Float = 0
-        for i in 0..<store.count { s += g[i] * 0 }  // NaN and inf survive multiplication by zero
-        return s == 0
+        return try step.run(images: batch.images)
     }
 
     /// How a run ended.
@@ -342,8 +285,8 @@ public final class Trainer {
         let lc = config.loss
         var values: [(tag: String, value: Double)] = [("loss/total", l.total)]
         if lc.beta != 0 { values.append(("loss/local", l.local)) }
-        if lc.alpha != 0 { values.append(("loss/global", l.global)) }
-        if lc.gamma != 0 { values += [("loss/prior", l.prior), ("loss/discriminator", l.discriminator)] }
+        if lc.globalDIM { values.append(("loss/global", l.global)) }
+        if lc.priorMatching { values += [("loss/prior", l.prior), ("loss/discriminator", l.discriminator)] }
         values += [("throughput/images_per_second", imagesPerSecond),
                    ("optimizer/learning_rate", Double(config.learningRate(step: max(state.step - 1, 0))))]
         try events.scalars(values, step: state.step)
@@ -352,7 +295,11 @@ public final class Trainer {
     private func progress(_ l: DIMModel.Losses, imagesPerSecond: Double, eta: Double, final: Bool) {
         let bpe = reader.batchesPerEpoch
         var terms = "loss \(fmt(l.total, 4))"
-        if config.loss.alpha != 0 || config.loss.gamma != 0 { terms += " (local \(fmt(l.local, 4))" + (config.loss.alpha != 0 ? " global \(fmt(l.global, 4))" : "") + (config.loss.gamma != 0 ? " prior \(fmt(l.prior, 4)) disc \(fmt(l.discriminator, 4))" : "") + ")" }
+        let lc = config.loss
+        if lc.globalDIM || lc.priorMatching {
+            terms += " (local \(fmt(l.local, 4))" + (lc.globalDIM ? " global \(fmt(l.global, 4))" : "")
+                + (lc.priorMatching ? " prior \(fmt(l.prior, 4)) disc \(fmt(l.discriminator, 4))" : "") + ")"
+        }
         let line = "epoch \(state.step / bpe) step \(state.step)/\(options.totalSteps) \(terms) | \(fmt(imagesPerSecond, 1)) img/s | ETA \(duration(eta))"
         if liveLine {
             print("\r\u{1B}[K" + line, terminator: final ? "\n" : "")

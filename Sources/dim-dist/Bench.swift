@@ -49,10 +49,10 @@ struct Bench: ParsableCommand {
                 + "precision \(model.precision.rawValue), global batch \(batchSize), "
                 + "\(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
         }
-        let rows = RowSelection(limit: maxNegatives, seed: 0)
-        let r = try runBenchmark(config: config, loss: loss, precision: model.precision, globalBatch: batchSize,
-                                 rows: rows, gradientPrecision: gradReduce, steps: steps, warmup: warmup, comm: comm,
-                                 log: { _ in })
+        var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
+        training.maxNegatives = maxNegatives
+        let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce, steps: steps,
+                                 warmup: warmup, comm: comm, log: { _ in })
         // The estimators alone, on this rank's block of scores (rows x local patches).
         let scoredRows = min(maxNegatives ?? batchSize, batchSize)
         let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size,

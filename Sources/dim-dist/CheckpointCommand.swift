@@ -41,21 +41,41 @@ struct CheckpointCommand: ParsableCommand {
 
     struct Diff: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Compare the tensors of two checkpoints (worst relative difference per group).",
-            discussion: "Exits non-zero when a parameter tensor differs by more than --tolerance (relative, per tensor).")
+            abstract: "Compare two checkpoints whole: every tensor group and every attribute.",
+            discussion: """
+            Groups: parameters, buffers, both models' Adam moments (the encoder's and the prior
+            discriminator's); attributes: step, data position, seed, Adam counters, configuration,
+            dataset (and, not compared: ranks, time, last loss). Exits 1 when a tensor differs by
+            more than --tolerance (relative, per tensor) or any state attribute differs.
+            """)
         @Argument(help: "Checkpoint file or run directory.") var a: String
         @Argument(help: "Checkpoint file or run directory.") var b: String
-        @Option(help: "Relative tolerance per parameter tensor (0 = must be bit-identical).") var tolerance = 0.0
+        @Option(help: "Relative tolerance per tensor (0 = must be bit-identical).") var tolerance = 0.0
 
         func run() throws {
-            let groups = try CheckpointComparison.compare(try CheckpointDirectory.resolve(a),
-                                                          try CheckpointDirectory.resolve(b))
-            for g in groups {
-                print("  \(padRight(g.name, 8)) "
+            let c = try CheckpointComparison.compare(try CheckpointDirectory.resolve(a),
+                                                     try CheckpointDirectory.resolve(b))
+            let width = CheckpointFile.tensorGroups.map(\.count).max()!
+            for g in c.groups {
+                print("  \(padRight(g.name, width)) "
                       + (g.identical ? "bit-identical" : "worst relative difference \(sci(g.worst)) (\(g.worstTensor))"))
             }
-            let failed = groups.contains { $0.name == "params" && $0.worst > tolerance }
-            if failed { printError("checkpoint diff: parameters differ by more than \(tolerance)"); throw ExitCode(1) }
+            for f in c.fields where f.name != "config" {
+                print("  \(f.name): \(f.a) vs \(f.b)" + (f.role == .record ? " (not compared)" : ""))
+            }
+            if c.fields.contains(where: { $0.name == "config" }) {
+                let (x, y) = (try TrainConfig(json: try fieldString("config", a)),
+                              try TrainConfig(json: try fieldString("config", b)))
+                print("  config: " + y.differences(from: x).joined(separator: "; "))
+            }
+            if c.differ(tolerance: tolerance) {
+                printError("checkpoint diff: the checkpoints differ (tensors beyond \(tolerance), or state attributes)")
+                throw ExitCode(1)
+            }
+        }
+
+        private func fieldString(_ name: String, _ path: String) throws -> String {
+            try HDF5File(try CheckpointDirectory.resolve(path)).stringAttribute(name)
         }
     }
 }

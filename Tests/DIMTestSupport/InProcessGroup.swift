@@ -35,6 +35,12 @@ public final class InProcessGroup {
         return results.values()
     }
 
+    /// The same for a body that throws: the first rank's error (in rank order) is rethrown. The
+    /// body must fail the same way on every rank (as DIM's collective errors do), or the others wait.
+    public static func run<T>(ranks: Int, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
+        try run(ranks: ranks) { comm in Result { try body(comm) } }.map { try $0.get() }
+    }
+
     fileprivate func barrier() {
         condition.lock()
         let mine = generation

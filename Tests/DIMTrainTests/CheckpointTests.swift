@@ -139,21 +139,73 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
-    /// `checkpoint diff`: the same checkpoint is bit-identical to itself; two steps apart, the
-    /// parameters differ and the worst tensor is named.
+    /// `checkpoint diff`: the same checkpoint is bit-identical to itself in every group; two steps
+    /// apart, the parameters differ and the worst tensor is named, and so do the step attributes.
     func testCheckpointComparison() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
         try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 3, checkpointEvery: 1).run()
         let c = { (step: Int) in dir + "/run/checkpoints/" + CheckpointDirectory.fileName(step: step) }
         let same = try CheckpointComparison.compare(c(3), c(3))
-        XCTAssertEqual(same.map(\.name), CheckpointComparison.groups)
-        XCTAssertTrue(same.allSatisfy { $0.identical && $0.worst == 0 })
+        XCTAssertEqual(same.groups.map(\.name), CheckpointFile.tensorGroups)
+        XCTAssertTrue(same.groups.allSatisfy { $0.identical && $0.worst == 0 })
+        XCTAssertTrue(same.fields.isEmpty)
+        XCTAssertFalse(same.differ(tolerance: 0))
         let apart = try CheckpointComparison.compare(c(1), c(3))
-        let params = apart.first { $0.name == "params" }!
-        XCTAssertFalse(params.identical)
-        XCTAssertGreaterThan(params.worst, 0)
-        XCTAssertFalse(params.worstTensor.isEmpty)
+        for name in CheckpointFile.tensorGroups where name != "buffers" {
+            let g = apart.groups.first { $0.name == name }!
+            XCTAssertFalse(g.identical, name)
+            XCTAssertGreaterThan(g.worst, 0, name)
+            XCTAssertFalse(g.worstTensor.isEmpty, name)
+        }
+        XCTAssertEqual(Set(apart.fields.filter { $0.role == .state }.map(\.name)),
+                       ["step", "batch_in_epoch", "adam_step", "prior_disc_adam_step"])
+        XCTAssertTrue(apart.differ(tolerance: 1))  // the state attributes differ whatever the tolerance
+    }
+
+    /// Two checkpoints that differ only in one value of the discriminator's Adam moment: the
+    /// comparison names that group, and `dim-dist checkpoint diff` exits 1.
+    func testDiffSeesTheDiscriminatorsAdamMoment() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let run = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 2)
+        try run.run()
+        let info = run.checkpointInfo(loss: 1)
+        let state = run.state
+        let (a, b) = (dir + "/a.h5", dir + "/b.h5")
+        try CheckpointFile.write(path: a, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
+        state.discAdam.m[3] += 1e-3
+        try CheckpointFile.write(path: b, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
+        let c = try CheckpointComparison.compare(a, b)
+        XCTAssertEqual(c.groups.filter { !$0.identical }.map(\.name), ["prior_disc_adam/m"])
+        XCTAssertTrue(c.differ(tolerance: 0))
+        XCTAssertTrue(c.differ(tolerance: 1e-6))
+        XCTAssertTrue(c.fields.isEmpty)
+        let binary = checkoutRoot + "/.build/debug/dim-dist"
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
+        for (other, status) in [(a, Int32(0)), (b, 1)] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["checkpoint", "diff", a, other, "--tolerance", "1e-6"]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, status, text)
+            XCTAssertTrue(text.contains("prior_disc_adam/m"), text)
+        }
+    }
+
+    /// The resume refusal names every setting that differs, Adam's betas included.
+    func testResumeNamesEveryDifferentSetting() {
+        let base = TinyRun(data: "").config
+        var other = base
+        other.beta2 = 0.99
+        other.model.miUnits = 32
+        let d = base.differences(from: other)
+        XCTAssertEqual(d, ["beta2 0.99 vs 0.999", "model.miUnits 32 vs 16"])
     }
 
     func testCheckpointKeepsLastKAndLatest() throws {
@@ -224,7 +276,7 @@ final class CheckpointTests: XCTestCase {
         // A different model width.
         var wider = run
         wider.config.model.miUnits = 20
-        expectError(ckpt, ["ckpt-00000002.h5", "different configuration", "mi=16"], run: wider)
+        expectError(ckpt, ["ckpt-00000002.h5", "different configuration", "model.miUnits 16 vs"], run: wider)
         // A different dataset.
         try TinyRun.makeData(dir + "/data2", seed: 9)
         expectError(ckpt, ["ckpt-00000002.h5", "different dataset"], run: TinyRun(data: dir + "/data2"))

@@ -4,12 +4,22 @@ import DIMCore
 import DIMMPI
 @testable import DIMTrain
 
-/// The model, data and comparison shared by the multi-rank tests.
+/// The model, data and comparison shared by the multi-rank tests. Every step runs through
+/// TrainStep, the step `dim-dist train` runs.
 struct EquivalenceFixture {
     let config = ModelConfig(architecture: .basic28x28, inChannels: 1, convChannels: [6, 8], fcUnits: 24,
                              globalDim: 8, miUnits: 16, discUnits: [12, 6])
     let globalBatch = 8
     let steps = 5
+
+    /// The training configuration of these tests: `scoredRows` is --scored-rows (nil: all).
+    func trainConfig(_ loss: LossConfig, scoredRows: Int? = nil, globalBatch: Int? = nil) -> TrainConfig {
+        var c = TrainConfig(model: config, loss: loss, globalBatch: globalBatch ?? self.globalBatch)
+        c.seed = 3
+        c.learningRate = 1e-3
+        c.maxNegatives = scoredRows
+        return c
+    }
 
     /// The global batch of step s (the same on every rank), channel-major `[1, N, 28, 28]`.
     func globalImages(step: Int) -> [Float] {
@@ -17,9 +27,11 @@ struct EquivalenceFixture {
         return (0..<(globalBatch * 28 * 28)).map { _ in rng.uniform(1) }
     }
 
-    func globalPrior(step: Int) -> [Float] {
-        var rng = SplitMix64(seed: 11, stream: 10, index: UInt64(step))
-        return (0..<(globalBatch * config.globalDim)).map { _ in rng.nextFloat() }  // [d, N]
+    /// This rank's images of step s.
+    func images(step: Int, comm: Communicator) -> Tensor {
+        let n = globalBatch / comm.size
+        let all = globalImages(step: step)
+        return Tensor([1, n, 28, 28], values: Array(all[(comm.rank * n * 784)..<((comm.rank + 1) * n * 784)]))
     }
 
     /// Worst per-tensor relative difference.
@@ -34,7 +46,7 @@ struct EquivalenceFixture {
         var worst = (0.0, "")
         var offset = 0
         for p in model.params.parameters + (paramsOnly ? [] : model.discParams.parameters) {
-            if loss.estimator == .nce && ["local_mi.ln.bias", "gdim.out.bias"].contains(p.name) {
+            if loss.estimator == .nce && Self.zeroBySymmetry.contains(p.name) {
                 offset += p.count; continue
             }
             let e = relativeDifference(a[offset..<(offset + p.count)], b[offset..<(offset + p.count)])
@@ -44,84 +56,57 @@ struct EquivalenceFixture {
         return worst
     }
 
-    /// One step's gradients of the global batch of step 0, summed over ranks in `precision`.
-    func reducedGradients(loss: LossConfig, comm: Communicator, precision: GradientPrecision) -> [Float] {
-        let n = globalBatch / comm.size
-        let model = DIMModel(config: config, loss: loss, seed: 3)
-        let all = globalImages(step: 0)
-        let x = Tensor([1, n, 28, 28], values: Array(all[(comm.rank * n * 784)..<((comm.rank + 1) * n * 784)]))
-        let sync = GradientSync(comm: comm, precision: precision, bf16MinimumTensor: 256)
-        sync.begin(model.params)
-        model.forwardBackward(x, comm: comm, gradientsFinal: sync.gradientsFinal)
-        sync.finish()
-        return Array(UnsafeBufferPointer(start: model.params.grads!, count: model.params.count))
-    }
+    static let zeroBySymmetry: Set = ["local_mi.ln.bias", "gdim.out.bias"]
 
-    /// The gradients (model, then discriminator) of one step from the initial weights, on the
-    /// global batch, prior sample and row sample of `step`, summed over ranks. Comparing these per
-    /// step, rather than weights after several steps, keeps the comparison about the gradients:
-    /// with sampled rows a few steps of SGD turn float rounding into visible differences.
-    func stepGradients(loss: LossConfig, comm: Communicator, rows: RowSelection, step: Int) -> [Float] {
-        let n = globalBatch / comm.size, first = comm.rank * n
-        let model = DIMModel(config: config, loss: loss, seed: 3)
-        let all = globalImages(step: step), prior = globalPrior(step: step)
-        let x = Tensor([1, n, 28, 28], values: Array(all[(first * 784)..<((first + n) * 784)]))
-        let z = Tensor([config.globalDim, n], values: (0..<config.globalDim).flatMap { k in
-            (0..<n).map { prior[k * globalBatch + first + $0] } })
-        let sync = GradientSync(comm: comm, precision: .fp32, bf16MinimumTensor: 256)
-        sync.begin(model.params)
-        model.forwardBackward(x, priorSample: z, rows: rows, step: step, comm: comm, gradientsFinal: sync.gradientsFinal)
-        sync.finish()
-        sync.allreduce(model.discParams)
-        return Array(UnsafeBufferPointer(start: model.params.grads!, count: model.params.count))
-            + (model.discParams.count > 0
-               ? Array(UnsafeBufferPointer(start: model.discParams.grads!, count: model.discParams.count)) : [])
-    }
-
-    /// Trains `steps` steps on rows [first, first+n) of each global batch; returns all parameters.
-    /// `localOnly`: the model sees only this rank (own images as negatives, own BatchNorm
-    /// statistics) and only the gradients are summed: not DIM's loss, to show the gathers matter.
-    /// `plainSGD`: p -= 0.05 g instead of Adam. Adam's first steps are +-lr whatever the size of a
-    /// gradient entry, so an entry that sums to almost zero (cancelling terms; more of them when
-    /// only a few rows carry gradient) turns float rounding into a full step; plain SGD keeps the
-    /// comparison about the gradients.
-    func train(loss: LossConfig, comm: Communicator, rows: RowSelection = .all, localOnly: Bool = false,
-               precision: Precision = .fp32, plainSGD: Bool = false,
-               gradientPrecision: GradientPrecision = .fp32) -> [Float] {
-        let n = globalBatch / comm.size, first = comm.rank * n
-        let model = DIMModel(config: config, loss: loss, seed: 3, precision: precision)
-        let modelComm: Communicator = localOnly ? SingleProcess() : comm
-        let adam = Adam(count: model.params.count, lr: 1e-3)
-        let discAdam = Adam(count: model.discParams.count, lr: 1e-3)
-        // Small buckets started as soon as backward finishes them: under mpirun, many
-        // non-blocking allreduces in flight between synchronised BatchNorm's blocking ones.
-        // bf16 for every tensor of 256 values or more (the test model's are small).
+    /// A TrainStep over `comm` on the fixture's configuration. `localOnly`: the model sees only
+    /// this rank (own images as negatives, own BatchNorm statistics) and only the gradients are
+    /// summed over `comm`: not DIM's loss, to show the gathers matter. Small buckets started as
+    /// soon as backward finishes them: under mpirun, many non-blocking allreduces in flight
+    /// between synchronised BatchNorm's blocking ones; bf16 for every tensor of 256 values or more
+    /// (the test model's are small).
+    func trainStep(_ loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, localOnly: Bool = false,
+                   precision: Precision = .fp32, gradientPrecision: GradientPrecision = .fp32,
+                   update: TrainStep.Update = .adam) -> TrainStep {
+        let config = trainConfig(loss, scoredRows: scoredRows,
+                                 globalBatch: localOnly ? globalBatch / comm.size : globalBatch)
         let sync = GradientSync(comm: comm, precision: gradientPrecision, bf16MinimumTensor: 256)
         sync.bucketFloats = 256
         sync.minimumBucketFloats = 1
-        let x = Tensor([1, n, 28, 28]), z = Tensor([config.globalDim, n])
-        for s in 0..<steps {
-            let all = globalImages(step: s), prior = globalPrior(step: s)
-            for i in 0..<(n * 784) { x.data[i] = all[first * 784 + i] }
-            for k in 0..<config.globalDim { for j in 0..<n { z.data[k * n + j] = prior[k * globalBatch + first + j] } }
-            sync.begin(model.params)
-            model.forwardBackward(x, priorSample: z, rows: rows, step: s, comm: modelComm,
-                                  gradientsFinal: sync.gradientsFinal)
-            sync.finish()
-            sync.allreduce(model.discParams)
-            if plainSGD {
-                for store in [model.params, model.discParams] where store.count > 0 {
-                    for i in 0..<store.count { store.values![i] -= 0.05 * store.grads![i] }
-                }
-            } else {
-                adam.update(model.params)
-                discAdam.update(model.discParams)
-            }
-        }
-        return Array(UnsafeBufferPointer(start: model.params.values!, count: model.params.count))
-            + Array(UnsafeBufferPointer(start: model.discParams.values!, count: model.discParams.count))
+        let step = TrainStep(config: config, state: TrainingState(config: config, precision: precision),
+                             comm: localOnly ? SingleProcess() : comm, sync: sync)
+        step.update = update
+        return step
     }
 
+    /// One step's gradients (model, then discriminator) from the initial weights, on the global
+    /// batch, prior sample and row sample of `step`, summed over ranks. Comparing these per step,
+    /// rather than weights after several steps, keeps the comparison about the gradients: with
+    /// sampled rows a few steps of SGD turn float rounding into visible differences.
+    func stepGradients(loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, step: Int = 0,
+                       gradientPrecision: GradientPrecision = .fp32) throws -> [Float] {
+        let train = trainStep(loss, comm: comm, scoredRows: scoredRows, gradientPrecision: gradientPrecision)
+        train.state.step = step
+        try train.run(images: images(step: step, comm: comm))
+        let m = train.state.model
+        return m.params.grads.map { Array(UnsafeBufferPointer(start: $0, count: m.params.count)) }!
+            + (m.discParams.count > 0 ? Array(UnsafeBufferPointer(start: m.discParams.grads!, count: m.discParams.count))
+               : [])
+    }
+
+    /// Trains `steps` steps through TrainStep; returns all parameters (model, then discriminator).
+    /// `update: .sgd` (p -= 0.05 g instead of Adam): Adam's first steps are +-lr whatever the size
+    /// of a gradient entry, so an entry that sums to almost zero (cancelling terms; more of them
+    /// when only a few rows carry gradient) turns float rounding into a full step; plain SGD keeps
+    /// the comparison about the gradients.
+    func train(loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, localOnly: Bool = false,
+               precision: Precision = .fp32, update: TrainStep.Update = .adam) throws -> [Float] {
+        let train = trainStep(loss, comm: comm, scoredRows: scoredRows, localOnly: localOnly, precision: precision,
+                              update: update)
+        for s in 0..<steps { try train.run(images: images(step: s, comm: comm)) }
+        let m = train.state.model
+        return Array(UnsafeBufferPointer(start: m.params.values!, count: m.params.count))
+            + Array(UnsafeBufferPointer(start: m.discParams.values!, count: m.discParams.count))
+    }
 }
 
 /// DESIGN.md §6: np ranks with per-rank batch N/np reproduce one process with batch N.
@@ -137,14 +122,13 @@ final class DistributedEquivalenceTests: XCTestCase {
     var globalBatch: Int { fixture.globalBatch }
     var steps: Int { fixture.steps }
     func globalImages(step: Int) -> [Float] { fixture.globalImages(step: step) }
-    func globalPrior(step: Int) -> [Float] { fixture.globalPrior(step: step) }
     func worstDifference(_ a: [Float], _ b: [Float], loss: LossConfig, paramsOnly: Bool = false) -> (Double, String) {
         fixture.worstDifference(a, b, loss: loss, paramsOnly: paramsOnly)
     }
 
-    func train(loss: LossConfig, comm: Communicator, rows: RowSelection = .all, localOnly: Bool = false,
-               precision: Precision = .fp32) -> [Float] {
-        fixture.train(loss: loss, comm: comm, rows: rows, localOnly: localOnly, precision: precision)
+    func train(loss: LossConfig, comm: Communicator, localOnly: Bool = false,
+               precision: Precision = .fp32) throws -> [Float] {
+        try fixture.train(loss: loss, comm: comm, localOnly: localOnly, precision: precision)
     }
 
     func requireRanks() throws -> Communicator {
@@ -157,8 +141,8 @@ final class DistributedEquivalenceTests: XCTestCase {
         let comm = try requireRanks()
         for est in Estimator.allCases {
             let loss = LossConfig(estimator: est)
-            let distributed = train(loss: loss, comm: comm)
-            let reference = train(loss: loss, comm: SingleProcess())
+            let distributed = try train(loss: loss, comm: comm)
+            let reference = try train(loss: loss, comm: SingleProcess())
             let (err, name) = worstDifference(reference, distributed, loss: loss)
             if comm.isRoot { print("equivalence np=\(comm.size) \(est.rawValue): worst relative difference "
                 + "\(sci(err)) (\(name))") }
@@ -169,8 +153,8 @@ final class DistributedEquivalenceTests: XCTestCase {
     func testPriorMatchingAndGlobalDIMMatchOneProcess() throws {
         let comm = try requireRanks()
         let loss = LossConfig(estimator: .jsd, beta: 1, alpha: 0.5, gamma: 0.1)
-        let distributed = train(loss: loss, comm: comm)
-        let reference = train(loss: loss, comm: SingleProcess())
+        let distributed = try train(loss: loss, comm: comm)
+        let reference = try train(loss: loss, comm: SingleProcess())
         let (err, name) = worstDifference(reference, distributed, loss: loss)
         if comm.isRoot { print("equivalence np=\(comm.size) jsd+global+prior: worst relative difference \(sci(err)) "
             + "(\(name))") }
@@ -187,8 +171,8 @@ final class DistributedEquivalenceTests: XCTestCase {
         if let why = Precision.bf16.unsupportedReason() { throw XCTSkip(why) }
         for est in [Estimator.jsd, .nce] {
             let loss = LossConfig(estimator: est)
-            let distributed = train(loss: loss, comm: comm, precision: .bf16)
-            let reference = train(loss: loss, comm: SingleProcess(), precision: .bf16)
+            let distributed = try train(loss: loss, comm: comm, precision: .bf16)
+            let reference = try train(loss: loss, comm: SingleProcess(), precision: .bf16)
             let (err, name) = worstDifference(reference, distributed, loss: loss)
             if comm.isRoot { print("equivalence np=\(comm.size) \(est.rawValue) bf16: worst relative difference "
                 + "\(sci(err)) (\(name))") }
@@ -199,13 +183,12 @@ final class DistributedEquivalenceTests: XCTestCase {
     /// Under mpirun: the MPI collectives (variable-count gather and reduce-scatter) give the same.
     func testBoundedUnderMPIMatchesOneProcess() throws {
         let comm = try requireRanks()
-        let sampled = RowSelection(limit: 3, seed: 1)
         for est in Estimator.allCases {
             let loss = LossConfig(estimator: est)
             var worst = (0.0, "")
             for step in 0..<10 {  // ten row samples: some leave a rank without rows
-                let bounded = fixture.stepGradients(loss: loss, comm: comm, rows: sampled, step: step)
-                let reference = fixture.stepGradients(loss: loss, comm: SingleProcess(), rows: sampled, step: step)
+                let bounded = try fixture.stepGradients(loss: loss, comm: comm, scoredRows: 3, step: step)
+                let reference = try fixture.stepGradients(loss: loss, comm: SingleProcess(), scoredRows: 3, step: step)
                 let (err, name) = fixture.worstDifference(reference, bounded, loss: loss)
                 if err > worst.0 { worst = (err, "step \(step) \(name)") }
             }
@@ -219,18 +202,18 @@ final class DistributedEquivalenceTests: XCTestCase {
     func testBF16GradientReduceUnderMPI() throws {
         let comm = try requireRanks()
         let loss = LossConfig(estimator: .jsd)
-        let fp32 = fixture.reducedGradients(loss: loss, comm: comm, precision: .fp32)
-        let bf16 = fixture.reducedGradients(loss: loss, comm: comm, precision: .bf16)
+        let fp32 = try fixture.stepGradients(loss: loss, comm: comm)
+        let bf16 = try fixture.stepGradients(loss: loss, comm: comm, gradientPrecision: .bf16)
         let err = relativeDifference(fp32, bf16)
         if comm.isRoot { print("bf16 gradient allreduce np=\(comm.size): relative difference of the summed gradient \(sci(err))") }
         XCTAssertGreaterThan(err, 0)
         XCTAssertLessThan(err, 0x1p-8)
     }
 
-    func testZeroBySymmetryGradientIsNoise() {
-        let model = DIMModel(config: config, loss: LossConfig(estimator: .nce), seed: 3)
-        let x = Tensor([1, globalBatch, 28, 28], values: globalImages(step: 0))
-        model.forwardBackward(x, comm: SingleProcess())
+    func testZeroBySymmetryGradientIsNoise() throws {
+        let train = fixture.trainStep(LossConfig(estimator: .nce), comm: SingleProcess())
+        try train.run(images: fixture.images(step: 0, comm: SingleProcess()))
+        let model = train.state.model
         let norm = { (p: Parameter) in p.grad.array.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
         let bias = norm(model.params["local_mi.ln.bias"]!), weight = norm(model.params["local_mi.ln.weight"]!)
         XCTAssertLessThan(bias, 1e-3 * weight, "infoNCE's local_mi.ln.bias gradient should be rounding noise")
@@ -241,8 +224,8 @@ final class DistributedEquivalenceTests: XCTestCase {
         // different loss, so the equivalence test above can fail.
         let comm = try requireRanks()
         let loss = LossConfig(estimator: .nce)
-        let local = train(loss: loss, comm: comm, localOnly: true)
-        let reference = train(loss: loss, comm: SingleProcess())
+        let local = try train(loss: loss, comm: comm, localOnly: true)
+        let reference = try train(loss: loss, comm: SingleProcess())
         let (err, name) = worstDifference(reference, local, loss: loss)
         if comm.isRoot { print("local negatives np=\(comm.size): worst relative difference \(sci(err)) (\(name))") }
         XCTAssertGreaterThan(err, 1e-3, "local negatives should change training")
@@ -256,20 +239,20 @@ final class InProcessEquivalenceTests: XCTestCase {
     let runner = EquivalenceFixture()
     var fixture: EquivalenceFixture { runner }
 
-    func worst(_ loss: LossConfig, np: Int, rows: RowSelection = .all) -> (Double, String) {
-        let reference = runner.train(loss: loss, comm: SingleProcess(), rows: rows)
-        let distributed = InProcessGroup.run(ranks: np) { self.runner.train(loss: loss, comm: $0, rows: rows) }
+    func worst(_ loss: LossConfig, np: Int) throws -> (Double, String) {
+        let reference = try runner.train(loss: loss, comm: SingleProcess())
+        let distributed = try InProcessGroup.run(ranks: np) { try self.runner.train(loss: loss, comm: $0) }
         // Every rank ends with the same parameters.
         for r in 1..<np { XCTAssertEqual(distributed[r], distributed[0], "rank \(r) differs from rank 0") }
         return fixture.worstDifference(reference, distributed[0], loss: loss)
     }
 
-    func testEveryEstimatorAndTermMatchesOneProcess() {
+    func testEveryEstimatorAndTermMatchesOneProcess() throws {
         let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .jsd, beta: 1,
                 alpha: 0.5, gamma: 0.1)]
         for loss in losses {
             for np in [2, 4] {
-                let (err, name) = worst(loss, np: np)
+                let (err, name) = try worst(loss, np: np)
                 XCTAssertLessThan(err, 1e-4,
                                   "\(loss.estimator) alpha \(loss.alpha) gamma \(loss.gamma), np=\(np): \(name) differs by \(err)")
             }
@@ -280,22 +263,23 @@ final class InProcessEquivalenceTests: XCTestCase {
     /// (each of the np - 1 additions rounds to 8 significant bits). Compared per step: over the
     /// fixture's 5 steps this tiny model amplifies any difference ~150x (fp32 summation-order noise
     /// of 1e-6 grows to 2.3e-4 in the update; bf16's 3e-3 to 0.4), which says nothing about bf16.
-    func testBF16GradientReduceStaysWithinBF16Precision() {
+    func testBF16GradientReduceStaysWithinBF16Precision() throws {
         let loss = LossConfig(estimator: .jsd)
-        func reducedGradients(_ precision: GradientPrecision) -> [Float] {
-            InProcessGroup.run(ranks: 4) { self.fixture.reducedGradients(loss: loss, comm: $0, precision: precision) }[0]
+        func reducedGradients(_ precision: GradientPrecision) throws -> [Float] {
+            try InProcessGroup.run(ranks: 4) { try self.fixture.stepGradients(loss: loss, comm: $0,
+                                                                              gradientPrecision: precision) }[0]
         }
-        let (fp32, bf16) = (reducedGradients(.fp32), reducedGradients(.bf16))
+        let (fp32, bf16) = (try reducedGradients(.fp32), try reducedGradients(.bf16))
         let gradientError = relativeDifference(fp32, bf16)
         print("bf16 gradient allreduce, np=4: relative difference of the summed gradient \(sci(gradientError))")
         XCTAssertGreaterThan(gradientError, 0, "bf16 must round")
         XCTAssertLessThan(gradientError, 0x1p-8)
     }
 
-    func testLocalOnlyTrainingIsNotEquivalent() {
+    func testLocalOnlyTrainingIsNotEquivalent() throws {
         let loss = LossConfig(estimator: .nce)
-        let reference = runner.train(loss: loss, comm: SingleProcess())
-        let local = InProcessGroup.run(ranks: 2) { self.runner.train(loss: loss, comm: $0, localOnly: true) }
+        let reference = try runner.train(loss: loss, comm: SingleProcess())
+        let local = try InProcessGroup.run(ranks: 2) { try self.runner.train(loss: loss, comm: $0, localOnly: true) }
         XCTAssertGreaterThan(fixture.worstDifference(reference, local[0], loss: loss).0, 1e-3)
     }
 }
@@ -305,26 +289,25 @@ final class InProcessEquivalenceTests: XCTestCase {
 final class BoundedNegativesTests: XCTestCase {
     let runner = EquivalenceFixture()
     var fixture: EquivalenceFixture { runner }
-    let sampled = RowSelection(limit: 3, seed: 1)
 
     /// np = 1, 2, 4 compute the same gradients with K = 3 of N = 8 at ten steps (ten row samples,
     /// some leaving a rank without rows), for every estimator and with the global-DIM critic and
     /// prior matching on (JSD: the critic's column negatives too).
-    func testBoundedIsTheSameLossOnAnyNumberOfRanks() {
+    func testBoundedIsTheSameLossOnAnyNumberOfRanks() throws {
         let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .nce, beta: 1,
                 alpha: 0.5, gamma: 0.1), LossConfig(estimator: .jsd, beta: 1, alpha: 0.5, gamma: 0.1)]
         for loss in losses {
             for step in 0..<10 {
-                let reference = runner.stepGradients(loss: loss, comm: SingleProcess(), rows: sampled, step: step)
+                let reference = try runner.stepGradients(loss: loss, comm: SingleProcess(), scoredRows: 3, step: step)
                 for np in [2, 4] {
-                    let distributed = InProcessGroup.run(ranks: np) { self.runner.stepGradients(loss: loss, comm: $0,
-                            rows: self.sampled, step: step) }
+                    let distributed = try InProcessGroup.run(ranks: np) { try self.runner.stepGradients(loss: loss,
+                            comm: $0, scoredRows: 3, step: step) }
                     let (err, name) = fixture.worstDifference(reference, distributed[0], loss: loss)
                     XCTAssertLessThan(err, 1e-4, "bounded \(loss.estimator) alpha \(loss.alpha), np=\(np), step "
                                       + "\(step): \(name) differs by \(err)")
                 }
                 // Fewer rows than images is another objective (so the comparison above can fail).
-                let full = runner.stepGradients(loss: loss, comm: SingleProcess(), rows: .all, step: step)
+                let full = try runner.stepGradients(loss: loss, comm: SingleProcess(), step: step)
                 XCTAssertGreaterThan(fixture.worstDifference(full, reference, loss: loss).0, 1e-3,
                                      "\(loss.estimator): K < N must change the gradients")
             }
@@ -332,14 +315,13 @@ final class BoundedNegativesTests: XCTestCase {
     }
 
     /// K >= N is DIM's full loss, on one rank and on several.
-    func testKAtLeastNIsTheFullLoss() {
+    func testKAtLeastNIsTheFullLoss() throws {
         for est in Estimator.allCases {
             let loss = LossConfig(estimator: est)
-            let full = runner.train(loss: loss, comm: SingleProcess())
+            let full = try runner.train(loss: loss, comm: SingleProcess())
             for K in [fixture.globalBatch, 100] {
-                let rows = RowSelection(limit: K, seed: 1)
-                XCTAssertEqual(runner.train(loss: loss, comm: SingleProcess(), rows: rows), full)
-                let two = InProcessGroup.run(ranks: 2) { self.runner.train(loss: loss, comm: $0, rows: rows) }
+                XCTAssertEqual(try runner.train(loss: loss, comm: SingleProcess(), scoredRows: K), full)
+                let two = try InProcessGroup.run(ranks: 2) { try self.runner.train(loss: loss, comm: $0, scoredRows: K) }
                 XCTAssertLessThan(fixture.worstDifference(full, two[0], loss: loss).0, 1e-4, "\(est) K=\(K)")
             }
         }

@@ -3,10 +3,10 @@ import Foundation
 /// The whole Deep InfoMax model: encoder, local and global MI heads, the scorer, and optionally
 /// the global-DIM critic (alpha > 0) and the prior discriminator (gamma > 0).
 ///
-/// One training step on one rank: encoder -> heads -> gather G -> scores -> loss -> backward ->
+/// Forward and backward on one rank: encoder -> heads -> gather G -> scores -> loss -> backward ->
 /// reduce-scatter dG (none with column negatives: Scorer.splitBackward) -> global head backward ->
 /// encoder fc backward -> local head backward -> encoder conv backward. Parameter gradients are
-/// left in `params.grads` (this rank's share); the trainer allreduces them (overlapped with
+/// left in `params.grads` (this rank's share); TrainStep allreduces them (overlapped with
 /// backward) and applies Adam.
 public final class DIMModel {
     public let config: ModelConfig
@@ -47,9 +47,9 @@ public final class DIMModel {
                            convolutional: true, precision: precision)
         globalHead = MIHead(params, buffers: buffers, "global_mi", in: config.globalDim, units: config.miUnits,
                             convolutional: false, precision: precision)
-        globalDIM = (withGlobalDIM ?? (loss.alpha != 0))
+        globalDIM = (withGlobalDIM ?? loss.globalDIM)
             ? GlobalDIMCritic(config, params: params, buffers: buffers, precision: precision) : nil
-        discriminator = (withPrior ?? (loss.gamma != 0))
+        discriminator = (withPrior ?? loss.priorMatching)
             ? PriorDiscriminator(discParams, inFeatures: config.globalDim, hidden: config.discUnits) : nil
         params.allocate(seed: seed)
         buffers.allocate(seed: seed)
@@ -69,16 +69,17 @@ public final class DIMModel {
 
     /// One forward and backward pass on this rank's images `x` (`[Cin, n, H, W]`, channel-major,
     /// pixels in [-1, 1]). `priorSample` (`[globalDim, n]`, this rank's slice of the global
-    /// sample) is needed when the prior term is on. `rows` and `step` choose the scored global
+    /// sample) is required when prior matching is on (the discriminator trains on it). `rows` and `step` choose the scored global
     /// vectors (RowSelection). Gradients are zeroed first; each term returns its unweighted loss
     /// and adds the gradient of its weighted loss. `gradientsFinal(range)` is told as backward goes
     /// which slices of `params`' gradients are final (GradientSync reduces them while backward runs).
     @discardableResult
     public func forwardBackward(_ x: Tensor, priorSample: Tensor? = nil, rows: RowSelection = .all, step: Int = 0,
                                 comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Losses {
+        let lc = lossConfig
+        precondition(!lc.priorMatching || priorSample != nil, "prior matching (gamma > 0) needs a prior sample")
         params.zeroGrads()
         discParams.zeroGrads()
-        let lc = lossConfig
         var losses = Losses()
         timer.start()
         encoder.forward(x, training: true, comm: comm)
@@ -90,13 +91,13 @@ public final class DIMModel {
         // MI head, prior), which completes dL/dY; then the encoder's fc block (its largest tensor);
         // then the local MI head's long backward, which completes dL/dC; the conv blocks last.
         // Every sum into dL/dY and dL/dC happens in the same order as in a plain backward.
-        if lc.alpha != 0 {
+        if lc.globalDIM {
             losses.global = globalTerm(rows: rows, step: step, comm: comm)
             gradientsFinal(params.range(ofPrefix: "gdim."))
             timer.mark("global DIM")
         }
         if lc.beta != 0 { losses.local = localScores(rows: rows, step: step, comm: comm, gradientsFinal: gradientsFinal) }
-        if lc.gamma != 0 {
+        if lc.priorMatching {
             losses.prior = priorTerm(comm: comm)
             timer.mark("prior")
         }
@@ -106,11 +107,11 @@ public final class DIMModel {
             add(localHead.backward(localScorer.gradL, comm: comm, gradientsFinal: gradientsFinal), into: gradC)
             timer.mark("local head backward")
         }
-        encoder.backwardConvs(gradLocalMap: lc.beta != 0 || lc.alpha != 0 ? gradC : nil, comm: comm,
+        encoder.backwardConvs(gradLocalMap: lc.beta != 0 || lc.globalDIM ? gradC : nil, comm: comm,
                               gradientsFinal: gradientsFinal)
         timer.mark("encoder conv backward")
         losses.total = lc.beta * losses.local + lc.alpha * losses.global + lc.gamma * losses.prior
-        if lc.gamma != 0, let zp = priorSample {
+        if lc.priorMatching, let zp = priorSample {
             losses.discriminator = discriminatorStep(priorSample: zp, comm: comm)
             timer.mark("discriminator")
         }

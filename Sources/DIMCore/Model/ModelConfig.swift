@@ -97,4 +97,9 @@ public struct LossConfig: Equatable, Codable {
     public init(estimator: Estimator = .jsd, beta: Double = 1, alpha: Double = 0, gamma: Double = 0) {
         self.estimator = estimator; self.beta = beta; self.alpha = alpha; self.gamma = gamma
     }
+
+    /// Prior matching is on: the discriminator exists, trains, and each step needs a prior sample.
+    public var priorMatching: Bool { gamma != 0 }
+    /// Global DIM is on: the global-DIM critic exists and trains.
+    public var globalDIM: Bool { alpha != 0 }
 }

@@ -25,6 +25,9 @@ final class BF16GEMM {
     private var cache: [Shape: Primitive] = [:]
     private var scratchA = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityA = 1
     private var scratchB = UnsafeMutablePointer<UInt16>.allocate(capacity: 1), capacityB = 1
+    /// One process-wide instance with shared scratch buffers: calls from several threads (ranks
+    /// as threads in the tests) take turns.
+    private let lock = NSLock()
 
     private init() {
         check(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine")
@@ -34,6 +37,8 @@ final class BF16GEMM {
     /// C = op(A) op(B) (+ C when `accumulate`); op(A) is m x k, op(B) k x n, as in `sgemm`.
     func multiply(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                   b: UnsafePointer<Float>, ldb: Int, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        lock.lock()
+        defer { lock.unlock() }
         omp_set_num_threads(Int32(blasThreads()))
         // The stored blocks: A is m x k (k x m when transposed), B is k x n (n x k).
         let (aRows, aCols) = transA ? (k, m) : (m, k)

@@ -94,19 +94,23 @@ public final class BatchNorm {
         gradInput.resize(dy.shape)
         let gamma = weight.value.data
         let dgamma = weight.grad.data, dbeta = bias.grad.data
-        // Pass 1: the ReLU mask, and the per-channel sums of dy and dy * xhat.
+        // Pass 1: the ReLU mask, and the per-channel sums of dy and dy * xhat, accumulated in
+        // Double like the forward statistics. dx below is dy minus its mean: when dy has a large
+        // part common to the whole batch (prior matching pushes every Y the same way), dx is a
+        // small difference of large numbers and a Float sum's rounding, which grows with the
+        // values one rank sums, came out 8e-3 different on one process than on several.
         stats.withUnsafeMutableBufferPointer { s in
             for c in 0..<channels {
                 let g = dy.data + c * m, xh = xhat.data + c * m, out = output.data + c * m
                 let d = gradInput.data + c * m
-                var s1: Float = 0, s2: Float = 0
+                var s1 = 0.0, s2 = 0.0
                 if relu {
-                    for j in 0..<m { let v = out[j] > 0 ? g[j] : 0; d[j] = v; s1 += v; s2 += v * xh[j] }
+                    for j in 0..<m { let v = out[j] > 0 ? g[j] : 0; d[j] = v; s1 += Double(v); s2 += Double(v * xh[j]) }
                 } else {
-                    for j in 0..<m { let v = g[j]; d[j] = v; s1 += v; s2 += v * xh[j] }
+                    for j in 0..<m { let v = g[j]; d[j] = v; s1 += Double(v); s2 += Double(v * xh[j]) }
                 }
-                s[c] = Double(s1); s[channels + c] = Double(s2)
-                dbeta[c] += s1; dgamma[c] += s2
+                s[c] = s1; s[channels + c] = s2
+                dbeta[c] += Float(s1); dgamma[c] += Float(s2)
             }
             if training { comm.allreduceSum(s.baseAddress!, count: 2 * channels) }
         }

@@ -61,20 +61,22 @@ public final class LayerNorm {
         columnSums.zeroFill()
         columnSecondSums.zeroFill()
         let sumG = columnSums.data, sumGX = columnSecondSums.data, r = invStd.data
-        // Pass 1: g = dy * w; column sums of g and g * xhat; dw, db.
+        // Pass 1: g = dy * w; column sums of g and g * xhat; dw, db. dw and db sum over every
+        // position of the local batch: in Double, so that one process and several (each summing
+        // its share) round alike (BatchNorm.backward says why that matters).
         for c in 0..<C {
             let d = dy.data + c * m, xh = xhat.data + c * m, g = gradInput.data + c * m
             let wc = w[c]
-            var sdw: Float = 0, sdb: Float = 0
+            var sdw = 0.0, sdb = 0.0
             for j in 0..<m {
                 let v = d[j] * wc
                 g[j] = v
                 sumG[j] += v
                 sumGX[j] += v * xh[j]
-                sdw += d[j] * xh[j]
-                sdb += d[j]
+                sdw += Double(d[j] * xh[j])
+                sdb += Double(d[j])
             }
-            dw[c] += sdw; db[c] += sdb
+            dw[c] += Float(sdw); db[c] += Float(sdb)
         }
         let invC = 1 / Float(C)
         for j in 0..<m { sumG[j] *= invC; sumGX[j] *= invC }

@@ -83,13 +83,14 @@ func addRowBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, row
     }
 }
 
-/// out[r] += sum_j x[r, j]
+/// out[r] += sum_j x[r, j], summed in Double: a bias gradient sums over the whole local batch,
+/// and one process must round like several that each sum a share.
 @inline(__always)
 func addRowSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
     for r in 0..<rows {
         let row = x + r * cols
-        var s: Float = 0
-        for j in 0..<cols { s += row[j] }
-        out[r] += s
+        var s = 0.0
+        for j in 0..<cols { s += Double(row[j]) }
+        out[r] += Float(s)
     }
 }
