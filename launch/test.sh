@@ -16,6 +16,10 @@ for np in 2 4; do
   mpirun "${flags[@]}" -np "$np" "$bin" DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests,DIMTrainTests.DistributedImportTests 2>&1 | tee /tmp/dim-dist-mpi-$np.log
   grep -q "with 0 failures" /tmp/dim-dist-mpi-$np.log
 done
+# np = 1, 2, 4 through `dim-dist train` under mpirun and `dim-dist checkpoint diff` (every tensor
+# group and state attribute): the promise "distributed means equivalent" as a user checks it.
+echo "== equivalence through the CLI (launch/equivalence.sh)"
+bash launch/equivalence.sh 3e-5 --estimator jsd --alpha 0.5 --gamma 0.1
 # The README's "Taking the encoder to PyTorch", kept true: a small checkpoint, its features from
 # `dim-dist encode`, and the same features computed in Python from the checkpoint's state_dict
 # keys (the README's own snippet under PyTorch where importable, a numpy forward otherwise).
@@ -47,6 +51,6 @@ for np in 2 4; do
   n=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-mpi-$np.log || true)
   passed=$((passed + n / np))
 done
-passed=$((passed + cluster_cases + 1))  # + the export check
-echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the export check"
+passed=$((passed + cluster_cases + 2))  # + the export check and the CLI equivalence check
+echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the CLI equivalence check; the export check"
 echo "$passed passed, 0 failed, $skipped skipped"

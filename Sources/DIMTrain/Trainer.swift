@@ -111,7 +111,8 @@ public final class Trainer {
             let info = try CheckpointFile.readInfo(f)
             let diffs = config.differences(from: try TrainConfig(checkpoint: info, path: p))
             if !diffs.isEmpty {
-                throw DIMError("\(p): made with a different configuration: " + diffs.joined(separator: "; "))
+                throw DIMError("\(p): made with a different configuration (the checkpoint's vs this run's): "
+                              + diffs.joined(separator: "; "))
             }
             if info.datasetFingerprint != data.manifest.fingerprint || info.datasetCount != data.count {
                 throw DIMError("\(p): made on a different dataset (fingerprint \(info.datasetFingerprint), "

@@ -114,7 +114,7 @@ final class CheckpointTests: XCTestCase {
                 var other = run
                 other.config.schedule = nil
                 XCTAssertThrowsError(try other.trainer(out: dir + "/b", steps: 14, resume: "auto").run()) { e in
-                    XCTAssertTrue("\(e)".contains("learning-rate schedule"), "\(e)")
+                    XCTAssertTrue("\(e)".contains("schedule.kind \"cosine\" vs unset"), "\(e)")
                 }
             }
         }
