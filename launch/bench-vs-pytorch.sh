@@ -8,7 +8,7 @@
 #   ROUNDS=5 STEPS=8 bash launch/bench-vs-pytorch.sh
 #
 # PyTorch comes from PyPI into .venv-bench/ (about 540 MB the first time; TORCH_PYTHON=/path/to/python
-# uses an existing one). The PyTorch model is launch/pytorch/dim_step.py, written from DESIGN.md.
+# uses an existing one). The PyTorch model is launch/pytorch/dim_step.py, written from docs/design.md.
 # When the environment sets OPENBLAS_CORETYPE (some machines preset it), dim-dist is measured both
 # with that setting and without it (the kernels dim-dist picks by itself); PyTorch ignores it.
 set -euo pipefail

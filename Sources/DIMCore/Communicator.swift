@@ -134,7 +134,7 @@ public final class SingleProcess: Communicator {
 }
 
 /// Each rank's share of a global batch. The loss is defined on the global batch, which every
-/// rank count must split evenly (DESIGN.md §6).
+/// rank count must split evenly (docs/design.md §6).
 public func localBatchSize(global: Int, ranks: Int) throws -> Int {
     guard ranks > 0, global % ranks == 0 else {
         throw DIMError("--batch-size \(global) does not divide by \(ranks) ranks")

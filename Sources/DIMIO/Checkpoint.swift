@@ -2,7 +2,7 @@ import Foundation
 import DIMCore
 
 /// An HDF5 checkpoint, written by rank 0: parameters under `/params` with PyTorch names and shapes
-/// (docs/design.md, "Checkpoints"), BatchNorm buffers under `/buffers` (running_mean, running_var,
+/// (docs/design.md §9), BatchNorm buffers under `/buffers` (running_mean, running_var,
 /// num_batches_tracked), Adam moments under `/adam/{m,v}/<name>`, the discriminator and its Adam
 /// under `/prior_disc_params` and `/prior_disc_adam/{m,v}`, and the run's state and configuration
 /// as root attributes. What a checkpoint holds is listed once, in `tensorGroups` and `fields`: the

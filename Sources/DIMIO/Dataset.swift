@@ -109,6 +109,6 @@ public final class ShardedSplit {
     }
 }
 
-/// A stored pixel (0...255) as the model sees it: scaled to [-1, 1] (DESIGN.md §1).
+/// A stored pixel (0...255) as the model sees it: scaled to [-1, 1] (docs/design.md §1).
 @inline(__always)
 public func modelPixel(_ p: UInt8) -> Float { Float(p) * (2 / 255) - 1 }

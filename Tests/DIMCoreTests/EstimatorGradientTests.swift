@@ -82,7 +82,7 @@ final class EstimatorGradientTests: XCTestCase {
         checkEstimators(layout: layout, seed: 23, "sampled")
     }
 
-    /// With sampled rows JSD is still DESIGN.md's formula with every positive and the rows'
+    /// With sampled rows JSD is still docs/design.md's formula with every positive and the rows'
     /// negatives; infoNCE scores only the rows' positives.
     func testSampledRowsKeepEveryPositive() {
         let (N, P) = (5, 2), rows = [1, 3]

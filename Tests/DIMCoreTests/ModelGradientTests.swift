@@ -138,7 +138,7 @@ final class ModelGradientTests: XCTestCase {
     }
 
     func testModelParameterCountsMatchTheDesign() {
-        // DESIGN.md §8: 14.1 M parameters (encoder 4.92 M, local head 4.73 M, global head 4.47 M).
+        // docs/design.md §10: 14.1 M parameters (encoder 4.92 M, local head 4.73 M, global head 4.47 M).
         let model = DIMModel(config: ModelConfig(architecture: .basic32x32, inChannels: 3))
         let count = { (prefix: String) in model.params.parameters.filter { $0.name.hasPrefix(prefix) }.reduce(0) { $0 + $1.count } }
         XCTAssertEqual(Double(count("encoder.")) / 1e6, 4.92, accuracy: 0.01)

@@ -109,7 +109,7 @@ struct EquivalenceFixture {
     }
 }
 
-/// DESIGN.md §6: np ranks with per-rank batch N/np reproduce one process with batch N.
+/// docs/design.md §6: np ranks with per-rank batch N/np reproduce one process with batch N.
 ///
 /// Run under mpirun (.ci/run does, with 2 and 4 ranks): every rank trains its slice with the MPI
 /// communicator, and also trains the single-process reference on the whole batch in-process; the

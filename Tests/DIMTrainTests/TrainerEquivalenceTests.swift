@@ -77,11 +77,11 @@ final class TrainerEquivalenceTests: XCTestCase {
     }
 
     /// The bound for fp32. The aim is 1e-5 relative per tensor; measured on an AMD Zen 5
-    /// (2026-12-05): worst 8.0e-6 with SGD, 9.4e-6 with Adam after 4 steps, 2.0e-5 after one Adam
-    /// step (DV, K = 3: adam/m of encoder.bn0.bias, a gradient the next BatchNorm nearly cancels,
-    /// so float rounding of its sum is a large part of it). The rest is summation order: on one
-    /// process, changing only OpenBLAS's kernel moves the checkpoint as much (docs/results.md).
-    /// 3e-5 leaves room for other CPUs' kernels, which sum in another order.
+    /// (2026-12-05): worst 6.7e-6 with Adam after 4 steps, 2.0e-5 after one Adam step and 1.6e-5
+    /// with SGD, each at K = 3 in encoder.bn0.bias (or its moment): the first BatchNorm's bias,
+    /// whose gradient the next BatchNorm nearly cancels, so rounding is a large part of it. That
+    /// is summation order: on one process, changing only OpenBLAS's kernel moves a checkpoint as
+    /// much or more (docs/results.md). 3e-5 leaves room for other CPUs' kernels.
     static let fp32Bound = 3e-5
 
     /// Plain SGD through the trainer: the gradients themselves, four steps on. At a rate of 0.002

@@ -1,5 +1,5 @@
 """Checks the README's "Taking the encoder to PyTorch" snippet: loads a dim-dist checkpoint into a
-PyTorch encoder named as DESIGN.md section 7 says (conv0, bn0, ..., fc{n+1}, bn{n+1}, fc{n+2}) with
+PyTorch encoder named as docs/design.md §9 says (conv0, bn0, ..., fc{n+1}, bn{n+1}, fc{n+2}) with
 the snippet's own code (read from README.md), and compares its conv / fc / y features with
 `dim-dist encode` on the same images.
 

@@ -1,4 +1,4 @@
-"""The DIM training step of ../../shared/DESIGN.md in plain PyTorch, timed like `dim-dist bench`.
+"""The DIM training step of docs/design.md in plain PyTorch, timed like `dim-dist bench`.
 
 Written from the design text (not from dim-dist's code) so that launch/bench-vs-pytorch.sh can
 compare the two on the same CPU in one run. Local DIM, JSD, Adam(lr 1e-4, betas 0.5/0.999),

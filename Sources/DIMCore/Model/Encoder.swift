@@ -1,6 +1,6 @@
 import Foundation
 
-/// E = f ∘ C (DESIGN.md §1): conv blocks (conv, BN, ReLU), flatten, an fc block (linear, BN, ReLU)
+/// E = f ∘ C (docs/design.md §1): conv blocks (conv, BN, ReLU), flatten, an fc block (linear, BN, ReLU)
 /// and a final linear layer to the global vector Y. The output of conv `localMapIndex` is the
 /// local map C.
 public final class Encoder {

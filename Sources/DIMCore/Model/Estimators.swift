@@ -1,6 +1,6 @@
 import Foundation
 
-/// The estimators of DESIGN.md §3 on this rank's scores.
+/// The estimators of docs/design.md §3 on this rank's scores.
 ///
 /// `u` is `[R, n*P]`: row i is the global vector of image `layout.rowImage[i]` (gathered from its
 /// owner), column (j, l) is patch l of this rank's image j (global index offset + j). Every entry

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The global-DIM critic (DESIGN.md §2b): scores (Y of image i, local map of image j) with one
+/// The global-DIM critic (docs/design.md §2b): scores (Y of image i, local map of image j) with one
 /// score per pair. The map side runs fresh copies of the encoder's layers *after* the local map
 /// (own weights), then `out`: linear(fc -> units); the Y side is `y`: linear(globalDim -> units).
 /// Scores and estimators are the local ones with P = 1, distributed the same way.

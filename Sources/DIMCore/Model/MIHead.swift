@@ -1,6 +1,6 @@
 import Foundation
 
-/// `MI1x1ConvNet` (DESIGN.md §2): h = LayerNorm(conv_b(ReLU(BN(conv_a(x)))) + shortcut(x)).
+/// `MI1x1ConvNet` (docs/design.md §2): h = LayerNorm(conv_b(ReLU(BN(conv_a(x)))) + shortcut(x)).
 /// On the local map every layer is a 1x1 convolution; on Y the same net is an MLP. Both are the
 /// same GEMMs on channel-major `[C, M]` tensors; only names and stored shapes differ.
 public final class MIHead {

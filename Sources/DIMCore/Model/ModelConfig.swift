@@ -1,6 +1,6 @@
 import Foundation
 
-/// The encoder families of DESIGN.md §1.
+/// The encoder families of docs/design.md §1.
 public enum Architecture: String, CaseIterable, Codable {
     case basic28x28, basic32x32, basic64x64
 
@@ -78,7 +78,7 @@ public struct ModelConfig: Equatable, Codable {
     }
 }
 
-/// The three lower bounds on mutual information (DESIGN.md §3).
+/// The three lower bounds on mutual information (docs/design.md §3).
 public enum Estimator: String, CaseIterable, Codable {
     case jsd, nce, dv
 }

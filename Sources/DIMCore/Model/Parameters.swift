@@ -6,7 +6,7 @@ public enum Initializer {
     case ones
     /// U(-bound, bound): PyTorch's default for conv and linear weights and biases, bound = 1/sqrt(fan_in).
     case uniform(Float)
-    /// The MI heads' shortcut: U(-0.01, 0.01) with W[i][i] = 1 for i < n_in (DESIGN.md §2).
+    /// The MI heads' shortcut: U(-0.01, 0.01) with W[i][i] = 1 for i < n_in (docs/design.md §2).
     case identityPlusUniform(inFeatures: Int)
 }
 
@@ -14,7 +14,7 @@ public enum Initializer {
 /// views into the store's flat buffers.
 public final class Parameter {
     public let name: String
-    /// PyTorch shape, as in DESIGN.md §7 (conv weights [out, in, kh, kw], linear weights [out, in]).
+    /// PyTorch shape, as in docs/design.md §9 (conv weights [out, in, kh, kw], linear weights [out, in]).
     public let shape: [Int]
     public let count: Int
     public let offset: Int

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Prior matching (DESIGN.md §4): a ReLU MLP discriminator D on z = sigmoid(Y) against samples of
+/// Prior matching (docs/design.md §4): a ReLU MLP discriminator D on z = sigmoid(Y) against samples of
 /// U[0,1)^d, trained with a gradient penalty; the encoder gets the non-saturating term
 /// mean softplus(-D(sigmoid(Y))).
 ///

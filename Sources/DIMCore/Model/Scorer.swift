@@ -1,6 +1,6 @@
 import Foundation
 
-/// Encode-and-dot-product scoring across ranks (DESIGN.md §2 and §6), for the local DIM term and
+/// Encode-and-dot-product scoring across ranks (docs/design.md §2 and §6), for the local DIM term and
 /// the global-DIM critic alike.
 ///
 /// Each rank holds one "global" vector per local image (`G`, `[U, n]`) and P "local" vectors per
