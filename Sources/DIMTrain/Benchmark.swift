@@ -110,8 +110,9 @@ public func measureEstimators(rows: Int, localBatch n: Int, positions P: Int, th
     let before = blasThreads()
     setBLASThreads(threads)
     defer { setBLASThreads(before) }
-    let layout = ScoreLayout(rows: Array(0..<rows), globalBatch: max(rows, n), localBatch: max(rows, n), rank: 0,
-                             ranks: 1, positions: P)
+    let N = max(rows, n)
+    let layout = ScoreLayout(mode: rows < N ? .sampledRows : .allRows, rows: Array(0..<rows), globalBatch: N,
+                             localBatch: N, rank: 0, ranks: 1, positions: P)
     let cols = layout.columns
     let u = Tensor([rows, cols]), grad = Tensor([rows, cols])
     let positives = Tensor([cols]), gradPositives = Tensor([cols])

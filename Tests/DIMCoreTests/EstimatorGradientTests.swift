@@ -45,7 +45,7 @@ final class EstimatorGradientTests: XCTestCase {
     /// Sampled rows with column negatives (JSD and DV): every image's global vector against the
     /// rows' sampled patches; an image's own row entry is no negative.
     func testColumnNegativesAgainstFiniteDifferences() {
-        let layout = ScoreLayout(rows: [1, 3], patches: [0, 1], globalBatch: 5, localBatch: 5, rank: 0, ranks: 1,
+        let layout = ScoreLayout(mode: .sampledWithColumns, rows: [1, 3], patches: [0, 1], globalBatch: 5, localBatch: 5, rank: 0, ranks: 1,
                                  positions: 2)
         checkEstimators(layout: layout, seed: 28, "columns", estimators: [.jsd, .dv])
     }
@@ -63,7 +63,7 @@ final class EstimatorGradientTests: XCTestCase {
             let sub = Tensor([K, N], values: rows.flatMap { i in (0..<N).map { u.data[i * N + $0] } })
             // columns[j, t] = G_j . L_{rows[t]} = u[j, rows[t]].
             let columns = Tensor([N, K], values: (0..<N).flatMap { j in rows.map { u.data[j * N + $0] } })
-            let layout = ScoreLayout(rows: rows, patches: [0, 0], globalBatch: N, localBatch: N, rank: 0, ranks: 1,
+            let layout = ScoreLayout(mode: .sampledWithColumns, rows: rows, patches: [0, 0], globalBatch: N, localBatch: N, rank: 0, ranks: 1,
                                      positions: 1)
             total += score(.jsd, u: sub, positives: positives, columns: columns, layout: layout).loss
             subsets += 1
@@ -78,7 +78,8 @@ final class EstimatorGradientTests: XCTestCase {
     /// A sampled row set (rows 1 and 3 of 5): finite differences, including the positives of the
     /// images that are not rows (JSD and DV score them, infoNCE has no anchor there).
     func testSampledRowsAgainstFiniteDifferences() {
-        let layout = ScoreLayout(rows: [1, 3], globalBatch: 5, localBatch: 5, rank: 0, ranks: 1, positions: 2)
+        let layout = ScoreLayout(mode: .sampledRows, rows: [1, 3], globalBatch: 5, localBatch: 5, rank: 0, ranks: 1,
+                                 positions: 2)
         checkEstimators(layout: layout, seed: 23, "sampled")
     }
 
@@ -86,7 +87,8 @@ final class EstimatorGradientTests: XCTestCase {
     /// negatives; infoNCE scores only the rows' positives.
     func testSampledRowsKeepEveryPositive() {
         let (N, P) = (5, 2), rows = [1, 3]
-        let layout = ScoreLayout(rows: rows, globalBatch: N, localBatch: N, rank: 0, ranks: 1, positions: P)
+        let layout = ScoreLayout(mode: .sampledRows, rows: rows, globalBatch: N, localBatch: N, rank: 0, ranks: 1,
+                                 positions: P)
         let u = randomTensor([rows.count, N * P], seed: 26, scale: 2)
         let positives = randomTensor([N * P], seed: 27, scale: 2)
         var pos = 0.0, neg = 0.0
@@ -121,7 +123,8 @@ final class EstimatorGradientTests: XCTestCase {
             for a in 0..<N { for b in (a + 1)..<N {
                 let sub = Tensor([K, N * P],
                                  values: Array(u.array[(a * N * P)..<((a + 1) * N * P)] + u.array[(b * N * P)..<((b + 1) * N * P)]))
-                let layout = ScoreLayout(rows: [a, b], globalBatch: N, localBatch: N, rank: 0, ranks: 1, positions: P)
+                let layout = ScoreLayout(mode: .sampledRows, rows: [a, b], globalBatch: N, localBatch: N, rank: 0,
+                                         ranks: 1, positions: P)
                 total += score(est, u: sub, positives: positives, layout: layout).loss
                 subsets += 1
             } }

@@ -87,8 +87,8 @@ final class ModelGradientTests: XCTestCase {
         var cases = 0
         for a in 0..<N { for b in (a + 1)..<N { for pa in 0..<P { for pb in 0..<P {
             let rows = [a, b], patches = [pa, pb]
-            let layout = ScoreLayout(rows: rows, patches: patches, globalBatch: N, localBatch: N, rank: 0, ranks: 1,
-                                     positions: P)
+            let layout = ScoreLayout(mode: .sampledWithColumns, rows: rows, patches: patches, globalBatch: N,
+                                     localBatch: N, rank: 0, ranks: 1, positions: P)
             let u = Tensor([K, cols], values: rows.flatMap { i in (0..<cols).map { dot(i, $0) } })
             let positives = Tensor([cols], values: (0..<cols).map { dot($0 / P, $0) })
             let columns = Tensor([N, K], values: (0..<N).flatMap { j in (0..<K).map { dot(j, rows[$0] * P + patches[$0]) } })

@@ -50,9 +50,11 @@ public final class Scorer {
                      "Scorer: L shape \(L.shape) does not match G \(G.shape) x \(P)")
         let N = n * comm.size
         let rows = selection.rows(globalBatch: N, step: step)
+        let mode = ScoringMode.of(estimator, rowCount: rows.count, globalBatch: N)
         // Column negatives (docs/bounded-negatives.md): JSD and DV with sampled rows.
-        let patches = estimator == .nce ? [] : selection.patches(rows: rows, globalBatch: N, step: step, positions: P)
-        let layout = ScoreLayout(rows: rows, patches: patches, globalBatch: N, localBatch: n,
+        let patches = mode == .sampledWithColumns
+            ? selection.patches(rows: rows, globalBatch: N, step: step, positions: P) : []
+        let layout = ScoreLayout(mode: mode, rows: rows, patches: patches, globalBatch: N, localBatch: n,
                                  rank: comm.rank, ranks: comm.size, positions: P)
         self.layout = layout
         lastL = L
@@ -94,13 +96,13 @@ public final class Scorer {
     public func backward(comm: Communicator) {
         guard let L = lastL, let G = lastG, let layout else { preconditionFailure("Scorer.backward before forward") }
         gradL.resize(L.shape)
-        if layout.hasColumnNegatives {
+        if layout.mode == .sampledWithColumns {
             splitBackward(G: G, L: L, layout)
             return
         }
         // Rows are global vectors only (all rows, or infoNCE's sampled anchors).
         let units = L.shape[0], n = layout.n, R = layout.rowCount, cols = layout.columns
-        if positivesFromBlock(layout) {
+        if layout.mode == .allRows {
             // With all rows the positives' gradients go back through the block's GEMMs (the
             // estimator left the rows' own-image spans at 0).
             let P = layout.P
@@ -126,7 +128,7 @@ public final class Scorer {
         }
         gradG.resize([units, n])
         transpose(gradLocalGlobals.data, rows: n, cols: units, into: gradG.data)
-        if !positivesFromBlock(layout) { addOwnPositivesBackward(G: G, L: L, positions: layout.P) }
+        if layout.mode == .sampledRows { addOwnPositivesBackward(G: G, L: L, positions: layout.P) }
     }
 
     /// Backward with column negatives (JSD, DV with sampled rows): each sample trains one side of
@@ -156,21 +158,18 @@ public final class Scorer {
     /// Floats per gathered row: the global vector, and with column negatives its sampled patch vector.
     private func rowWidth(_ layout: ScoreLayout, units: Int) -> Int { layout.hasColumnNegatives ? 2 * units : units }
 
-    /// With all rows the score GEMM has computed every positive already. With sampled rows all of
-    /// them are dot products here, one summation order for every image whatever the rank count
-    /// (taking the rows' from the block and the rest from here made 5 SGD steps at np = 4 drift
-    /// 30x further from np = 1: float rounding, amplified).
-    private func positivesFromBlock(_ layout: ScoreLayout) -> Bool { layout.rowCount == layout.globalBatch }
-
-    /// positives[j*P + l] = G_j . L_{j,l}: copied from the score block with all rows, summed here
-    /// otherwise, one unit (a row of G and of L) at a time so that the inner loop runs
+    /// positives[j*P + l] = G_j . L_{j,l}: copied from the score block with all rows (the GEMM has
+    /// computed every positive already), summed here otherwise: with sampled rows all of them are
+    /// dot products here, one summation order for every image whatever the rank count (taking the
+    /// rows' from the block and the rest from here made 5 SGD steps at np = 4 drift 30x further
+    /// from np = 1: float rounding, amplified). One unit (a row of G and of L) at a time so that the inner loop runs
     /// over contiguous columns (P U multiply-adds per image; memory-bound: it streams L once).
     private func scoreOwnPositives(G: Tensor, L: Tensor, _ layout: ScoreLayout) {
         let units = G.shape[0], n = layout.n, P = layout.P, cols = layout.columns
         positives.resize([cols], zero: true)
         gradPositives.resize([cols])
         let pos = positives.data
-        if positivesFromBlock(layout) {
+        if layout.mode == .allRows {
             for (t, j) in layout.ownedLocalIndex.enumerated() {
                 (pos + j * P).update(from: scores.data + (layout.firstOwnedRow + t) * cols + j * P, count: P)
             }

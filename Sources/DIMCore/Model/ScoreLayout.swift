@@ -1,50 +1,31 @@
 import Foundation
 
-/// Which global vectors a step scores: the rows of the score matrix (docs/bounded-negatives.md).
-///
-/// Every rank scores its own local patches (the columns) against the global vectors of a set of
-/// images of the global batch (the rows). `all` is DIM's loss: every image, so the score GEMM, the
-/// estimator and the gather of G grow with the global batch N. `limit(K)` keeps the per-rank cost
-/// flat in the number of ranks: K images drawn uniformly without replacement from the global batch
-/// of the step, from (seed, step) only, so every rank (and every rank count) draws the same set.
-/// The rows carry the negatives: JSD and DV average their negative term over the sampled rows and
-/// over every global vector against one sampled patch of each row's image (`patches`), and still
-/// score every image's positives (local to its owner); infoNCE's anchors are the sampled rows.
-/// JSD and infoNCE stay unbiased estimates of the full loss, and all three equal it when K >= N.
-public struct RowSelection: Equatable, Codable, CustomStringConvertible {
-    /// nil: every image of the global batch.
-    public var limit: Int?
-    public var seed: UInt64
+/// How a step scores, declared once per step (Scorer.forward) and carried by its ScoreLayout: the
+/// estimator, the backward and the collectives branch on it, never on the shapes of the buffers.
+public enum ScoringMode: Equatable {
+    /// Every image of the global batch is a row (DIM's loss). The score block holds every
+    /// positive; the rows' gradients go back to their owners by a reduce-scatter.
+    case allRows
+    /// K < N sampled rows and nothing else: infoNCE's, whose anchors they are (each needs its row's
+    /// normaliser). Positives are dot products on their owners; the rows' gradients go back by a
+    /// reduce-scatter.
+    case sampledRows
+    /// K < N sampled rows for JSD and DV, each with one sampled patch of its image (column
+    /// negatives). Positives are dot products on their owners; backward is split (rows train the
+    /// local vectors, columns the global ones), so nothing goes back to the rows' owners.
+    case sampledWithColumns
 
-    public static let all = RowSelection(limit: nil, seed: 0)
-    public init(limit: Int?, seed: UInt64) {
-        precondition(limit.map { $0 >= 2 } ?? true, "a bounded row set needs at least 2 rows")
-        self.limit = limit; self.seed = seed
+    /// The mode of a step that scores `rowCount` of the global batch's `N` images.
+    public static func of(_ estimator: Estimator, rowCount: Int, globalBatch N: Int) -> ScoringMode {
+        if rowCount >= N { return .allRows }
+        return estimator == .nce ? .sampledRows : .sampledWithColumns
     }
-
-    /// The global image indices scored at `step`, ascending (so each owner's rows are contiguous
-    /// and in rank order, as the variable-count collectives expect).
-    public func rows(globalBatch N: Int, step: Int) -> [Int] {
-        guard let K = limit, K < N else { return Array(0..<N) }
-        var rng = SplitMix64(seed: seed, stream: RandomStream.scoredRows, index: UInt64(step))
-        return Array(rng.permutation(N).prefix(K)).sorted()
-    }
-
-    /// With sampled rows, one patch position of each row's image (in row order), from (seed, step):
-    /// the patch vectors that every rank's global vectors are scored against (column negatives).
-    /// Empty with all rows.
-    public func patches(rows: [Int], globalBatch N: Int, step: Int, positions P: Int) -> [Int] {
-        guard rows.count < N else { return [] }
-        var rng = SplitMix64(seed: seed, stream: RandomStream.scoredPatches, index: UInt64(step))
-        return rows.map { _ in rng.nextInt(P) }
-    }
-
-    public var description: String { limit.map { "\($0) sampled rows" } ?? "all rows" }
 }
 
 /// The rows of one step as this rank sees them: which image each row is, which rows this rank
 /// owns (it sends their global vectors and receives their gradients), and the positive columns.
 public struct ScoreLayout {
+    public let mode: ScoringMode
     /// Global image index of each row, ascending.
     public let rowImage: [Int]
     public let globalBatch: Int
@@ -63,10 +44,13 @@ public struct ScoreLayout {
     /// The row of each local image, if it is one.
     private let rowOfLocalImage: [Int?]
 
-    public init(rows: [Int], patches: [Int] = [], globalBatch N: Int, localBatch n: Int, rank: Int, ranks: Int,
-                positions P: Int) {
+    public init(mode: ScoringMode, rows: [Int], patches: [Int] = [], globalBatch N: Int, localBatch n: Int,
+                rank: Int, ranks: Int, positions P: Int) {
         precondition(N == n * ranks, "global batch \(N) is not \(ranks) ranks x \(n)")
-        precondition(patches.isEmpty || patches.count == rows.count, "one patch per row")
+        precondition((mode == .allRows) == (rows.count == N), "\(mode) with \(rows.count) rows of \(N)")
+        precondition(mode == .sampledWithColumns ? patches.count == rows.count : patches.isEmpty,
+                     "\(mode): one sampled patch per row with column negatives, none otherwise")
+        self.mode = mode
         rowImage = rows; rowPatch = patches; globalBatch = N; self.n = n; offset = rank * n; self.P = P
         var perRank = [Int](repeating: 0, count: ranks)
         for i in rows { perRank[i / n] += 1 }
@@ -80,7 +64,8 @@ public struct ScoreLayout {
 
     /// One process scoring all N rows (tests, benchmarks).
     public static func allRows(images N: Int, positions P: Int) -> ScoreLayout {
-        ScoreLayout(rows: Array(0..<N), globalBatch: N, localBatch: N, rank: 0, ranks: 1, positions: P)
+        ScoreLayout(mode: .allRows, rows: Array(0..<N), globalBatch: N, localBatch: N, rank: 0, ranks: 1,
+                    positions: P)
     }
 
     public var rowCount: Int { rowImage.count }
@@ -96,7 +81,7 @@ public struct ScoreLayout {
     /// infoNCE's anchors: a row's image's P patches (an anchor needs its row's normaliser).
     public var anchorCount: Double { Double(rowCount * P) }
     /// Whether the step also scores every global vector against the rows' sampled patches.
-    public var hasColumnNegatives: Bool { !rowPatch.isEmpty }
+    public var hasColumnNegatives: Bool { mode == .sampledWithColumns }
     /// Column negative pairs: each image's global vector against the sampled patch of every row
     /// of another image.
     public var columnNegativeCount: Double { Double(rowCount * (globalBatch - 1)) }
