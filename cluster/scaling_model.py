@@ -12,7 +12,7 @@ allreduce: 2 log2(p) alpha + 2(p-1)/p n/beta; recursive-doubling allgather / red
 log2(p) alpha + (p-1)/p n/beta) with a stated network latency, and each collective's bandwidth
 efficiency (beta / link rate) measured on the capped emulated links.
 A DIM step on P nodes with b images per node (global batch N = P b), U MI units, Q patches per
-image, one rank per core, M scored rows per step (M = N, or min(N, K) with --max-negatives K):
+image, one rank per core, M scored rows per step (M = N, or min(N, K) with --scored-rows K):
   compute     b * t_image                               (the step at batch b on one node)
   scores      6 * (b Q) * (M - b) * U / F_node          (score GEMM forward + two backward GEMMs,
                                                          beyond what a one-node step already does;
@@ -40,7 +40,7 @@ import json, sys
 
 # Every positive with sampled rows costs one pass over the local vectors L (b Q U values) forward
 # and two backward (dG and dL). Measured 2026-12-01, AMD EPYC (Zen 5), 2 ranks x 128 images,
-# 64 patches, 512 units: `scores+loss` grew 17.5 -> 21.0 ms per step (bench --max-negatives 64,
+# 64 patches, 512 units: `scores+loss` grew 17.5 -> 21.0 ms per step (bench --scored-rows 64,
 # before/after the change, same minutes) = 3.5 ms / (128 * 64 * 512) = 0.83 ns per value per core.
 POSITIVE_NS_PER_VALUE = 0.83
 

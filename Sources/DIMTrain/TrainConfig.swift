@@ -15,10 +15,12 @@ public struct TrainConfig: Codable, Equatable {
     public var beta2: Float = 0.999
     public var seed: UInt64 = 0
     public var augmentation = Augmentation()
-    /// Bounded negatives: global vectors scored per step, sampled from the global batch (nil: all).
-    public var maxNegatives: Int? = nil
-    /// The rows every step scores (RowSelection), from `maxNegatives` and the seed.
-    public var scoredRows: RowSelection { RowSelection(limit: maxNegatives, seed: seed) }
+    /// Bounded rows (`--scored-rows K`): global vectors scored per step, sampled from the global
+    /// batch (nil: all). Stored as "scoredRows"; checkpoints written before the rename say
+    /// "maxNegatives" (read by `init(json:)`).
+    public var scoredRows: Int? = nil
+    /// The rows every step scores, from `scoredRows` and the seed.
+    public var rowSelection: RowSelection { RowSelection(scoredRows: scoredRows, seed: seed) }
     /// The learning rate for step `step` (0-based).
     public func learningRate(step: Int) -> Float { schedule?.rate(step: step) ?? learningRate }
 
@@ -34,7 +36,14 @@ public struct TrainConfig: Codable, Equatable {
     }
 
     public init(json: String) throws {
-        self = try JSONDecoder().decode(TrainConfig.self, from: Data(json.utf8))
+        var data = Data(json.utf8)
+        // The one renamed key (--max-negatives became --scored-rows).
+        if var object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+           let old = object.removeValue(forKey: "maxNegatives") {
+            object["scoredRows"] = old
+            data = try JSONSerialization.data(withJSONObject: object)
+        }
+        self = try JSONDecoder().decode(TrainConfig.self, from: data)
     }
 
     /// The JSON a checkpoint stores (keys sorted, so equal configurations give equal text).

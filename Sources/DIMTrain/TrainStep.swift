@@ -60,7 +60,7 @@ public final class TrainStep {
             onGradientsFinal?(range)
         }
         let losses = model.forwardBackward(images, priorSample: priorMatching ? priorSample : nil,
-                                           rows: config.scoredRows, step: step, comm: comm, gradientsFinal: announce)
+                                           rows: config.rowSelection, step: step, comm: comm, gradientsFinal: announce)
         onPhase?(.gradientAllreduce)
         model.timer.start()
         sync.finish()

@@ -59,7 +59,7 @@ public final class Trainer {
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config, precision: options.precision)
-        if let k = config.maxNegatives, k < 2 { throw DIMError("--max-negatives must be at least 2") }
+        if let k = config.scoredRows, k < 2 { throw DIMError("--scored-rows must be at least 2") }
         step = TrainStep(config: config, state: state, comm: comm, gradientPrecision: options.gradientPrecision)
         step.onPhase = watchdog.map { w in { w.enter($0) } }
         state.broadcast(comm: comm)

@@ -16,8 +16,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Global batch size.") var batchSize = 64
     @Option(help: "Timed steps.") var steps = 5
     @Option(help: "Untimed warm-up steps.") var warmup = 1
-    @Option(help: "Bounded negatives: score K sampled global vectors per step (as train --max-negatives).")
-    var maxNegatives: Int?
+    @Option(name: [.customLong("scored-rows"), .customLong("max-negatives")],
+            help: "Bounded rows: score K sampled global vectors per step (as train --scored-rows).")
+    var scoredRows: Int?
     @Option(help: "Gradient allreduce in fp32 or bf16 (as train --grad-reduce).") var gradReduce: GradientPrecision = .fp32
     @Flag(help: "Time the collectives (allreduce, allgather, reduce-scatter) over message sizes instead.") var collectives = false
     @Option(help: "Message sizes in bytes for --collectives, comma-separated.") var sizes = "4096,65536,1048576,8388608,58720256"
@@ -50,15 +51,15 @@ struct Bench: ParsableCommand {
                 + "\(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
         }
         var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
-        training.maxNegatives = maxNegatives
+        training.scoredRows = scoredRows
         let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce, steps: steps,
                                  warmup: warmup, comm: comm, log: { _ in })
         // The estimators alone, on this rank's block of scores (rows x local patches).
-        let scoredRows = min(maxNegatives ?? batchSize, batchSize)
-        let estimators = measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size,
+        let rowsPerStep = min(scoredRows ?? batchSize, batchSize)
+        let estimators = measureEstimators(rows: rowsPerStep, localBatch: batchSize / comm.size,
                                            positions: config.localPositions)
         let threaded = blasThreads() > 1
-            ? measureEstimators(rows: scoredRows, localBatch: batchSize / comm.size, positions: config.localPositions,
+            ? measureEstimators(rows: rowsPerStep, localBatch: batchSize / comm.size, positions: config.localPositions,
                                 threads: blasThreads())
             : nil
         guard comm.isRoot else { return }
@@ -66,7 +67,7 @@ struct Bench: ParsableCommand {
             try printRecord(r, estimators: estimators, reference: reference, ranks: comm.size, miUnits: config.miUnits)
         } else {
             printReport(r, estimators: estimators, threaded: threaded, reference: reference, ranks: comm.size,
-                        scores: "\(scoredRows) x \(batchSize / comm.size * config.localPositions)")
+                        scores: "\(rowsPerStep) x \(batchSize / comm.size * config.localPositions)")
         }
     }
 
@@ -104,7 +105,7 @@ struct Bench: ParsableCommand {
         // [first, end, ms]: gradients [first, end) final that many ms into the step.
         record["gradient_ready"] = r.gradientReady.map { [$0.range.lowerBound, $0.range.upperBound, $0.seconds * 1000] as [Any] }
         record["backward_end_ms"] = r.backwardEndSeconds * 1000
-        if let k = maxNegatives { record["max_negatives"] = k }
+        if let k = scoredRows { record["scored_rows"] = k }
         record["grad_reduce"] = gradReduce.rawValue
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))

@@ -31,10 +31,11 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed (initial weights, data order, augmentation, prior samples).") var seed: UInt64 = 0
     @Option(help: "Augmentation: random crop with this much padding (0 = off).") var cropPadding = 0
     @Flag(help: "Augmentation: random horizontal flips.") var flip = false
-    @Option(help: ArgumentHelp(
-        "Bounded negatives: score K global vectors per step, sampled from the global batch (default: all).",
-        discussion: "The cost per rank stays flat as ranks are added. The rows carry the negatives: JSD and DV still score every image's positives and every global vector against one sampled patch of each row's image, infoNCE's anchors are the sampled rows; JSD and infoNCE stay unbiased estimates of the full loss (docs/bounded-negatives.md)."))
-    var maxNegatives: Int?
+    @Option(name: [.customLong("scored-rows"), .customLong("max-negatives")], help: ArgumentHelp(
+        "Bounded rows: score K global vectors per step, sampled from the global batch (default: all).",
+        discussion: "The cost per rank stays flat as ranks are added. The rows carry the negatives: JSD and DV still score every image's positives and every global vector against one sampled patch of each row's image, infoNCE's anchors are the sampled rows; JSD and infoNCE stay unbiased estimates of the full loss (docs/bounded-negatives.md). --max-negatives is the old name.",
+        valueName: "K"))
+    var scoredRows: Int?
     @Option(help: "Stop after this much training time (e.g. 2h, 90m, 3600s) and write a checkpoint.",
             transform: parseDuration)
     var timeLimit: Double?
@@ -95,7 +96,7 @@ struct Train: ParsableCommand {
         cfg.beta1 = beta1
         cfg.seed = seed
         cfg.augmentation = Augmentation(cropPadding: cropPadding, horizontalFlip: flip)
-        cfg.maxNegatives = maxNegatives
+        cfg.scoredRows = scoredRows
         var opts = Trainer.Options(dataDirectory: dataDir, outDirectory: out, totalSteps: totalSteps)
         opts.logEvery = logEvery
         if let steps = Int(checkpointEvery) {

@@ -12,7 +12,7 @@ final class ModelGradientTests: XCTestCase {
         // All rows, and 2 sampled rows of 4: JSD and DV still score every image's positives, so every
         // G gets a gradient; infoNCE's anchors are the rows, so only the 2 sampled images' G do.
         let (U, n, P) = (6, 4, 3)
-        for rows in [RowSelection.all, RowSelection(limit: 2, seed: 5)] {
+        for rows in [RowSelection.all, RowSelection(scoredRows: 2, seed: 5)] {
             for est in Estimator.allCases {
                 let G = randomTensor([U, n], seed: 71, scale: 0.7)
                 let L = randomTensor([U, n, P], seed: 72, scale: 0.7)

@@ -198,6 +198,32 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// `--scored-rows` was `--max-negatives`: checkpoints written before the rename still read, and
+    /// the old flag still trains (through the binary, as a user's old script would call it).
+    func testScoredRowsWasMaxNegatives() throws {
+        var config = TinyRun(data: "").config
+        config.scoredRows = 3
+        let old = config.json.replacingOccurrences(of: "\"scoredRows\"", with: "\"maxNegatives\"")
+        XCTAssertTrue(old.contains("maxNegatives"))
+        XCTAssertEqual(try TrainConfig(json: old), config)
+        let binary = checkoutRoot + "/.build/debug/dim-dist"
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["train", "--data", dir + "/data", "--steps", "1", "--batch-size", "8", "--max-negatives", "3",
+                       "--conv-channels", "6,8", "--fc-units", "24", "--global-dim", "8", "--mi-units", "16",
+                       "--out", dir + "/run"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let info = try CheckpointFile.readInfo(try HDF5File(try CheckpointDirectory.resolve(dir + "/run")))
+        XCTAssertEqual(try TrainConfig(json: info.configJSON).scoredRows, 3)
+    }
+
     /// The resume refusal names every setting that differs, Adam's betas included.
     func testResumeNamesEveryDifferentSetting() {
         let base = TinyRun(data: "").config

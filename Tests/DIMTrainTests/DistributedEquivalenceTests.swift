@@ -17,7 +17,7 @@ struct EquivalenceFixture {
         var c = TrainConfig(model: config, loss: loss, globalBatch: globalBatch ?? self.globalBatch)
         c.seed = 3
         c.learningRate = 1e-3
-        c.maxNegatives = scoredRows
+        c.scoredRows = scoredRows
         return c
     }
 
@@ -284,7 +284,7 @@ final class InProcessEquivalenceTests: XCTestCase {
     }
 }
 
-/// Bounded negatives (--max-negatives K): K rows sampled from the global batch per step, the same
+/// Bounded rows (--scored-rows K): K rows sampled from the global batch per step, the same
 /// sample on any number of ranks (docs/bounded-negatives.md).
 final class BoundedNegativesTests: XCTestCase {
     let runner = EquivalenceFixture()

@@ -16,7 +16,7 @@ final class TrainerEquivalenceTests: XCTestCase {
     static func config(_ estimator: Estimator, scoredRows: Int?, data: String) -> TrainConfig {
         var c = TinyRun(data: data).config
         c.loss = LossConfig(estimator: estimator, beta: 1, alpha: 0.5, gamma: 0.1)
-        c.maxNegatives = scoredRows
+        c.scoredRows = scoredRows
         return c
     }
 

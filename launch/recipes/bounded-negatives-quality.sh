@@ -43,7 +43,7 @@ echo "|---|---|---|---|---|" >> "$table"
 for est in $ESTIMATORS; do
   for K in $KS; do
     run="$OUT/$est-$K"
-    bounded=(); [[ $K != all ]] && bounded=(--max-negatives "$K")
+    bounded=(); [[ $K != all ]] && bounded=(--scored-rows "$K")
     launch/local.sh -np "$RANKS" train --data data/cifar10 --estimator "$est" --batch-size "$BATCH" --mi-units "$MI_UNITS" \
       --lr "$LR" --lr-schedule cosine --warmup-steps "$WARMUP" --precision "$PRECISION" \
       --crop-padding 4 --flip --seed "$SEED" --steps "$STEPS" --log-every 100 --out "$run" "${bounded[@]}" > "$run.log" 2>&1

@@ -5,27 +5,27 @@ import Foundation
 /// Every rank scores its own local patches (the columns) against the global vectors of a set of
 /// images of the global batch (the rows). `all` is DIM's loss: every image, so the score GEMM, the
 /// estimator and the gather of G grow with the global batch N. `limit(K)` keeps the per-rank cost
-/// flat in the number of ranks: K images drawn uniformly without replacement from the global batch
+/// flat in the number of ranks: K images (`--scored-rows K`) drawn uniformly without replacement from the global batch
 /// of the step, from (seed, step) only, so every rank (and every rank count) draws the same set.
 /// The rows carry the negatives: JSD and DV average their negative term over the sampled rows and
 /// over every global vector against one sampled patch of each row's image (`patches`), and still
 /// score every image's positives (local to its owner); infoNCE's anchors are the sampled rows.
 /// JSD and infoNCE stay unbiased estimates of the full loss, and all three equal it when K >= N.
 public struct RowSelection: Equatable, Codable, CustomStringConvertible {
-    /// nil: every image of the global batch.
-    public var limit: Int?
+    /// K, the rows scored per step (`--scored-rows`); nil: every image of the global batch.
+    public var scoredRows: Int?
     public var seed: UInt64
 
-    public static let all = RowSelection(limit: nil, seed: 0)
-    public init(limit: Int?, seed: UInt64) {
-        precondition(limit.map { $0 >= 2 } ?? true, "a bounded row set needs at least 2 rows")
-        self.limit = limit; self.seed = seed
+    public static let all = RowSelection(scoredRows: nil, seed: 0)
+    public init(scoredRows: Int?, seed: UInt64) {
+        precondition(scoredRows.map { $0 >= 2 } ?? true, "a bounded row set needs at least 2 rows")
+        self.scoredRows = scoredRows; self.seed = seed
     }
 
     /// The global image indices scored at `step`, ascending (so each owner's rows are contiguous
     /// and in rank order, as the variable-count collectives expect).
     public func rows(globalBatch N: Int, step: Int) -> [Int] {
-        guard let K = limit, K < N else { return Array(0..<N) }
+        guard let K = scoredRows, K < N else { return Array(0..<N) }
         var rng = SplitMix64(seed: seed, stream: RandomStream.scoredRows, index: UInt64(step))
         return Array(rng.permutation(N).prefix(K)).sorted()
     }
@@ -39,5 +39,5 @@ public struct RowSelection: Equatable, Codable, CustomStringConvertible {
         return rows.map { _ in rng.nextInt(P) }
     }
 
-    public var description: String { limit.map { "\($0) sampled rows" } ?? "all rows" }
+    public var description: String { scoredRows.map { "\($0) sampled rows" } ?? "all rows" }
 }
