@@ -81,8 +81,8 @@ public enum RandomStream {
     public static let probeDropout: UInt64 = 8
     /// The test images whose neighbours `plot neighbours` draws.
     public static let neighbourQueries: UInt64 = 11
-    /// Benchmark input images, one stream per rank.
-    public static func benchmarkImages(rank: Int) -> UInt64 { UInt64(rank) }
+    /// Benchmark input images, one stream per rank (from 1000: clear of every other purpose).
+    public static func benchmarkImages(rank: Int) -> UInt64 { 1000 + UInt64(rank) }
     /// Synthetic datasets (tests, benchmarks): one stream per split.
     public static func synthetic(split: UInt64) -> UInt64 { 100 + split }
 }

@@ -20,7 +20,7 @@ public struct DIMError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Fixed-point formatting without Foundation.
+/// Fixed-point formatting (`String(format:)` is slow and locale-dependent).
 public func fmt(_ x: Double, _ digits: Int = 3) -> String {
     if x.isNaN { return "nan" }
     if x.isInfinite { return x > 0 ? "inf" : "-inf" }

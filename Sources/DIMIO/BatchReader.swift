@@ -9,7 +9,6 @@ public struct Augmentation: Equatable, Codable {
     public init(cropPadding: Int = 0, horizontalFlip: Bool = false) {
         self.cropPadding = cropPadding; self.horizontalFlip = horizontalFlip
     }
-    public var isIdentity: Bool { cropPadding == 0 && !horizontalFlip }
 }
 
 /// The training reader. The order of an epoch is a permutation that depends on (seed, epoch)

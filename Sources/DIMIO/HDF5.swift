@@ -308,7 +308,11 @@ extension HDF5File {
     }
 }
 
-/// Removes the `complete` mark (tests use it to fake an interrupted checkpoint write).
-public func H5AdeleteComplete(_ f: HDF5File) {
-    H5Adelete_by_name(f.id, "/", "complete", dim_H5P_DEFAULT())
+extension HDF5File {
+    /// Removes an attribute of the root group (or of `object`).
+    public func deleteAttribute(_ name: String, object: String = "/") throws {
+        guard H5Adelete_by_name(id, object, name, dim_H5P_DEFAULT()) >= 0 else {
+            throw DIMError("\(path): cannot delete attribute '\(name)' of \(object)")
+        }
+    }
 }

@@ -58,6 +58,7 @@ public final class Probe {
         params.allocate(seed: config.seed)
         buffers.allocate(seed: config.seed)
         adam = Adam(count: params.count, lr: config.learningRate, beta1: 0.9, beta2: 0.999)
+        dropoutRNG = SplitMix64(seed: config.seed, stream: RandomStream.probeDropout)
     }
 
     /// Loads rows `rows` of a feature set, standardised, as `[dim, n]`.
@@ -96,7 +97,8 @@ public final class Probe {
         }
         return second.forward(h)
     }
-    private var dropoutRNG = SplitMix64(seed: 99)
+    /// The dropout masks' stream, restarted by every `fit`.
+    private var dropoutRNG: SplitMix64
 
     /// Trains on `train` for `config.epochs` epochs, calling `afterEpoch(e)` after each (e from 1).
     public func fit(train: FeatureSet, afterEpoch: (Int) -> Void = { _ in }) {

@@ -22,7 +22,6 @@ public enum StopSignals {
     public static var pending: Int32? { received == 0 ? nil : received }
 
     /// For tests: behave as if `signal` had arrived.
-    public static func simulate(_ signal: Int32) { received = signal }
 
     public static func name(_ s: Int32) -> String {
         switch s {

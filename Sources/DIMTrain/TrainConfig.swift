@@ -9,7 +9,7 @@ public struct TrainConfig: Codable, Equatable {
     public var loss: LossConfig
     public var globalBatch: Int
     public var learningRate: Float = 1e-4
-    /// nil: constant `learningRate` (also what checkpoints written before schedules existed hold).
+    /// The decay of the rate from `learningRate`; nil: the constant `learningRate`.
     public var schedule: LearningRateSchedule? = nil
     public var beta1: Float = 0.5
     public var beta2: Float = 0.999
@@ -22,7 +22,7 @@ public struct TrainConfig: Codable, Equatable {
     /// The rows every step scores, from `scoredRows` and the seed.
     public var rowSelection: RowSelection { RowSelection(scoredRows: scoredRows, seed: seed) }
     /// The learning rate for step `step` (0-based).
-    public func learningRate(step: Int) -> Float { schedule?.rate(step: step) ?? learningRate }
+    public func learningRate(step: Int) -> Float { schedule?.rate(step: step, peak: learningRate) ?? learningRate }
 
     public init(model: ModelConfig, loss: LossConfig, globalBatch: Int) {
         self.model = model; self.loss = loss; self.globalBatch = globalBatch

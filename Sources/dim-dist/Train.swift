@@ -23,7 +23,7 @@ struct Train: ParsableCommand {
     @Option(help: "Adam learning rate (the peak rate with a schedule).") var lr: Float = 1e-4
     @Option(help: ArgumentHelp("Learning-rate schedule: constant (the paper's) or cosine.",
                                discussion: "cosine: linear warm-up over --warmup-steps, then half a cosine down to --final-lr-fraction x --lr at --lr-decay-steps."))
-    var lrSchedule: LearningRateSchedule.Kind = .constant
+    var lrSchedule: ScheduleName = .constant
     @Option(help: "Cosine schedule: warm-up steps.") var warmupSteps = 0
     @Option(help: "Cosine schedule: the step where the decay ends (default: the run's total steps).") var lrDecaySteps: Int?
     @Option(help: "Cosine schedule: the final rate as a fraction of --lr.") var finalLrFraction: Float = 0
@@ -90,8 +90,8 @@ struct Train: ParsableCommand {
         let trainImages = try manifest.split("train").count
         let totalSteps = steps ?? epochs * (trainImages / max(batchSize, 1))
         if lrSchedule != .constant {
-            cfg.schedule = LearningRateSchedule(kind: lrSchedule, peak: lr, warmupSteps: warmupSteps,
-                                                decaySteps: lrDecaySteps ?? totalSteps, finalFraction: finalLrFraction)
+            cfg.schedule = LearningRateSchedule(warmupSteps: warmupSteps, decaySteps: lrDecaySteps ?? totalSteps,
+                                                finalFraction: finalLrFraction)
         }
         cfg.beta1 = beta1
         cfg.seed = seed
@@ -122,6 +122,7 @@ struct Train: ParsableCommand {
     }
 }
 
-extension LearningRateSchedule.Kind: ExpressibleByArgument {}
+/// `--lr-schedule`: constant (no schedule) or cosine (a LearningRateSchedule).
+enum ScheduleName: String, ExpressibleByArgument, CaseIterable { case constant, cosine }
 
 extension GradientPrecision: ExpressibleByArgument {}

@@ -17,7 +17,7 @@ public final class Adam {
 
     deinit { m.deallocate(); v.deallocate() }
 
-    /// Restores the state saved in a checkpoint.
+    /// Sets the step counter from a checkpoint (the moments are loaded into `m` and `v` directly).
     public func restore(step: Int) { self.step = step }
 
     /// One step. With `recordUpdate`, the step each parameter receives is also written there (the

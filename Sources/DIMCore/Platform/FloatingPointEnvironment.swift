@@ -6,7 +6,7 @@ import CCPU
 /// and denormals-are-zero (inputs) make them plain zeros; DIM's losses and gradients do not depend
 /// on values below 1e-38. The bits live in each thread's MXCSR and are inherited by threads
 /// created afterwards; Debian's OpenBLAS also copies the caller's MXCSR to its worker threads for
-/// every call (tested in FloatingPointEnvironmentTests).
+/// every call (tested in PlatformTests).
 public enum FloatingPointEnvironment {
     static let flushToZero: UInt32 = 1 << 15
     static let denormalsAreZero: UInt32 = 1 << 6
