@@ -220,20 +220,6 @@ public struct CheckpointDirectory {
 
     public init(path: String, keep: Int = 3) { self.path = path; self.keep = keep }
 
-    /// A checkpoint argument as users give it: a file, a run directory (its checkpoints/ latest),
-    /// or a checkpoints directory (its latest).
-    public static func resolve(_ path: String) throws -> String {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw DIMError("\(path): no such checkpoint")
-        }
-        if !isDir.boolValue { return path }
-        for dir in [path, path + "/checkpoints"] {
-            if let latest = CheckpointDirectory(path: dir).latest() { return latest }
-        }
-        throw DIMError("\(path): no checkpoint 'latest' pointer in it or in its checkpoints/")
-    }
-
     public static func fileName(step: Int) -> String {
         let s = String(step)
         return "ckpt-" + String(repeating: "0", count: max(0, 8 - s.count)) + s + ".h5"

@@ -65,9 +65,8 @@ public final class Trainer {
         state.broadcast(comm: comm)
     }
 
-    public var checkpoints: CheckpointDirectory {
-        CheckpointDirectory(path: options.outDirectory + "/checkpoints", keep: options.keepCheckpoints)
-    }
+    public var outDirectory: RunDirectory { RunDirectory(path: options.outDirectory) }
+    public var checkpoints: CheckpointDirectory { outDirectory.checkpoints(keep: options.keepCheckpoints) }
 
     // MARK: checkpoints
 
@@ -215,7 +214,7 @@ public final class Trainer {
         try FileManager.default.createDirectory(atPath: options.outDirectory, withIntermediateDirectories: true)
         // After a resume the records past the checkpoint's step are dropped, so that the file
         // stays one record per step however often the run was interrupted.
-        let path = options.outDirectory + "/metrics.jsonl"
+        let path = outDirectory.metrics
         if state.step > 0 { try truncateMetrics(after: state.step) } else { fclose(fopen(path, "w")) }
         // Append mode (O_APPEND): `eval --every-checkpoint` may add probe records to the same
         // file while training runs; a plain write offset would overwrite them.
@@ -256,7 +255,7 @@ public final class Trainer {
 
     /// Keeps the metrics records (loss and probe) of steps up to `step`, atomically.
     private func truncateMetrics(after step: Int) throws {
-        let path = options.outDirectory + "/metrics.jsonl"
+        let path = outDirectory.metrics
         guard let data = FileManager.default.contents(atPath: path),
               let text = String(data: data, encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in LossRecord.step(ofLine: line).map { $0 <= step } ?? false }

@@ -18,7 +18,7 @@ struct CheckpointCommand: ParsableCommand {
         var verify = false
 
         func run() throws {
-            let file = try CheckpointDirectory.resolve(path)
+            let file = try RunDirectory.checkpoint(path)
             let f = try HDF5File(file)
             let info = try CheckpointFile.readInfo(f)
             let params = try f.members("params")
@@ -53,8 +53,8 @@ struct CheckpointCommand: ParsableCommand {
         @Option(help: "Relative tolerance per tensor (0 = must be bit-identical).") var tolerance = 0.0
 
         func run() throws {
-            let c = try CheckpointComparison.compare(try CheckpointDirectory.resolve(a),
-                                                     try CheckpointDirectory.resolve(b))
+            let c = try CheckpointComparison.compare(try RunDirectory.checkpoint(a),
+                                                     try RunDirectory.checkpoint(b))
             let width = CheckpointFile.tensorGroups.map(\.count).max()!
             for g in c.groups {
                 print("  \(padRight(g.name, width)) "
@@ -75,7 +75,7 @@ struct CheckpointCommand: ParsableCommand {
         }
 
         private func fieldString(_ name: String, _ path: String) throws -> String {
-            try HDF5File(try CheckpointDirectory.resolve(path)).stringAttribute(name)
+            try HDF5File(try RunDirectory.checkpoint(path)).stringAttribute(name)
         }
     }
 }

@@ -16,7 +16,7 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         let comm = try makeCommunicator()
-        let path = try CheckpointDirectory.resolve(checkpoint)
+        let path = try RunDirectory.checkpoint(checkpoint)
         let dir = try data ?? EmbeddedData.directory(comm: comm)
         let kinds = features
         let (model, _, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)

@@ -38,7 +38,7 @@ struct Eval: ParsableCommand {
 
     func evaluate(_ comm: Communicator) throws {
         if everyCheckpoint { return try learningCurve(comm) }
-        let path = try CheckpointDirectory.resolve(checkpoint)
+        let path = try RunDirectory.checkpoint(checkpoint)
         let dir = try data ?? EmbeddedData.directory(comm: comm)
         let kinds = features
         let probeKinds = probe.kinds
@@ -65,14 +65,14 @@ extension Eval {
     /// Probes each checkpoint of a run that metrics.jsonl has no probe record for yet, oldest
     /// first, and appends the records (rank 0), so it can be rerun while training goes on.
     func learningCurve(_ comm: Communicator) throws {
-        let run = checkpoint.hasSuffix("/checkpoints") ? String(checkpoint.dropLast("/checkpoints".count)) : checkpoint
-        let checkpoints = CheckpointDirectory(path: run + "/checkpoints").all()
-        guard !checkpoints.isEmpty else { throw DIMError("\(run): no checkpoints in \(run)/checkpoints "
+        let run = RunDirectory(resolving: checkpoint)
+        let checkpoints = run.checkpoints().all()
+        guard !checkpoints.isEmpty else { throw DIMError("\(run.path): no checkpoints in \(run.path)/checkpoints "
             + "(--every-checkpoint wants a run directory)") }
         let dir = try data ?? EmbeddedData.directory(comm: comm)
         let kinds = features
         let probes = probe.kinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) }
-        let metrics = run + "/metrics.jsonl"
+        let metrics = run.metrics
         let done = Set(ProbeRecord.read(metrics).map { "\($0.step) \($0.series)" })
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
         var events: EventFileWriter?
@@ -85,7 +85,7 @@ extension Eval {
                                              log: log)
             if comm.isRoot {
                 try ProbeRecord.append(results.map { ProbeRecord(step: info.step, $0) }, to: metrics)
-                events = try events ?? EventFileWriter(directory: run)
+                events = try events ?? EventFileWriter(directory: run.path)
                 try events?.scalars(results.map { ("probe/\($0.probe)/\($0.feature)", $0.testAccuracy) },
                                     step: info.step)
             }

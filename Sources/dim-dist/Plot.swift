@@ -17,7 +17,7 @@ struct Plot: ParsableCommand {
         @Option(help: "Chart title.") var title: String?
 
         func run() throws {
-            let path = metricsFile(metrics)
+            let path = RunDirectory.metrics(metrics)
             let series = try Plots.readMetrics(path)
             let svg = Plots.lossSVG(series, title: title ?? "DIM training loss (\(path))")
             guard FileManager.default.createFile(atPath: out,
@@ -36,7 +36,7 @@ struct Plot: ParsableCommand {
         @Option(help: "Chart title.") var title: String?
 
         func run() throws {
-            let path = metricsFile(metrics)
+            let path = RunDirectory.metrics(metrics)
             let records = ProbeRecord.read(path)
             guard !records.isEmpty else {
                 throw DIMError("\(path): no probe records (make them with: dim-dist eval --every-checkpoint RUN)")
@@ -64,7 +64,7 @@ struct Plot: ParsableCommand {
 
         func run() throws {
             let comm = SingleProcess()
-            let path = try CheckpointDirectory.resolve(checkpoint)
+            let path = try RunDirectory.checkpoint(checkpoint)
             let dir = try data ?? EmbeddedData.directory(comm: comm)
             let (model, _, _) = try Evaluation.loadModel(checkpoint: path, untrained: false)
             let g = try Plots.neighbourGrid(model: model, data: dir, queries: queries, k: k, seed: seed, scale: scale,
@@ -74,11 +74,4 @@ struct Plot: ParsableCommand {
                 + "label) -> \(out)")
         }
     }
-}
-
-/// metrics.jsonl itself, or the one in a run directory.
-func metricsFile(_ path: String) -> String {
-    var isDir: ObjCBool = false
-    let dir = FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
-    return dir ? path + "/metrics.jsonl" : path
 }

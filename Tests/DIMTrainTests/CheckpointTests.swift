@@ -127,16 +127,21 @@ final class CheckpointTests: XCTestCase {
         try TinyRun.makeData(dir + "/data")
         try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 2, checkpointEvery: 1).run()
         let last = dir + "/run/checkpoints/" + CheckpointDirectory.fileName(step: 2)
-        XCTAssertEqual(try CheckpointDirectory.resolve(dir + "/run"), last)
-        XCTAssertEqual(try CheckpointDirectory.resolve(dir + "/run/checkpoints"), last)
+        XCTAssertEqual(try RunDirectory.checkpoint(dir + "/run"), last)
+        XCTAssertEqual(try RunDirectory.checkpoint(dir + "/run/checkpoints"), last)
         let first = dir + "/run/checkpoints/" + CheckpointDirectory.fileName(step: 1)
-        XCTAssertEqual(try CheckpointDirectory.resolve(first), first)
-        XCTAssertThrowsError(try CheckpointDirectory.resolve(dir + "/nothing")) {
+        XCTAssertEqual(try RunDirectory.checkpoint(first), first)
+        XCTAssertThrowsError(try RunDirectory.checkpoint(dir + "/nothing")) {
             XCTAssertTrue("\($0)".contains("nothing") && "\($0)".contains("no such checkpoint"), "\($0)")
         }
-        XCTAssertThrowsError(try CheckpointDirectory.resolve(dir + "/data")) {
+        XCTAssertThrowsError(try RunDirectory.checkpoint(dir + "/data")) {
             XCTAssertTrue("\($0)".contains("no checkpoint 'latest'"), "\($0)")
         }
+        // The run, from whatever in it a user names.
+        for argument in [dir + "/run", dir + "/run/", dir + "/run/checkpoints", first, dir + "/run/metrics.jsonl"] {
+            XCTAssertEqual(RunDirectory(resolving: argument).path, dir + "/run", argument)
+        }
+        XCTAssertEqual(RunDirectory.metrics(dir + "/run/checkpoints"), dir + "/run/metrics.jsonl")
     }
 
     /// `checkpoint diff`: the same checkpoint is bit-identical to itself in every group; two steps
@@ -220,7 +225,7 @@ final class CheckpointTests: XCTestCase {
         try p.run()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0)
-        let info = try CheckpointFile.readInfo(try HDF5File(try CheckpointDirectory.resolve(dir + "/run")))
+        let info = try CheckpointFile.readInfo(try HDF5File(try RunDirectory.checkpoint(dir + "/run")))
         XCTAssertEqual(try TrainConfig(json: info.configJSON).scoredRows, 3)
     }
 
