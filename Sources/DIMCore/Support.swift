@@ -67,3 +67,11 @@ public func relativeDifference<C: Collection>(_ reference: C, _ other: C) -> Dou
     }
     return d.squareRoot() / max(r.squareRoot(), 1e-30)
 }
+
+/// One JSON object on one line, keys sorted (so equal values give equal text): every record the
+/// program prints or appends (metrics, probe results, benchmark records, the stored configuration).
+public func jsonLine<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}

@@ -82,6 +82,49 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     return result
 }
 
+/// `dim-dist bench --json`: one step's measurements as one record (cluster/scaling_model.py reads it).
+public struct BenchRecord: Codable {
+    public var kind = "bench"
+    public var ranks: Int, threads: Int, globalBatch: Int, precision: String, gradReduce: String
+    public var miUnits: Int, scoredRows: Int?, parameterCount: Int
+    public var imagesPerS: Double, msPerStep: Double, gflopsPerRank: Double, gemmGflops: Double
+    public var referenceGemmGflops: Double
+    public var exposedAllreduceMs: Double, blockingAllreduceMs: Double?
+    public var estimatorKernels: String, estimatorNsPerScore: [String: Double], phaseMs: [String: Double]
+    /// [first, end, ms]: gradients [first, end) of the flat buffer were final that many ms into the step.
+    public var gradientReady: [[Double]]
+    public var backwardEndMs: Double
+
+    enum CodingKeys: String, CodingKey {
+        case kind, ranks, threads, precision
+        case globalBatch = "global_batch", gradReduce = "grad_reduce", miUnits = "mi_units"
+        case scoredRows = "scored_rows", parameterCount = "parameter_count", imagesPerS = "images_per_s"
+        case msPerStep = "ms_per_step", gflopsPerRank = "gflops_per_rank", gemmGflops = "gemm_gflops"
+        case referenceGemmGflops = "reference_gemm_gflops", exposedAllreduceMs = "exposed_allreduce_ms"
+        case blockingAllreduceMs = "blocking_allreduce_ms", estimatorKernels = "estimator_kernels"
+        case estimatorNsPerScore = "estimator_ns_per_score", phaseMs = "phase_ms"
+        case gradientReady = "gradient_ready", backwardEndMs = "backward_end_ms"
+    }
+
+    public init(_ r: BenchmarkResult, config: TrainConfig, precision: Precision, gradientPrecision: GradientPrecision,
+                ranks: Int, estimators: [(Estimator, Double)], referenceGemmGflops: Double) {
+        self.ranks = ranks; threads = blasThreads(); globalBatch = config.globalBatch
+        self.precision = precision.rawValue; gradReduce = gradientPrecision.rawValue
+        miUnits = config.model.miUnits; scoredRows = config.scoredRows; parameterCount = r.parameterCount
+        imagesPerS = r.imagesPerSecond; msPerStep = r.seconds / Double(r.steps) * 1000
+        gflopsPerRank = r.gflopsPerSecond; gemmGflops = r.gemmGflopsPerSecond
+        self.referenceGemmGflops = referenceGemmGflops
+        exposedAllreduceMs = r.exposedAllreduceSeconds * 1000
+        blockingAllreduceMs = r.blockingAllreduceSeconds.map { $0 * 1000 }
+        estimatorKernels = estimatorKernelISA
+        estimatorNsPerScore = Dictionary(uniqueKeysWithValues: estimators.map { ($0.0.rawValue, $0.1) })
+        phaseMs = Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) })
+        gradientReady = r.gradientReady.map { [Double($0.range.lowerBound), Double($0.range.upperBound),
+                                               $0.seconds * 1000] }
+        backwardEndMs = r.backwardEndSeconds * 1000
+    }
+}
+
 /// Random images in [-1, 1] for one rank (the benchmark needs no data set; the prior sample
 /// comes from the step itself).
 func randomImages(_ config: ModelConfig, localBatch n: Int, rank: Int) -> Tensor {
@@ -138,6 +181,7 @@ public struct CollectiveTiming: Codable {
     public var op: String
     public var bytes: Int
     public var seconds: Double
+    public var ranks: Int
 }
 
 public func runCollectiveBenchmark(comm: Communicator, sizes: [Int], repeats: Int) -> [CollectiveTiming] {
@@ -163,7 +207,7 @@ public func runCollectiveBenchmark(comm: Communicator, sizes: [Int], repeats: In
             comm.barrier()
             var t = (monotonicSeconds() - t0) / Double(reps)
             comm.allreduceMax(&t, count: 1)
-            out.append(CollectiveTiming(op: name, bytes: total * 4, seconds: t))
+            out.append(CollectiveTiming(op: name, bytes: total * 4, seconds: t, ranks: comm.size))
         }
     }
     return out

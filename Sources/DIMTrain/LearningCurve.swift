@@ -43,8 +43,6 @@ public struct ProbeRecord: Codable, Equatable {
     public static func append(_ records: [ProbeRecord], to path: String) throws {
         guard let f = fopen(path, "a") else { throw DIMError("\(path): cannot append") }
         defer { fclose(f) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        for r in records { fputs(String(data: try encoder.encode(r), encoding: .utf8)! + "\n", f) }
+        for r in records { fputs(try jsonLine(r) + "\n", f) }
     }
 }

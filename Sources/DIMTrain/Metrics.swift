@@ -30,11 +30,7 @@ public struct LossRecord: Codable, Equatable {
     }
 
     /// One JSON line (keys sorted, so the file reads the same from run to run).
-    public func jsonLine() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
-    }
+    public func jsonLine() throws -> String { try DIMCore.jsonLine(self) + "\n" }
 
     /// The loss records of a metrics file, in file order (probe records are skipped).
     public static func read(_ path: String) throws -> [LossRecord] {

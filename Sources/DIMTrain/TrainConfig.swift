@@ -47,11 +47,7 @@ public struct TrainConfig: Codable, Equatable {
     }
 
     /// The JSON a checkpoint stores (keys sorted, so equal configurations give equal text).
-    public var json: String {
-        let e = JSONEncoder()
-        e.outputFormatting = .sortedKeys
-        return String(data: try! e.encode(self), encoding: .utf8)!
-    }
+    public var json: String { try! jsonLine(self) }
 
     /// Every setting that differs from `other` (a checkpoint's), as "name: other's vs this one's",
     /// read off the encoded form, so that no field can be left out of the message.

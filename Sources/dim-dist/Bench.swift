@@ -64,7 +64,8 @@ struct Bench: ParsableCommand {
             : nil
         guard comm.isRoot else { return }
         if json {
-            try printRecord(r, estimators: estimators, reference: reference, ranks: comm.size, miUnits: config.miUnits)
+            print(try jsonLine(BenchRecord(r, config: training, precision: model.precision, gradientPrecision: gradReduce,
+                                           ranks: comm.size, estimators: estimators, referenceGemmGflops: reference)))
         } else {
             printReport(r, estimators: estimators, threaded: threaded, reference: reference, ranks: comm.size,
                         scores: "\(rowsPerStep) x \(batchSize / comm.size * config.localPositions)")
@@ -78,37 +79,12 @@ struct Bench: ParsableCommand {
         if !json { print("collectives on \(comm.size) rank(s): seconds per call (bytes = whole result)") }
         for t in timings {
             if json {
-                print("{\"op\":\"\(t.op)\",\"bytes\":\(t.bytes),\"seconds\":\(t.seconds),\"ranks\":\(comm.size)}")
+                print(try jsonLine(t))
             } else {
                 print("  \(padRight(t.op, 15)) \(pad(String(t.bytes), 10)) B  \(pad(fmt(t.seconds * 1e3, 3), 10)) ms  "
                       + "\(pad(fmt(Double(t.bytes) / t.seconds / 1e9, 3), 7)) GB/s")
             }
         }
-    }
-
-    /// --json: one record (cluster/scaling.sh reads it).
-    func printRecord(_ r: BenchmarkResult, estimators: [(Estimator, Double)], reference: Double, ranks: Int,
-                     miUnits: Int) throws {
-        var record: [String: Any] = [
-            "kind": "bench", "ranks": ranks, "threads": blasThreads(), "global_batch": batchSize,
-            "precision": model.precision.rawValue, "images_per_s": r.imagesPerSecond,
-            "ms_per_step": r.seconds / Double(r.steps) * 1000, "gflops_per_rank": r.gflopsPerSecond,
-            "gemm_gflops": r.gemmGflopsPerSecond, "reference_gemm_gflops": reference,
-            "exposed_allreduce_ms": r.exposedAllreduceSeconds * 1000,
-            "estimator_kernels": estimatorKernelISA,
-            "estimator_ns_per_score": Dictionary(uniqueKeysWithValues: estimators.map { ($0.0.rawValue, $0.1) }),
-            "phase_ms": Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) }),
-        ]
-        if let b = r.blockingAllreduceSeconds { record["blocking_allreduce_ms"] = b * 1000 }
-        record["parameter_count"] = r.parameterCount
-        record["mi_units"] = miUnits
-        // [first, end, ms]: gradients [first, end) final that many ms into the step.
-        record["gradient_ready"] = r.gradientReady.map { [$0.range.lowerBound, $0.range.upperBound, $0.seconds * 1000] as [Any] }
-        record["backward_end_ms"] = r.backwardEndSeconds * 1000
-        if let k = scoredRows { record["scored_rows"] = k }
-        record["grad_reduce"] = gradReduce.rawValue
-        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
     }
 
     /// The human-readable report: rates, where the step's time goes, the overlap, the estimators.

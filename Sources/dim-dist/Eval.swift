@@ -52,11 +52,11 @@ struct Eval: ParsableCommand {
                                          probes: probeKinds.map { ProbeConfig(kind: $0,
                                                  epochs: probeEpochs) }, comm: comm, log: log)
         if json && comm.isRoot {
-            struct Summary: Codable { var checkpoint: String; var step: Int; var untrained: Bool; var data: String; var results: [ProbeResult] }
-            let e = JSONEncoder()
-            e.outputFormatting = .sortedKeys
-            print(String(data: try e.encode(Summary(checkpoint: path, step: info.step, untrained: initOnly, data: dir,
-                                                    results: results)), encoding: .utf8)!)
+            struct Summary: Codable {
+                var checkpoint: String, step: Int, untrained: Bool, data: String, results: [ProbeResult]
+            }
+            print(try jsonLine(Summary(checkpoint: path, step: info.step, untrained: initOnly, data: dir,
+                                       results: results)))
         }
     }
 }
