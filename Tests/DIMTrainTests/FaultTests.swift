@@ -7,6 +7,41 @@ import DIMIO
 
 /// Preemption, time-based checkpoints and checkpoint writes on a full disk (issue: survive faults).
 final class FaultTests: XCTestCase {
+    /// `dim-dist train > log`: each progress line is in the file as soon as it is printed (with C's
+    /// default 4 KB buffer for files, the first ~58 step lines arrived at once), and SIGTERM then
+    /// stops the run with a checkpoint (exit status 75).
+    func testProgressReachesARedirectedLogAsItIsPrinted() throws {
+        let binary = checkoutRoot + "/.build/debug/dim-dist"
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let log = dir + "/log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["train", "--data", dir + "/data", "--steps", "1000000", "--batch-size", "8", "--log-every", "1",
+                       "--conv-channels", "6,8", "--fc-units", "24", "--global-dim", "8", "--mi-units", "16",
+                       "--out", dir + "/run"]
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var firstSeen = 0
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && p.isRunning && firstSeen == 0 {
+            usleep(20_000)
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            firstSeen = text.split(separator: "\n").filter { $0.hasPrefix("epoch ") }.count
+        }
+        XCTAssertTrue(p.isRunning, "the run ended before a step line reached the log")
+        XCTAssertGreaterThan(firstSeen, 0, "no step line in the log after two minutes")
+        XCTAssertLessThan(firstSeen, 20, "step lines arrive in chunks: \(firstSeen) appeared at once")
+        p.terminate()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, StopSignals.exitStatus)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertTrue(text.contains("SIGTERM received: stopping after step"), text)
+    }
+
     func testAStopSignalCheckpointsAndTheResumedRunEqualsAnUninterruptedOne() throws {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
