@@ -2,6 +2,19 @@
 // inline assembly). Header-only: the Clang importer compiles these static inline functions.
 #pragma once
 #include <stdint.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+/// The number of CPUs this process may run on (its affinity mask, which srun, mpirun's binding,
+/// taskset and cgroups set), or -1. The raw system call: glibc's wrapper needs _GNU_SOURCE.
+static inline int dim_allowed_cpu_count(void) {
+    uint64_t mask[16] = {0};  // 1024 CPUs
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+    if (bytes <= 0) return -1;
+    int count = 0;
+    for (long i = 0; i < bytes / 8; i++) count += __builtin_popcountll(mask[i]);
+    return count;
+}
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <xmmintrin.h>

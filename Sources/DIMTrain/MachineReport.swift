@@ -14,7 +14,8 @@ public func machineReport(comm: Communicator) -> [String] {
     }
     var lines = [
         "cpu: \(CPUInfo.current.summary)",
-        "blas: OpenBLAS core \(BLASKernels.choice), \(blasThreads()) thread(s) per rank; "
+        "blas: OpenBLAS core \(BLASKernels.choice), \(blasThreads()) thread(s) per rank "
+            + "(from \(BLASKernels.threadSource)); "
             + "subnormals \(FloatingPointEnvironment.subnormalsFlushed ? "flushed to zero" : "kept (slow on Intel)")",
     ]
     let rates = (0..<comm.size).map { Double(all[2 * $0]) }

@@ -15,12 +15,12 @@ struct DimDist: ParsableCommand {
     /// buffer: under mpirun, srun, `> log` or nohup, progress arrived ~66 lines at a time);
     /// subnormals flushed on this thread (and so on every thread started later), and the best
     /// BLAS kernels for this CPU (which may run the program again, once, with OPENBLAS_CORETYPE
-    /// set), with the node's cores shared among its ranks.
+    /// set), and BLAS threads for the CPUs this rank was given.
     static func main() {
         setvbuf(stdout, nil, _IOLBF, 0)
         FloatingPointEnvironment.flushSubnormalsToZero()
         BLASKernels.ensureBestCore()
-        BLASKernels.shareCoresAmongLocalRanks()
+        BLASKernels.chooseThreads()
         main(nil)
     }
 }

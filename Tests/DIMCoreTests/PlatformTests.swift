@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import DIMCore
+import CCPU
 
 /// CPU detection, the choice of BLAS kernels, flush-to-zero and the bf16 GEMM.
 final class PlatformTests: XCTestCase {
@@ -165,6 +166,31 @@ final class PlatformTests: XCTestCase {
                 }
             }
         }
+    }
+}
+
+/// Threads per rank: OPENBLAS_NUM_THREADS wins, then the affinity mask, bounded by the node's cores
+/// shared among its ranks.
+final class ThreadChoiceTests: XCTestCase {
+    func testThreadsFollowTheCPUsARankWasGiven() {
+        let choose = BLASKernels.threadChoice
+        XCTAssertEqual(choose("3", 1, 64, 8).0, nil)                       // the user's setting stays
+        XCTAssertEqual(choose("3", 1, 64, 8).1, "OPENBLAS_NUM_THREADS=3")
+        XCTAssertEqual(choose(nil, 1, 2, 2).0, 1)                         // srun -n 2 -c 1 on 2 cores
+        XCTAssertEqual(choose(nil, 1, 2, 2).1, "the 1 CPU(s) this process may run on")
+        XCTAssertEqual(choose(nil, 4, 64, nil).0, 4)                      // taskset -c 0-3, one process
+        XCTAssertEqual(choose(nil, 2, 2, 8).0, 1)                         // 8 unbound ranks on 2 cores
+        XCTAssertEqual(choose(nil, 2, 2, 8).1, "2 cores shared by 8 ranks on this node")
+        XCTAssertEqual(choose(nil, 16, 16, 2).0, 8)                       // 2 unbound ranks on 16 cores
+        XCTAssertEqual(choose(nil, 16, 16, nil).0, 16)                    // one process, the whole node
+        XCTAssertEqual(choose(nil, -1, 16, nil).0, 16)                    // no mask: the node's cores
+    }
+
+    /// The real mask of this process, as the kernel reports it.
+    func testAllowedCPUsOfThisProcess() {
+        let n = Int(dim_allowed_cpu_count())
+        XCTAssertGreaterThan(n, 0)
+        XCTAssertLessThanOrEqual(n, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 }
 

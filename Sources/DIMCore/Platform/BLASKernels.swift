@@ -1,5 +1,6 @@
 import Foundation
 import CBLAS
+import CCPU
 
 /// OpenBLAS picks its kernels ("core") once, when the library loads, from the CPU models it knows.
 /// Debian's 0.3.21 does not know CPUs newer than itself and falls back to an older core: on an
@@ -52,14 +53,43 @@ public enum BLASKernels {
         unsetenv("OPENBLAS_CORETYPE")
     }
 
-    /// Unless OPENBLAS_NUM_THREADS says otherwise, shares this node's cores among the ranks on it
-    /// (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE): OpenBLAS would start one thread per core in every
-    /// rank, and 8 ranks on 2 cores would run 16 threads that fight over them.
-    public static func shareCoresAmongLocalRanks() {
-        guard environment("OPENBLAS_NUM_THREADS") == nil,
-              let local = environment("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap({ Int($0) }), local > 1 else { return }
-        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        setBLASThreads(max(1, cores / local))
+    /// BLAS threads per rank, unless OPENBLAS_NUM_THREADS says: the CPUs this process may run on
+    /// (its affinity mask: srun -c, mpirun's binding and taskset all set it), and no more than
+    /// this node's cores shared among the ranks on it (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE,
+    /// Slurm's SLURM_NTASKS_PER_NODE / SLURM_TASKS_PER_NODE): OpenBLAS would start one thread per
+    /// core in every rank, and 8 unbound ranks on 2 cores would run 16 threads that fight.
+    public static func chooseThreads() {
+        let (threads, source) = threadChoice(
+            variable: environment("OPENBLAS_NUM_THREADS"), allowedCPUs: Int(dim_allowed_cpu_count()),
+            onlineCores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), localRanks: localRanks)
+        threadSource = source
+        if let threads { setBLASThreads(threads) }
+    }
+
+    /// Where the thread count came from, for the log header.
+    nonisolated(unsafe) public private(set) static var threadSource = "OpenBLAS's default"
+
+    /// The policy of `chooseThreads`, as a function (tested): nil keeps the library's setting.
+    static func threadChoice(variable: String?, allowedCPUs: Int, onlineCores: Int,
+                             localRanks: Int?) -> (Int?, String) {
+        if let v = variable { return (nil, "OPENBLAS_NUM_THREADS=\(v)") }
+        let allowed = allowedCPUs > 0 ? allowedCPUs : onlineCores
+        var threads = allowed, source = allowed < onlineCores
+            ? "the \(allowed) CPU(s) this process may run on" : "this node's \(onlineCores) cores"
+        if let ranks = localRanks, ranks > 1, onlineCores / ranks < threads {
+            threads = max(1, onlineCores / ranks)
+            source = "\(onlineCores) cores shared by \(ranks) ranks on this node"
+        }
+        return (threads, source)
+    }
+
+    /// Ranks on this node, as Open MPI or Slurm tell it.
+    static var localRanks: Int? {
+        if let n = environment("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap({ Int($0) }) { return n }
+        if let n = environment("SLURM_NTASKS_PER_NODE").flatMap({ Int($0) }) { return n }
+        // "4(x2),3": this node's count is the first (a good enough bound for sharing cores).
+        if let s = environment("SLURM_TASKS_PER_NODE"), let n = Int(s.prefix { $0.isNumber }) { return n }
+        return nil
     }
 
     /// How the core was chosen, for the log header.
