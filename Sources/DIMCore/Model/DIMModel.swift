@@ -57,8 +57,8 @@ public final class DIMModel {
     }
 
     public var batchNorms: [BatchNorm] {
-        var all = encoder.convNorms + [encoder.fcNorm, localHead.norm, globalHead.norm]
-        if let g = globalDIM { all += g.convNorms + [g.fcNorm] }
+        var all = encoder.batchNorms + [localHead.norm, globalHead.norm]
+        if let g = globalDIM { all += g.batchNorms }
         return all
     }
 

@@ -5,39 +5,30 @@ import Foundation
 /// (own weights), then `out`: linear(fc -> units); the Y side is `y`: linear(globalDim -> units).
 /// Scores and estimators are the local ones with P = 1, distributed the same way.
 public final class GlobalDIMCritic {
-    public let convs: [Conv2D]
-    public let convNorms: [BatchNorm]
-    public let fc: Linear
-    public let fcNorm: BatchNorm
+    public let convStack: ConvStack
+    public let fcBlock: FCBlock
     public let out: Linear
     public let yLayer: Linear
     public let scorer = Scorer()
-    private let flat = Tensor([0])
-    private let gradMap = Tensor([0])
     public let gradLocalMap = Tensor([0])
-    private var mapInput: Tensor?
 
     public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String = "gdim",
                 precision: Precision = .fp32) {
-        (convs, convNorms) = Encoder.convBlocks(config, layers: (config.localMapIndex + 1)..<config.convCount,
-                                                params: params, buffers: buffers, prefix: prefix, precision: precision)
-        let n = config.convCount
-        fc = Linear(params, "\(prefix).fc\(n + 1)", in: config.flatFeatures, out: config.fcUnits, bias: false,
-                    precision: precision)
-        fcNorm = BatchNorm(params, buffers: buffers, "\(prefix).bn\(n + 1)", channels: config.fcUnits, relu: true)
+        convStack = ConvStack(config, layers: (config.localMapIndex + 1)..<config.convCount, params: params,
+                              buffers: buffers, prefix: prefix, precision: precision)
+        fcBlock = FCBlock(config, params: params, buffers: buffers, prefix: prefix, precision: precision)
         out = Linear(params, "\(prefix).out", in: config.fcUnits, out: config.miUnits, bias: true, precision: precision)
         yLayer = Linear(params, "\(prefix).y", in: config.globalDim, out: config.miUnits, bias: true,
                         precision: precision)
     }
 
+    public var batchNorms: [BatchNorm] { convStack.norms + [fcBlock.norm] }
+
     /// Returns the global-DIM loss (unweighted), keeping the gradient of weight x the loss.
     public func forward(localMap: Tensor, Y: Tensor, estimator: Estimator, rows: RowSelection, step: Int,
                         weight: Double, maskValue: Double, training: Bool, comm: Communicator) -> Double {
-        mapInput = localMap
-        var h = localMap
-        for i in convs.indices { h = convNorms[i].forward(convs[i].forward(h), training: training, comm: comm) }
-        flattenMap(h, into: flat)
-        let mapSide = out.forward(fcNorm.forward(fc.forward(flat), training: training, comm: comm))
+        let map = convStack.forward(localMap, training: training, comm: comm)
+        let mapSide = out.forward(fcBlock.forward(map, training: training, comm: comm))
         let ySide = yLayer.forward(Y)
         return scorer.forward(G: ySide, L: mapSide, positions: 1, estimator: estimator, rows: rows, step: step,
                               weight: weight, maskValue: maskValue, comm: comm)
@@ -47,14 +38,8 @@ public final class GlobalDIMCritic {
     public func backward(comm: Communicator) -> (gradLocalMap: Tensor, gradY: Tensor) {
         scorer.backward(comm: comm)
         let dY = yLayer.backward(scorer.gradG)
-        let dflat = fc.backward(fcNorm.backward(out.backward(scorer.gradL), comm: comm))
-        let lastShape = convNorms.last?.output.shape ?? mapInput!.shape
-        unflattenMap(dflat, channels: lastShape[0], height: lastShape[2], width: lastShape[3], into: gradMap)
-        var d = gradMap
-        for i in stride(from: convs.count - 1, through: 0, by: -1) {
-            d = convs[i].backward(convNorms[i].backward(d, comm: comm))
-        }
-        gradLocalMap.copy(from: d)
+        let dMap = fcBlock.backward(out.backward(scorer.gradL), comm: comm)
+        gradLocalMap.copy(from: convStack.backward(dMap, inputGrad: true, comm: comm))
         return (gradLocalMap, dY)
     }
 }
