@@ -57,7 +57,8 @@ public func padRight(_ s: String, _ width: Int) -> String {
 
 /// ||reference - other|| / ||reference|| (floored at 1e-30): one number for how far a tensor is
 /// from a reference, used by every equivalence check (tests, `checkpoint diff`).
-public func relativeDifference<C: Collection>(_ reference: C, _ other: C) -> Double where C.Element: BinaryFloatingPoint {
+public func relativeDifference<C: Collection>(_ reference: C, _ other: C) -> Double
+    where C.Element: BinaryFloatingPoint {
     precondition(reference.count == other.count, "relativeDifference: \(reference.count) vs \(other.count) values")
     var d = 0.0, r = 0.0
     for (a, b) in zip(reference, other) {

@@ -138,7 +138,8 @@ public final class BatchReader {
                         for x in 0..<W {
                             let sx = (flip ? W - 1 - x : x) + ox
                             // Padding is black (pixel 0 -> -1).
-                            dst[y * W + x] = (sy >= 0 && sy < H && sx >= 0 && sx < W) ? modelPixel(plane[sy * W + sx]) : -1
+                            let inside = sy >= 0 && sy < H && sx >= 0 && sx < W
+                            dst[y * W + x] = inside ? modelPixel(plane[sy * W + sx]) : -1
                         }
                     }
                 }

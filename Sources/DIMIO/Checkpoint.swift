@@ -239,8 +239,7 @@ public struct CheckpointDirectory {
             try fsyncFile(path)
             // The pointer: written to a temporary file and renamed, so it is always whole.
             let ptmp = "\(path)/.latest.tmp-\(getpid())"
-            guard FileManager.default.createFile(atPath: ptmp,
-                                                 contents: Array((name + "\n").utf8).withUnsafeBufferPointer { Data(buffer: $0) }) else {
+            guard FileManager.default.createFile(atPath: ptmp, contents: Data((name + "\n").utf8)) else {
                 throw DIMError("\(ptmp): cannot write")
             }
             try fsyncFile(ptmp)

@@ -63,7 +63,9 @@ public func prepareDatasetDirectory(_ directory: String) throws {
         if !contents.isEmpty && !contents.contains("manifest.json") {
             throw DIMError("\(directory): exists and is not a dim-dist dataset; refusing to overwrite")
         }
-        for f in contents where f.hasSuffix(".h5") || f == "manifest.json" { try? fm.removeItem(atPath: directory + "/" + f) }
+        for f in contents where f.hasSuffix(".h5") || f == "manifest.json" {
+            try? fm.removeItem(atPath: directory + "/" + f)
+        }
     } else {
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw DIMError("\(directory): cannot create directory (\(error.localizedDescription))")

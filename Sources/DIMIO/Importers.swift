@@ -75,7 +75,8 @@ public enum DatasetImporter {
 
     @discardableResult
     public static func importDataset(name: String, files: Files, out: String, shards: Int, classNames: [String],
-                                     channelOrder: String, source: String, log: (String) -> Void) throws -> DatasetManifest {
+                                     channelOrder: String, source: String,
+                                     log: (String) -> Void) throws -> DatasetManifest {
         try prepareDatasetDirectory(out)
         var splits: [String: DatasetManifest.Split] = [:]
         var shape = (0, 0, 0)

@@ -63,7 +63,8 @@ public enum Evaluation {
                     log("  \(padRight(p.kind.rawValue, 6)) probe on \(padRight(k.rawValue, 4)) "
                         + "(\(trainFeatures[k]!.dim)-d): "
                         + "test \(fmt(100 * r.testAccuracy, 2))%  validation \(fmt(100 * r.validationAccuracy, 2))% "
-                        + "(chosen: weight decay \(r.weightDecay), \(r.epochs) epochs)  train \(fmt(100 * r.trainAccuracy, 2))%  "
+                        + "(chosen: weight decay \(r.weightDecay), \(r.epochs) epochs)  "
+                        + "train \(fmt(100 * r.trainAccuracy, 2))%  "
                         + "(\(fmt(monotonicSeconds() - t1, 1)) s)")
                 }
                 comm.broadcast(&v, bytes: 40, root: 0)

@@ -72,7 +72,9 @@ public enum Plots {
             let dash = dashed.contains(key) ? " stroke-dasharray=\"6 4\"" : ""
             s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\"\(dash) points=\"\(path)\"/>\n"
             if pts.count <= 50 {  // few points (probe curves): mark each
-                for p in pts { s += "<circle cx=\"\(fmt(px(p.0), 1))\" cy=\"\(fmt(py(p.1), 1))\" r=\"3\" fill=\"\(color)\"/>" }
+                for p in pts {
+                    s += "<circle cx=\"\(fmt(px(p.0), 1))\" cy=\"\(fmt(py(p.1), 1))\" r=\"3\" fill=\"\(color)\"/>"
+                }
                 s += "\n"
             }
             s += "<line x1=\"\(W - right + 12)\" y1=\"\(legendY)\" x2=\"\(W - right + 36)\" y2=\"\(legendY)\" "

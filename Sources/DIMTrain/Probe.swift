@@ -68,16 +68,20 @@ public final class Probe {
         // Unsafe pointers hoisted out of the loop: reading the class's arrays element by element
         // (bounds and exclusivity checks) made a linear probe on 6272-d features take minutes.
         let out = x.data
-        f.values.withUnsafeBufferPointer { v in mean.withUnsafeBufferPointer { mu in invStd.withUnsafeBufferPointer { sd in
-            for (j, r) in rows.enumerated() {
-                let src = v.baseAddress! + r * d
-                var dst = out + j
-                for k in 0..<d {
-                    dst.pointee = (src[k] - mu[k]) * sd[k]
-                    dst += n
+        f.values.withUnsafeBufferPointer { v in
+            mean.withUnsafeBufferPointer { mu in
+                invStd.withUnsafeBufferPointer { sd in
+                    for (j, r) in rows.enumerated() {
+                        let src = v.baseAddress! + r * d
+                        var dst = out + j
+                        for k in 0..<d {
+                            dst.pointee = (src[k] - mu[k]) * sd[k]
+                            dst += n
+                        }
+                    }
                 }
             }
-        } } }
+        }
     }
 
     private func logits(training: Bool) -> Tensor {

@@ -64,7 +64,8 @@ public struct TrainConfig: Codable, Equatable {
         func walk(_ value: Any, _ path: String) {
             if let d = value as? [String: Any] {
                 for (k, v) in d { walk(v, path.isEmpty ? k : path + "." + k) }
-            } else if let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
+            } else if let data = try? JSONSerialization.data(withJSONObject: value,
+                                                              options: [.fragmentsAllowed, .sortedKeys]) {
                 out[path] = String(decoding: data, as: UTF8.self)
             }
         }

@@ -52,9 +52,10 @@ public final class Trainer {
         data = try ShardedSplit(directory: options.dataDirectory, split: "train",
                                 verify: options.verifyData && comm.isRoot)
         let m = data.manifest
-        guard m.height == config.model.imageSize, m.width == config.model.imageSize, m.channels == config.model.inChannels else {
+        let (size, channels) = (config.model.imageSize, config.model.inChannels)
+        guard m.height == size, m.width == size, m.channels == channels else {
             throw DIMError("\(options.dataDirectory): images are \(m.channels)x\(m.height)x\(m.width), the "
-                + "\(config.model.architecture.rawValue) model wants \(config.model.inChannels)x\(config.model.imageSize)x\(config.model.imageSize)")
+                + "\(config.model.architecture.rawValue) model wants \(channels)x\(size)x\(size)")
         }
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)

@@ -50,7 +50,8 @@ extension Trainer {
             }
             if info.datasetFingerprint != data.manifest.fingerprint || info.datasetCount != data.count {
                 throw DIMError("\(p): made on a different dataset (fingerprint \(info.datasetFingerprint), "
-                               + "\(info.datasetCount) examples; \(options.dataDirectory) has \(data.manifest.fingerprint), \(data.count))")
+                               + "\(info.datasetCount) examples; \(options.dataDirectory) has "
+                               + "\(data.manifest.fingerprint), \(data.count))")
             }
             try CheckpointFile.load(f, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
             state.step = info.step

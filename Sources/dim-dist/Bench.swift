@@ -46,7 +46,8 @@ struct Bench: ParsableCommand {
                 say("bf16 GEMM: not available on this CPU (no AVX512_BF16)")
             }
             say("bench: \(config.architecture.rawValue) in=\(config.inChannels) conv=\(config.convChannels) "
-                + "fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), estimator \(loss.estimator.rawValue), "
+                + "fc=\(config.fcUnits) y=\(config.globalDim) mi=\(config.miUnits), "
+                + "estimator \(loss.estimator.rawValue), "
                 + "precision \(model.precision.rawValue), global batch \(batchSize), "
                 + "\(comm.size) rank(s) x \(blasThreads()) BLAS thread(s)")
         }
@@ -64,7 +65,8 @@ struct Bench: ParsableCommand {
             : nil
         guard comm.isRoot else { return }
         if json {
-            print(try jsonLine(BenchRecord(r, config: training, precision: model.precision, gradientPrecision: gradReduce,
+            print(try jsonLine(BenchRecord(r, config: training, precision: model.precision,
+                                           gradientPrecision: gradReduce,
                                            ranks: comm.size, estimators: estimators, referenceGemmGflops: reference)))
         } else {
             printReport(r, estimators: estimators, threaded: threaded, reference: reference, ranks: comm.size,
@@ -103,7 +105,8 @@ struct Bench: ParsableCommand {
         }
         if let blocking = r.blockingAllreduceSeconds {
             let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
-            print("  gradient allreduce (\(gradReduce.rawValue), \(fmt(Double((gradReduce == .bf16 ? 2 : 4) * r.parameterCount) / 1e6, 1)) MB): "
+            let megabytes = Double((gradReduce == .bf16 ? 2 : 4) * r.parameterCount) / 1e6
+            print("  gradient allreduce (\(gradReduce.rawValue), \(fmt(megabytes, 1)) MB): "
                 + "\(fmt(blocking * 1000, 1)) ms alone; "
                   + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
                   + "(\(fmt(100 * hidden, 0))% hidden)")

@@ -57,8 +57,8 @@ struct CheckpointCommand: ParsableCommand {
                                                      try RunDirectory.checkpoint(b))
             let width = CheckpointFile.tensorGroups.map(\.count).max()!
             for g in c.groups {
-                print("  \(padRight(g.name, width)) "
-                      + (g.identical ? "bit-identical" : "worst relative difference \(sci(g.worst)) (\(g.worstTensor))"))
+                let worst = "worst relative difference \(sci(g.worst)) (\(g.worstTensor))"
+                print("  \(padRight(g.name, width)) " + (g.identical ? "bit-identical" : worst))
             }
             for f in c.fields where f.name != "config" {
                 print("  \(f.name): \(f.a) vs \(f.b)" + (f.role == .record ? " (not compared)" : ""))

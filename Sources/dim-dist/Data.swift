@@ -59,8 +59,8 @@ struct DataCommand: ParsableCommand {
             let t0 = monotonicSeconds()
             print("data import: \(name) -> \(out)")
             let m = try DatasetImporter.importDataset(name: name, files: files, out: out, shards: shards,
-                                                      classNames: classes,
-                                                      channelOrder: order, source: source ?? "idx files", log: { print($0) })
+                                                      classNames: classes, channelOrder: order,
+                                                      source: source ?? "idx files", log: { print($0) })
             print("  wrote \(m.splits.values.reduce(0) { $0 + $1.shards.count }) shards and manifest.json in "
                 + "\(fmt(monotonicSeconds() - t0, 1)) s")
         }
@@ -104,7 +104,9 @@ struct DataCommand: ParsableCommand {
                 print("  \(name): \(s.count) images in \(s.shards.count) shard(s)")
                 print("    mean \(s.mean.map { fmt($0, 4) }.joined(separator: " "))   std "
                     + "\(s.std.map { fmt($0, 4) }.joined(separator: " ")) (pixels/255)")
-                print("    classes " + s.classCounts.enumerated().map { "\(m.classNames.indices.contains($0.offset) ? m.classNames[$0.offset] : String($0.offset))=\($0.element)" }.joined(separator: " "))
+                let className = { (c: Int) in m.classNames.indices.contains(c) ? m.classNames[c] : String(c) }
+                print("    classes " + s.classCounts.enumerated().map { "\(className($0.offset))=\($0.element)" }
+                    .joined(separator: " "))
                 for sh in s.shards { print("    \(sh.file): \(sh.count) images, crc32 \(sh.checksum)") }
                 let split = try ShardedSplit(directory: directory, split: name, verify: verify)
                 if verify { print("    checksums verified") }
@@ -118,7 +120,8 @@ struct DataCommand: ParsableCommand {
                     let dt = monotonicSeconds() - t0
                     reader.drain()
                     print("    read bench: \(fmt(Double((batches - 1) * reader.globalBatch) / dt, 0)) images/s "
-                        + "(shuffled batches of \(reader.globalBatch), \(batches - 1) batches, HDF5 selections + [-1,1] floats)")
+                        + "(shuffled batches of \(reader.globalBatch), \(batches - 1) batches, "
+                        + "HDF5 selections + [-1,1] floats)")
                 }
             }
         }

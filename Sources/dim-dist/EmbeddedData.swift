@@ -12,14 +12,16 @@ enum EmbeddedData {
     /// PREFIX/bin) finds the checkout through the PREFIX/share/dim-dist link setup makes.
     static func checkoutRoot() -> String? {
         var starts = [FileManager.default.currentDirectoryPath]
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
         let exeDir = (exe as NSString).deletingLastPathComponent
         starts += [exeDir, exeDir + "/../share/dim-dist"]
         for start in starts {
             var dir = (start as NSString).standardizingPath
             if !dir.hasPrefix("/") { dir = FileManager.default.currentDirectoryPath + "/" + dir }
             for _ in 0..<8 {
-                if FileManager.default.fileExists(atPath: dir + "/" + relative + "/train-images-idx3-ubyte.gz") { return dir }
+                let marker = dir + "/" + relative + "/train-images-idx3-ubyte.gz"
+                if FileManager.default.fileExists(atPath: marker) { return dir }
                 let parent = (dir as NSString).deletingLastPathComponent
                 if parent == dir { break }
                 dir = parent
@@ -39,8 +41,8 @@ enum EmbeddedData {
             guard (try? DatasetManifest.load(directory: out)) == nil else { return }
             print("importing the embedded MNIST (\(root)/\(relative)) into \(out) ...")
             try DatasetImporter.importDataset(name: "mnist", files: DatasetImporter.mnistFiles(root + "/" + relative),
-                                              out: out,
-                                              shards: 4, classNames: [], channelOrder: "gray", source: relative, log: { print($0) })
+                                              out: out, shards: 4, classNames: [], channelOrder: "gray",
+                                              source: relative, log: { print($0) })
         }
         return out
     }

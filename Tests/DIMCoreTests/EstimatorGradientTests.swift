@@ -45,7 +45,8 @@ final class EstimatorGradientTests: XCTestCase {
     /// Sampled rows with column negatives (JSD and DV): every image's global vector against the
     /// rows' sampled patches; an image's own row entry is no negative.
     func testColumnNegativesAgainstFiniteDifferences() {
-        let layout = ScoreLayout(mode: .sampledWithColumns, rows: [1, 3], patches: [0, 1], globalBatch: 5, localBatch: 5, rank: 0, ranks: 1,
+        let layout = ScoreLayout(mode: .sampledWithColumns, rows: [1, 3], patches: [0, 1], globalBatch: 5,
+                                 localBatch: 5, rank: 0, ranks: 1,
                                  positions: 2)
         checkEstimators(layout: layout, seed: 28, "columns", estimators: [.jsd, .dv])
     }
@@ -63,7 +64,8 @@ final class EstimatorGradientTests: XCTestCase {
             let sub = Tensor([K, N], values: rows.flatMap { i in (0..<N).map { u.data[i * N + $0] } })
             // columns[j, t] = G_j . L_{rows[t]} = u[j, rows[t]].
             let columns = Tensor([N, K], values: (0..<N).flatMap { j in rows.map { u.data[j * N + $0] } })
-            let layout = ScoreLayout(mode: .sampledWithColumns, rows: rows, patches: [0, 0], globalBatch: N, localBatch: N, rank: 0, ranks: 1,
+            let layout = ScoreLayout(mode: .sampledWithColumns, rows: rows, patches: [0, 0], globalBatch: N,
+                                     localBatch: N, rank: 0, ranks: 1,
                                      positions: 1)
             total += score(.jsd, u: sub, positives: positives, columns: columns, layout: layout).loss
             subsets += 1

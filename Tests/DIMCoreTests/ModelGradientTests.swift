@@ -67,7 +67,8 @@ final class ModelGradientTests: XCTestCase {
             XCTAssertEqual(Double(dL[i]), expectL[i], accuracy: 1e-5 + 1e-4 * abs(expectL[i]), "\(label) dL[\(i)]",
                            file: file, line: line)
         }
-        XCTAssertGreaterThan(expectG.map(abs).max() ?? 0, 1e-4, "the check has something to compare", file: file, line: line)
+        XCTAssertGreaterThan(expectG.map(abs).max() ?? 0, 1e-4, "the check has something to compare", file: file,
+                             line: line)
     }
 
     /// The split gradients of bounded JSD are unbiased: averaged over every row set of K = 2 of
@@ -93,7 +94,8 @@ final class ModelGradientTests: XCTestCase {
             let positives = Tensor([cols], values: (0..<cols).map { dot($0 / P, $0) })
             let columns = Tensor([N, K], values: (0..<N).flatMap { j in (0..<K).map { dot(j, rows[$0] * P + patches[$0]) } })
             let grad = Tensor([K, cols]), gradPositives = Tensor([cols]), gradColumns = Tensor([N, K])
-            _ = estimatorLoss(.jsd, u: u.data, grad: grad.data, positives: positives.data, gradPositives: gradPositives.data,
+            _ = estimatorLoss(.jsd, u: u.data, grad: grad.data, positives: positives.data,
+                              gradPositives: gradPositives.data,
                               columns: columns.data, gradColumns: gradColumns.data, layout: layout, maskValue: -10, comm: comm)
             let (dG, dL) = splitGradients(G: G, L: L, positions: P, rows: K,
                                           rowGlobal: { t, u in G.data[u * N + rows[t]] },

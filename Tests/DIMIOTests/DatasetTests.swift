@@ -90,8 +90,8 @@ final class DatasetTests: XCTestCase {
         FileManager.default.createFile(atPath: lab, contents: Data([0, 0, 8, 1, 0, 0, 0, 6, 0, 1, 2, 0, 1, 2]))
         let out = dir + "/ds"
         let m = try DatasetImporter.importDataset(name: "t", files: .init(train: ([img], [lab]), test: ([img], [lab])),
-                                                  out: out,
-                                                  shards: 2, classNames: [], channelOrder: "RGB", source: "test", log: { _ in })
+                                                  out: out, shards: 2, classNames: [], channelOrder: "RGB",
+                                                  source: "test", log: { _ in })
         XCTAssertEqual(m.channels, 3)
         XCTAssertEqual(m.splits["train"]!.count, 6)
         XCTAssertEqual(m.splits["train"]!.shards.count, 2)
@@ -123,7 +123,8 @@ final class BadInputTests: XCTestCase {
 
     func testTruncatedIDX() throws {
         let dir = temporaryDirectory()
-        let good = try Data(contentsOf: URL(fileURLWithPath: checkoutRoot + "/datasets/mnist/t10k-labels-idx1-ubyte.gz"))
+        let labels = checkoutRoot + "/datasets/mnist/t10k-labels-idx1-ubyte.gz"
+        let good = try Data(contentsOf: URL(fileURLWithPath: labels))
         let truncatedGz = dir + "/trunc.gz"
         FileManager.default.createFile(atPath: truncatedGz, contents: good.prefix(good.count / 2))
         assertError(["trunc.gz", "truncated"]) { _ = try readIDX(truncatedGz) }

@@ -5,7 +5,8 @@ import DIMIO
 
 /// A new empty directory under the system's temporary directory, named after the calling test.
 public func temporaryDirectory(_ name: String = #function) -> String {
-    let dir = NSTemporaryDirectory() + "dim-dist-test-\(getpid())-\(name.filter { $0.isLetter })-\(UInt32.random(in: 0...UInt32.max))"
+    let tag = "\(getpid())-\(name.filter { $0.isLetter })-\(UInt32.random(in: 0...UInt32.max))"
+    let dir = NSTemporaryDirectory() + "dim-dist-test-" + tag
     try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }

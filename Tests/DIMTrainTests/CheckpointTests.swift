@@ -244,7 +244,8 @@ final class CheckpointTests: XCTestCase {
         try TinyRun.makeData(dir + "/data")
         let t = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 6, checkpointEvery: 1)
         try t.run()
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/checkpoints").filter { $0.hasSuffix(".h5") }.sorted()
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/checkpoints")
+            .filter { $0.hasSuffix(".h5") }.sorted()
         XCTAssertEqual(files, ["ckpt-00000004.h5", "ckpt-00000005.h5", "ckpt-00000006.h5"])
         XCTAssertEqual(t.checkpoints.latestName(), "ckpt-00000006.h5")
     }
@@ -333,7 +334,8 @@ final class CheckpointTests: XCTestCase {
         // A model large enough that each checkpoint takes a while to write, one every step.
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["train", "--data", dir + "/data", "--batch-size", "8", "--steps", "1000", "--checkpoint-every", "1",
+        p.arguments = ["train", "--data", dir + "/data", "--batch-size", "8", "--steps", "1000",
+                       "--checkpoint-every", "1",
                        "--mi-units", "1024", "--fc-units", "1024", "--conv-channels", "64,128", "--out", dir + "/run",
                        "--log-every", "1000"]
         p.standardOutput = FileHandle.nullDevice
@@ -357,9 +359,11 @@ final class CheckpointTests: XCTestCase {
             var offset = 0
             while offset + 16 <= n {  // struct inotify_event: wd, mask, cookie, len, then the name
                 let nameLength = buffer.withUnsafeBytes { Int($0.load(fromByteOffset: offset + 12, as: UInt32.self)) }
-                let name = String(decoding: buffer[(offset + 16)..<(offset + 16 + nameLength)].prefix { $0 != 0 }, as: UTF8.self)
+                let name = String(decoding: buffer[(offset + 16)..<(offset + 16 + nameLength)].prefix { $0 != 0 },
+                                  as: UTF8.self)
                 offset += 16 + nameLength
-                if name.hasPrefix(".ckpt") && name.contains(".tmp-") && FileManager.default.fileExists(atPath: ckdir + "/latest") {
+                let latestExists = FileManager.default.fileExists(atPath: ckdir + "/latest")
+                if name.hasPrefix(".ckpt") && name.contains(".tmp-") && latestExists {
                     kill(p.processIdentifier, SIGKILL)
                     killedDuringWrite = true
                     break waiting

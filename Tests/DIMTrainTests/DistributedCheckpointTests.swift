@@ -86,7 +86,8 @@ final class DistributedCheckpointTests: XCTestCase {
             let (err, name) = try TrainerEquivalenceTests.worst(checkpoint(dir + "/a"), checkpoint(dir + "/c"),
                                                                 estimator: run.config.loss.estimator)
             print("resume np=\(comm.size) -> np=1: worst relative difference \(sci(err)) (\(name))")
-            XCTAssertLessThan(err, TrainerEquivalenceTests.fp32Bound, "saved at np=\(comm.size), resumed at np=1: \(name)")
+            XCTAssertLessThan(err, TrainerEquivalenceTests.fp32Bound,
+                              "saved at np=\(comm.size), resumed at np=1: \(name)")
         }
         // Saved by one process, resumed by np ranks.
         if comm.isRoot { try run.trainer(out: dir + "/d", steps: 5, comm: SingleProcess()).run() }
@@ -99,7 +100,8 @@ final class DistributedCheckpointTests: XCTestCase {
             let (err, name) = try TrainerEquivalenceTests.worst(checkpoint(dir + "/a"), checkpoint(dir + "/d"),
                                                                 estimator: run.config.loss.estimator)
             print("resume np=1 -> np=\(comm.size): worst relative difference \(sci(err)) (\(name))")
-            XCTAssertLessThan(err, TrainerEquivalenceTests.fp32Bound, "saved at np=1, resumed at np=\(comm.size): \(name)")
+            XCTAssertLessThan(err, TrainerEquivalenceTests.fp32Bound,
+                              "saved at np=1, resumed at np=\(comm.size): \(name)")
         }
         comm.barrier()
     }

@@ -89,7 +89,8 @@ struct EquivalenceFixture {
         try train.run(images: images(step: step, comm: comm))
         let m = train.state.model
         return m.params.grads.map { Array(UnsafeBufferPointer(start: $0, count: m.params.count)) }!
-            + (m.discParams.count > 0 ? Array(UnsafeBufferPointer(start: m.discParams.grads!, count: m.discParams.count))
+            + (m.discParams.count > 0 ? Array(UnsafeBufferPointer(start: m.discParams.grads!,
+                                                                  count: m.discParams.count))
                : [])
     }
 
@@ -205,7 +206,9 @@ final class DistributedEquivalenceTests: XCTestCase {
         let fp32 = try fixture.stepGradients(loss: loss, comm: comm)
         let bf16 = try fixture.stepGradients(loss: loss, comm: comm, gradientPrecision: .bf16)
         let err = relativeDifference(fp32, bf16)
-        if comm.isRoot { print("bf16 gradient allreduce np=\(comm.size): relative difference of the summed gradient \(sci(err))") }
+        if comm.isRoot {
+            print("bf16 gradient allreduce np=\(comm.size): relative difference of the summed gradient \(sci(err))")
+        }
         XCTAssertGreaterThan(err, 0)
         XCTAssertLessThan(err, 0x1p-8)
     }
@@ -254,7 +257,8 @@ final class InProcessEquivalenceTests: XCTestCase {
             for np in [2, 4] {
                 let (err, name) = try worst(loss, np: np)
                 XCTAssertLessThan(err, 1e-4,
-                                  "\(loss.estimator) alpha \(loss.alpha) gamma \(loss.gamma), np=\(np): \(name) differs by \(err)")
+                                  "\(loss.estimator) alpha \(loss.alpha) gamma \(loss.gamma), np=\(np): "
+                                  + "\(name) differs by \(err)")
             }
         }
     }
@@ -321,7 +325,8 @@ final class BoundedNegativesTests: XCTestCase {
             let full = try runner.train(loss: loss, comm: SingleProcess())
             for K in [fixture.globalBatch, 100] {
                 XCTAssertEqual(try runner.train(loss: loss, comm: SingleProcess(), scoredRows: K), full)
-                let two = try InProcessGroup.run(ranks: 2) { try self.runner.train(loss: loss, comm: $0, scoredRows: K) }
+                let two = try InProcessGroup.run(ranks: 2) { try self.runner.train(loss: loss, comm: $0,
+                                                                                   scoredRows: K) }
                 XCTAssertLessThan(fixture.worstDifference(full, two[0], loss: loss).0, 1e-4, "\(est) K=\(K)")
             }
         }

@@ -9,11 +9,13 @@ final class MetricsTests: XCTestCase {
     func testLossRecordsRoundTripBesideProbeRecords() throws {
         let path = temporaryDirectory() + "/metrics.jsonl"
         let a = LossRecord(step: 10, epoch: 0, loss: 1.5, local: 1.5, global: 0, prior: nil, discriminator: nil,
-                           learningRate: 1e-4, imagesPerSecond: 200, elapsedSeconds: 3, communicationSeconds: 0.1, ranks: 2)
+                           learningRate: 1e-4, imagesPerSecond: 200, elapsedSeconds: 3, communicationSeconds: 0.1,
+                           ranks: 2)
         var b = a
         b.step = 20; b.loss = finite(.nan); b.local = 1.25
         let probe = ProbeRecord(step: 20, ProbeResult(feature: "conv", probe: "linear", dim: 8, trainAccuracy: 0.5,
-                                                       testAccuracy: 0.5, validationAccuracy: 0.5, weightDecay: 0, epochs: 1))
+                                                       testAccuracy: 0.5, validationAccuracy: 0.5, weightDecay: 0,
+                                                       epochs: 1))
         try (a.jsonLine() + b.jsonLine()).write(toFile: path, atomically: true, encoding: .utf8)
         try ProbeRecord.append([probe], to: path)
         XCTAssertFalse(try String(contentsOfFile: path, encoding: .utf8).contains("nan"), "JSON has no NaN: left out")

@@ -31,7 +31,8 @@ final class TensorBoardTests: XCTestCase {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
         try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 6) { $0.logEvery = 2 }.run()
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/run").filter { $0.hasPrefix("events.out.tfevents.") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/run")
+            .filter { $0.hasPrefix("events.out.tfevents.") }
         XCTAssertEqual(files.count, 1)
         let events = try readScalarEvents(dir + "/run/" + files[0])
         XCTAssertEqual(events.filter { $0.tag == "loss/total" }.map(\.step), [2, 4, 6])

@@ -82,7 +82,8 @@ public final class FCBlock {
 
     /// From dL/d(output) to dL/d(map), `[C, N, H, W]`. The weight gradient is computed, and
     /// announced final, before the input gradient, so its allreduce overlaps the rest.
-    public func backward(_ dOut: Tensor, comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Tensor {
+    public func backward(_ dOut: Tensor, comm: Communicator,
+                         gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Tensor {
         let dh = norm.backward(dOut, comm: comm)
         fc.backwardParameters(dh)
         gradientsFinal(parameterRange(from: fc.weight, through: norm.bias))

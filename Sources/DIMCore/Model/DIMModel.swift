@@ -69,10 +69,11 @@ public final class DIMModel {
 
     /// One forward and backward pass on this rank's images `x` (`[Cin, n, H, W]`, channel-major,
     /// pixels in [-1, 1]). `priorSample` (`[globalDim, n]`, this rank's slice of the global
-    /// sample) is required when prior matching is on (the discriminator trains on it). `rows` and `step` choose the scored global
-    /// vectors (RowSelection). Gradients are zeroed first; each term returns its unweighted loss
-    /// and adds the gradient of its weighted loss. `gradientsFinal(range)` is told as backward goes
-    /// which slices of `params`' gradients are final (GradientSync reduces them while backward runs).
+    /// sample) is required when prior matching is on (the discriminator trains on it). `rows` and
+    /// `step` choose the scored global vectors (RowSelection). Gradients are zeroed first; each
+    /// term returns its unweighted loss and adds the gradient of its weighted loss.
+    /// `gradientsFinal(range)` is told as backward goes which slices of `params`' gradients are
+    /// final (GradientSync reduces them while backward runs).
     @discardableResult
     public func forwardBackward(_ x: Tensor, priorSample: Tensor? = nil, rows: RowSelection = .all, step: Int = 0,
                                 comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Losses {
@@ -96,7 +97,9 @@ public final class DIMModel {
             gradientsFinal(params.range(ofPrefix: "gdim."))
             timer.mark("global DIM")
         }
-        if lc.beta != 0 { losses.local = localScores(rows: rows, step: step, comm: comm, gradientsFinal: gradientsFinal) }
+        if lc.beta != 0 {
+            losses.local = localScores(rows: rows, step: step, comm: comm, gradientsFinal: gradientsFinal)
+        }
         if lc.priorMatching {
             losses.prior = priorTerm(comm: comm)
             timer.mark("prior")

@@ -142,7 +142,8 @@ private func rowLogSumExp(u: UnsafePointer<Float>, _ layout: ScoreLayout, maskVa
             for i in rows {
                 var s = 0.0
                 forEachSpan(row: i, layout) { span, positive in
-                    if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count, shift: Float(rowMax[i])) }
+                    if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count,
+                                               shift: Float(rowMax[i])) }
                 }
                 rowSum[i] = s
             }
@@ -183,7 +184,8 @@ func infoNCELoss(_ s: RankScores, _ layout: ScoreLayout, maskValue: Double, _ gr
             forEachSpan(row: i, layout) { span, positive in
                 let offset = i * cols + span.lowerBound
                 if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
-                _ = expSum(s.u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale, grad: s.grad + offset)
+                _ = expSum(s.u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale,
+                           grad: s.grad + offset)
             }
         }
         return 0
@@ -202,7 +204,9 @@ func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Fl
         }
     }
     if let x = s.columns {
-        for j in 0..<layout.n { forEachColumnSpan(image: j, layout) { m = maximum(x + j * R + $0.lowerBound, count: $0.count, initial: m) } }
+        for j in 0..<layout.n {
+            forEachColumnSpan(image: j, layout) { m = maximum(x + j * R + $0.lowerBound, count: $0.count, initial: m) }
+        }
     }
     let shift = comm.max(Double(m))
     var positives = 0.0
@@ -219,7 +223,8 @@ func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Fl
     var columnNegatives = 0.0
     if let x = s.columns {
         for j in 0..<layout.n {
-            forEachColumnSpan(image: j, layout) { columnNegatives += expSum(x + j * R + $0.lowerBound, count: $0.count, shift: Float(shift)) }
+            forEachColumnSpan(image: j, layout) { columnNegatives += expSum(x + j * R + $0.lowerBound, count: $0.count,
+                                                                            shift: Float(shift)) }
         }
     }
     // Sums of e^(u - shift) over the row and column negatives, sum of u over positives.
@@ -238,7 +243,8 @@ func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Fl
             forEachSpan(row: i, layout) { span, positive in
                 let offset = i * cols + span.lowerBound
                 if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
-                _ = expSum(s.u + offset, count: span.count, shift: rowShift, gradScale: gradScale, grad: s.grad + offset)
+                _ = expSum(s.u + offset, count: span.count, shift: rowShift, gradScale: gradScale,
+                           grad: s.grad + offset)
             }
         }
         return 0

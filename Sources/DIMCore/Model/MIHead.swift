@@ -48,7 +48,8 @@ public final class MIHead {
     /// at 2048 units) are computed first and announced with `gradientsFinal`, so their allreduce
     /// overlaps layer b's large input-gradient GEMM and everything after it (GradientSync).
     @discardableResult
-    public func backward(_ dOut: Tensor, comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Tensor {
+    public func backward(_ dOut: Tensor, comm: Communicator,
+                         gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Tensor {
         let dh = layerNorm.backward(dOut)
         shortcut.backwardParameters(dh)
         layerB.backwardParameters(dh)
