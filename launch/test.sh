@@ -44,6 +44,14 @@ if [[ $(id -u) == 0 ]] && ip netns list >/dev/null 2>&1; then
 else
   echo "== multi-node tests skipped: the emulated cluster needs root and network namespaces"
 fi
+# The Slurm template under a real one-node Slurm (installs slurm-wlm and munge; root only).
+slurm_cases=0
+if [[ $(id -u) == 0 ]]; then
+  bash cluster/slurm-test.sh
+  slurm_cases=3  # streaming, a user's cancel, preemption -> requeue -> exact resume
+else
+  echo "== Slurm test skipped: it starts slurmctld, slurmd and munged (root)"
+fi
 # One summary line. Each rank prints its own XCTest report, so mpirun cases count once per np.
 passed=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-swift-test.log || true)
 skipped=$(grep -cE "^Test Case '.*' skipped" /tmp/dim-dist-swift-test.log || true)
@@ -51,6 +59,6 @@ for np in 2 4; do
   n=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-mpi-$np.log || true)
   passed=$((passed + n / np))
 done
-passed=$((passed + cluster_cases + 2))  # + the export check and the CLI equivalence check
-echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the CLI equivalence check; the export check"
+passed=$((passed + cluster_cases + slurm_cases + 2))  # + the export check and the CLI equivalence check
+echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the Slurm template under Slurm; the CLI equivalence check; the export check"
 echo "$passed passed, 0 failed, $skipped skipped"
