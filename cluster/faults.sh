@@ -9,6 +9,9 @@
 #  c. twenty kill -9 at random moments (a random rank, rank 0 while it writes a checkpoint among
 #     them): after every fault `latest` names a complete, verified checkpoint; the finished run
 #     equals the uninterrupted one.
+#  d. the second host's link down for good: the supervisor (--hosts, --min-hosts 1) finds it
+#     unreachable, drops it and finishes on the first host's 2 ranks with the same global batch;
+#     the result equals a run resumed at 2 ranks from the same checkpoint.
 # Prints: faults injected, jobs recovered, checkpoints corrupted (must be 0), steps lost per fault.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,7 +52,7 @@ rank0() {
   done
   return 0
 }
-part() { [[ ",${PARTS:-a,b,c}," == *",$1,"* ]]; }
+part() { [[ ",${PARTS:-a,b,c,d}," == *",$1,"* ]]; }
 restarts() { local n; n=$(grep -c restarting "$work/$1.elastic" 2>/dev/null) || true; echo "${n:-0}"; }
 verify_latest() {
   [[ -f "$work/$1/checkpoints/latest" ]] || return 0   # killed before the first checkpoint: nothing to check
@@ -151,6 +154,33 @@ recovered=$((recovered + $(restarts kills)))
 lost+=($(count_lost kills))
 echo "  $injected kills ($during_write of them rank 0 while a checkpoint file was being written); resumed every time;" \
      "the finished run equals the uninterrupted one"
+fi
+
+if part d; then
+echo "== d. the link of dimh1 down for good: continue on the hosts that are left"
+h0=$(sed -n 1p "$here/.state/hosts" | cut -d' ' -f1); h1=$(sed -n 2p "$here/.state/hosts" | cut -d' ' -f1)
+"$root/launch/elastic.sh" --max-restarts 5 --kill-after 20 --log "$work/hostloss.elastic" \
+  --hosts "$h0,$h1" --slots 2 --min-hosts 1 --check-host "ip netns exec dimh0 ping -c 1 -W 1 {host}" -- \
+  "$here/run.sh" -np {np} --host {hosts} "${train[@]}" --keep 1000 --out "$work/hostloss" > "$work/hostloss.log" 2>&1 &
+sup=$!
+wait_for_step hostloss 30
+ip -n dimh1 link set eth0 down; t0=$(date +%s); faults=$((faults + 1))
+await_watchdog hostloss "$t0"
+# The host stays down; its stranded ranks are removed as a node's epilogue would.
+for _ in $(seq 1 300); do grep -q "restarting" "$work/hostloss.elastic" 2>/dev/null && break; sleep 0.1; done
+for p in $(ip netns pids dimh1); do kill -KILL "$p" 2>/dev/null || true; done
+wait "$sup" || { echo "faults: FAILED, the job did not finish on the host that is left"; cat "$work/hostloss.elastic"; exit 1; }
+grep -q "dropping it" "$work/hostloss.elastic" || { echo "faults: FAILED, no host dropped"; cat "$work/hostloss.elastic"; exit 1; }
+grep "dropping it\|continuing on" "$work/hostloss.elastic" | cut -d' ' -f3- | sed 's/^/  /'
+resumed=$(grep -o "resumed from [^:]*" "$work/hostloss.log" | tail -1 | cut -d' ' -f3)
+"$here/run.sh" -np 2 --host "$h0:2" "${train[@]}" --keep 1000 --resume "$resumed" --out "$work/hostloss-ref" \
+  > "$work/hostloss-ref.log" 2>&1 || { cat "$work/hostloss-ref.log"; exit 1; }
+ip -n dimh1 link set eth0 up
+sup_status=0
+"$bin" checkpoint diff "$work/hostloss-ref" "$work/hostloss" --tolerance 0 > "$work/diff.log" || sup_status=1
+(( sup_status == 0 )) || { echo "faults: FAILED, the run on the host that is left differs from a 2-rank resume"; cat "$work/diff.log"; exit 1; }
+recovered=$((recovered + 1))
+echo "  detected after ${detected}s; finished on $h0 (2 ranks) from ${resumed##*/}, equal to a 2-rank resume of it"
 fi
 
 total=0; for l in "${lost[@]}"; do total=$((total + l)); done
