@@ -19,8 +19,9 @@ while (( $# )); do
   esac
 done
 [[ $(id -u) == 0 ]] || { echo "cluster/up.sh: needs root (network namespaces)" >&2; exit 1; }
-if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 util-linux >/dev/null
+# ip and unshare build the hosts; ping is the supervisor's default check that a host is up.
+if ! command -v ip >/dev/null || ! command -v unshare >/dev/null || ! command -v ping >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 util-linux iputils-ping >/dev/null
 fi
 "$here/down.sh" >/dev/null 2>&1 || true
 state="$here/.state"
