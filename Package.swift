@@ -29,7 +29,7 @@ let package = Package(
 
         // The estimators' elementwise kernels, compiled for several instruction sets and chosen at
         // load time (C: Swift has no per-function targets).
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=on"])]),
         .target(name: "DIMCore", dependencies: ["CBLAS", "CCPU", "CDNNL", "CKernels"]),
         .target(name: "DIMMPI", dependencies: ["DIMCore", "CMPI"]),
         .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib", "CImageCodecs"]),

@@ -78,16 +78,19 @@ INLINE void store_tail(float *p, size_t r, const v8f *v) {
 #define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi2")))
 #define KERNEL(name) name##_avx512
 #include "estimator_kernels_body.h"
+#include "adam_kernel_body.h"
 #undef TARGET
 #undef KERNEL
 #define TARGET __attribute__((target("avx2,fma,bmi2")))
 #define KERNEL(name) name##_avx2
 #include "estimator_kernels_body.h"
+#include "adam_kernel_body.h"
 #undef TARGET
 #undef KERNEL
 #define TARGET
 #define KERNEL(name) name##_baseline
 #include "estimator_kernels_body.h"
+#include "adam_kernel_body.h"
 #undef TARGET
 #undef KERNEL
 
@@ -135,6 +138,15 @@ float dim_maximum(const float *x, size_t n, float initial) {
     case 2: return maximum_avx512(x, n, initial);
     case 1: return maximum_avx2(x, n, initial);
     default: return maximum_baseline(x, n, initial);
+    }
+}
+
+void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float step_size,
+                     float inv_sqrt_bc2, float eps, float *record) {
+    switch (pick_isa()) {
+    case 2: adam_update_avx512(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
+    case 1: adam_update_avx2(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
+    default: adam_update_baseline(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
     }
 }
 

@@ -16,6 +16,12 @@ double dim_exp_sum(const float *x, size_t n, float shift, float grad_scale, floa
 // The largest of x[0..<n] and initial.
 float dim_maximum(const float *x, size_t n, float initial);
 
+// One Adam step over n parameters (PyTorch's rule): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g g,
+// p += -step_size m / (sqrt(v) inv_sqrt_bc2 + eps); with record, the step is also written there.
+// Every variant computes the same IEEE operations (no FMA contraction): bit-identical results.
+void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float step_size,
+                     float inv_sqrt_bc2, float eps, float *record);
+
 // The instruction set of the variant in use ("AVX-512", "AVX2+FMA" or "baseline x86-64").
 const char *dim_kernels_isa(void);
 

@@ -1,7 +1,8 @@
 import Foundation
+import CKernels
 
 /// Adam with PyTorch's update rule (bias-corrected, eps added to sqrt(v_hat)), over the flat
-/// buffers of a ParameterStore: one tight loop per step.
+/// buffers of a ParameterStore: one vectorised pass per step (dim_adam_update).
 public final class Adam {
     public var lr: Float, beta1: Float, beta2: Float, eps: Float
     public private(set) var step = 0
@@ -31,16 +32,7 @@ public final class Adam {
         let bc2 = 1 - pow(Double(beta2), Double(step))
         let stepSize = Float(Double(lr) / bc1)
         let invSqrtBC2 = Float(1 / bc2.squareRoot())
-        let (b1, b2, e) = (beta1, beta2, eps)
-        let (m, v) = (self.m, self.v)
-        for i in 0..<count {
-            let gi = g[i]
-            let mi = b1 * m[i] + (1 - b1) * gi
-            let vi = b2 * v[i] + (1 - b2) * gi * gi
-            m[i] = mi; v[i] = vi
-            let delta = -stepSize * mi / (vi.squareRoot() * invSqrtBC2 + e)
-            p[i] += delta
-            recordUpdate?[i] = delta
-        }
+        // The loop in C, vectorised for the CPU (CKernels): memory-bound, 28 bytes per parameter.
+        dim_adam_update(p, g, m, v, count, beta1, beta2, stepSize, invSqrtBC2, eps, recordUpdate)
     }
 }
