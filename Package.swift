@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "DIMMPI", dependencies: ["DIMCore", "CMPI"]),
         .target(name: "DIMIO", dependencies: ["DIMCore", "CHDF5", "CZlib", "CImageCodecs"]),
         .target(name: "DIMTrain",
-                dependencies: ["DIMCore", "DIMIO", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                dependencies: ["DIMCore", "DIMIO", "CKernels", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["TensorBoard/event.proto"]),
         .executableTarget(
             name: "dim-dist",

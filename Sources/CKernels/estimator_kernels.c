@@ -79,18 +79,21 @@ INLINE void store_tail(float *p, size_t r, const v8f *v) {
 #define KERNEL(name) name##_avx512
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
+#include "reduction_kernels_body.h"
 #undef TARGET
 #undef KERNEL
 #define TARGET __attribute__((target("avx2,fma,bmi2")))
 #define KERNEL(name) name##_avx2
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
+#include "reduction_kernels_body.h"
 #undef TARGET
 #undef KERNEL
 #define TARGET
 #define KERNEL(name) name##_baseline
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
+#include "reduction_kernels_body.h"
 #undef TARGET
 #undef KERNEL
 
@@ -147,6 +150,22 @@ void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, flo
     case 2: adam_update_avx512(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
     case 1: adam_update_avx2(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
     default: adam_update_baseline(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
+    }
+}
+
+void dim_masked_sums(const float *g, const float *mask, const float *x, float *d, size_t n, double *sums) {
+    switch (pick_isa()) {
+    case 2: masked_sums_avx512(g, mask, x, d, n, sums); return;
+    case 1: masked_sums_avx2(g, mask, x, d, n, sums); return;
+    default: masked_sums_baseline(g, mask, x, d, n, sums); return;
+    }
+}
+
+int dim_all_finite(const float *x, size_t n) {
+    switch (pick_isa()) {
+    case 2: return all_finite_avx512(x, n);
+    case 1: return all_finite_avx2(x, n);
+    default: return all_finite_baseline(x, n);
     }
 }
 

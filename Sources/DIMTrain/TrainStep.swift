@@ -1,5 +1,6 @@
 import Foundation
 import DIMCore
+import CKernels
 
 /// One training step, the only one in the program: `dim-dist train` (Trainer), `dim-dist bench`
 /// (runBenchmark) and every equivalence, resume and fault test run this code.
@@ -118,8 +119,6 @@ public final class TrainStep {
 
     private func allFinite(_ store: ParameterStore) -> Bool {
         guard let g = store.grads else { return true }
-        var s: Float = 0
-        for i in 0..<store.count { s += g[i] * 0 }  // NaN and inf survive multiplication by zero
-        return s == 0
+        return dim_all_finite(g, store.count) != 0
     }
 }

@@ -223,6 +223,26 @@ final class AdamKernelTests: XCTestCase {
     }
 }
 
+/// The divergence guard's check: any NaN or infinity, in the vector body or the tail.
+final class FiniteCheckTests: XCTestCase {
+    func testAllFinite() {
+        for n in [1, 8, 19] {
+            var x = (0..<n).map { Float($0) - 3 }
+            XCTAssertEqual(dim_all_finite(x, n), 1)
+            for bad in [Float.nan, .infinity, -.infinity] {
+                for i in [0, n / 2, n - 1] {
+                    let keep = x[i]
+                    x[i] = bad
+                    XCTAssertEqual(dim_all_finite(x, n), 0, "n \(n) x[\(i)] = \(bad)")
+                    x[i] = keep
+                }
+            }
+            x[0] = .greatestFiniteMagnitude
+            XCTAssertEqual(dim_all_finite(x, n), 1)
+        }
+    }
+}
+
 final class LearningRateScheduleTests: XCTestCase {
     func testCosine() {
         let s = LearningRateSchedule(warmupSteps: 4, decaySteps: 14, finalFraction: 0.1)

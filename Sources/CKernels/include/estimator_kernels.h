@@ -22,6 +22,13 @@ float dim_maximum(const float *x, size_t n, float initial);
 void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float step_size,
                      float inv_sqrt_bc2, float eps, float *record);
 
+// Over i < n: v = g[i], or 0 where mask (if given) is not > 0; d[i] = v (if d is given); sums[0] =
+// sum of v, sums[1] = sum of v * x[i], in double (the same lane order on every instruction set).
+void dim_masked_sums(const float *g, const float *mask, const float *x, float *d, size_t n, double *sums);
+
+// 1 when no x[i] is infinite or NaN.
+int dim_all_finite(const float *x, size_t n);
+
 // The instruction set of the variant in use ("AVX-512", "AVX2+FMA" or "baseline x86-64").
 const char *dim_kernels_isa(void);
 

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// BatchNorm over the channels of a channel-major `[C, M]` tensor, optionally followed by ReLU
 /// (in DIM every BatchNorm is followed by ReLU, and fusing saves two passes over the largest
@@ -100,17 +101,14 @@ public final class BatchNorm {
         // small difference of large numbers and a Float sum's rounding, which grows with the
         // values one rank sums, came out 8e-3 different on one process than on several.
         stats.withUnsafeMutableBufferPointer { s in
-            for c in 0..<channels {
-                let g = dy.data + c * m, xh = xhat.data + c * m, out = output.data + c * m
-                let d = gradInput.data + c * m
-                var s1 = 0.0, s2 = 0.0
-                if relu {
-                    for j in 0..<m { let v = out[j] > 0 ? g[j] : 0; d[j] = v; s1 += Double(v); s2 += Double(v * xh[j]) }
-                } else {
-                    for j in 0..<m { let v = g[j]; d[j] = v; s1 += Double(v); s2 += Double(v * xh[j]) }
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { pair in
+                for c in 0..<channels {
+                    let mask = relu ? UnsafePointer(output.data + c * m) : nil
+                    dim_masked_sums(dy.data + c * m, mask, xhat.data + c * m, gradInput.data + c * m, m,
+                                    pair.baseAddress!)
+                    s[c] = pair[0]; s[channels + c] = pair[1]
+                    dbeta[c] += Float(pair[0]); dgamma[c] += Float(pair[1])
                 }
-                s[c] = s1; s[channels + c] = s2
-                dbeta[c] += Float(s1); dgamma[c] += Float(s2)
             }
             if training { comm.allreduceSum(s.baseAddress!, count: 2 * channels) }
         }

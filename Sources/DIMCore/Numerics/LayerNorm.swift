@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// LayerNorm over the channels at each position of a channel-major `[C, M]` tensor (the MI heads'
 /// output normalisation), affine, eps 1e-5. Column statistics are accumulated row by row so every
@@ -64,19 +65,19 @@ public final class LayerNorm {
         // Pass 1: g = dy * w; column sums of g and g * xhat; dw, db. dw and db sum over every
         // position of the local batch: in Double, so that one process and several (each summing
         // its share) round alike (BatchNorm.backward says why that matters).
-        for c in 0..<C {
-            let d = dy.data + c * m, xh = xhat.data + c * m, g = gradInput.data + c * m
-            let wc = w[c]
-            var sdw = 0.0, sdb = 0.0
-            for j in 0..<m {
-                let v = d[j] * wc
-                g[j] = v
-                sumG[j] += v
-                sumGX[j] += v * xh[j]
-                sdw += Double(d[j] * xh[j])
-                sdb += Double(d[j])
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
+            for c in 0..<C {
+                let d = dy.data + c * m, xh = xhat.data + c * m, g = gradInput.data + c * m
+                let wc = w[c]
+                for j in 0..<m {
+                    let v = d[j] * wc
+                    g[j] = v
+                    sumG[j] += v
+                    sumGX[j] += v * xh[j]
+                }
+                dim_masked_sums(d, nil, xh, nil, m, sums.baseAddress!)  // db, dw: sums of dy and dy * xhat
+                db[c] += Float(sums[0]); dw[c] += Float(sums[1])
             }
-            dw[c] += Float(sdw); db[c] += Float(sdb)
         }
         let invC = 1 / Float(C)
         for j in 0..<m { sumG[j] *= invC; sumGX[j] *= invC }

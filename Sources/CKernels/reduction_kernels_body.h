@@ -1,0 +1,47 @@
+// Sums over the batch for BatchNorm's and LayerNorm's backward, and the gradients' finiteness check,
+// for one instruction set (included once per variant by estimator_kernels.c). Eight lanes of
+// partial sums in double in every variant, combined in the same order: the result does not
+// depend on the CPU, and the double partials keep a sum that nearly cancels accurate.
+TARGET static void KERNEL(masked_sums)(const float *restrict g, const float *restrict mask,
+                                       const float *restrict x, float *restrict d, size_t n, double *sums) {
+#pragma clang fp contract(off)
+    typedef double v8d __attribute__((vector_size(64), aligned(8)));
+    v8d s1 = {0}, s2 = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f v = LOAD8(g + i);
+        if (mask) v = SELECT(LOAD8(mask + i) > SPLAT(0.0f), v, SPLAT(0.0f));
+        if (d) STORE8(d + i, v);
+        s1 += __builtin_convertvector(v, v8d);
+        s2 += __builtin_convertvector(v * LOAD8(x + i), v8d);
+    }
+    double t1 = 0, t2 = 0;
+    for (; i < n; i++) {
+        float v = g[i];
+        if (mask && !(mask[i] > 0)) v = 0;
+        if (d) d[i] = v;
+        t1 += v;
+        t2 += (double)(v * x[i]);
+    }
+    for (int k = 0; k < 8; k++) { t1 += s1[k]; t2 += s2[k]; }
+    sums[0] = t1;
+    sums[1] = t2;
+}
+
+TARGET static int KERNEL(all_finite)(const float *restrict x, size_t n) {
+    v8i any = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8i bits;
+        memcpy(&bits, x + i, sizeof bits);
+        any |= (bits & 0x7F800000) == 0x7F800000;  // exponent all ones: inf or NaN
+    }
+    int bad = 0;
+    for (int k = 0; k < 8; k++) bad |= any[k];
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        bad |= (u & 0x7F800000u) == 0x7F800000u;
+    }
+    return !bad;
+}
