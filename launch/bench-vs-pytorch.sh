@@ -4,8 +4,9 @@
 # images/s and the ratio for 1 process x 1 thread and for 2 ranks (dim-dist) vs 2 threads
 # (PyTorch), in fp32 and, where the CPU has AVX512_BF16, dim-dist's --precision bf16.
 #
-#   bash launch/bench-vs-pytorch.sh            # 3 rounds
+#   bash launch/bench-vs-pytorch.sh            # 3 rounds, the paper's 2048-unit MI heads
 #   ROUNDS=5 STEPS=8 bash launch/bench-vs-pytorch.sh
+#   MI_UNITS=1024 bash launch/bench-vs-pytorch.sh   # the CIFAR recipe's width (also 512)
 #
 # PyTorch comes from PyPI into .venv-bench/ (about 540 MB the first time; TORCH_PYTHON=/path/to/python
 # uses an existing one). The PyTorch model is launch/pytorch/dim_step.py, written from docs/design.md.
@@ -14,7 +15,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-rounds="${ROUNDS:-3}" steps="${STEPS:-5}"
+rounds="${ROUNDS:-3}" steps="${STEPS:-5}" units="${MI_UNITS:-2048}"
 python="${TORCH_PYTHON:-$here/.venv-bench/bin/python}"
 if ! "$python" -c "import torch" 2>/dev/null; then
   echo "bench-vs-pytorch: installing PyTorch into .venv-bench (from PyPI)"
@@ -28,6 +29,7 @@ root_flags=()
 [[ $(id -u) == 0 ]] && root_flags=(--allow-run-as-root)
 
 lscpu | grep -m1 "Model name" || true
+echo "MI heads: $units units, batch 64, JSD, $steps timed steps per measurement"
 "$python" -c "import torch; print('pytorch', torch.__version__, '| oneDNN', torch.backends.mkldnn.is_available())"
 variants=("as-is")
 [[ -n "${OPENBLAS_CORETYPE:-}" ]] && variants+=("unset-coretype")
@@ -38,12 +40,12 @@ results=$(mktemp)
 dim_rate() {  # $1 variant, $2 ranks, $3 precision
   local envs=(OPENBLAS_NUM_THREADS=1)
   [[ $1 == unset-coretype ]] && envs=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${envs[@]}")
-  local cmd=("$bin" bench --steps "$steps" --precision "$3")
+  local cmd=("$bin" bench --steps "$steps" --precision "$3" --mi-units "$units")
   (( $2 > 1 )) && cmd=(mpirun "${root_flags[@]}" -np "$2" -x OPENBLAS_NUM_THREADS "${cmd[@]}")
   env "${envs[@]}" "${cmd[@]}" 2>/dev/null | grep -m1 -E "^  [0-9.]+ images/s" | awk '{print $1}'
 }
 torch_rate() {  # $1 threads
-  "$python" launch/pytorch/dim_step.py --threads "$1" --steps "$steps" | "$python" -c "import json,sys; print(json.load(sys.stdin)['images_per_second'])"
+  "$python" launch/pytorch/dim_step.py --threads "$1" --steps "$steps" --mi-units "$units" | "$python" -c "import json,sys; print(json.load(sys.stdin)['images_per_second'])"
 }
 for r in $(seq "$rounds"); do
   for t in 1 2; do

@@ -8,6 +8,13 @@ bash launch/setup.sh --deps-only
 export OPENBLAS_NUM_THREADS=1
 swift build --build-tests
 swift test --skip-build 2>&1 | tee /tmp/dim-dist-swift-test.log
+# The C kernels on the other instruction sets this CPU can run (each variant must give the same
+# Adam step and finiteness answer bit for bit, and the estimators their finite-difference gradients).
+for isa in avx2 baseline; do
+  DIM_KERNELS=$isa swift test --skip-build --filter "AdamKernelTests|FiniteCheckTests|EstimatorGradientTests" \
+    2>&1 | tee /tmp/dim-dist-kernels-$isa.log | grep -E "Executed .* tests" | tail -1
+  grep -q "with 0 failures" /tmp/dim-dist-kernels-$isa.log
+done
 bin=$(ls -d .build/debug/*PackageTests.xctest | head -1)
 flags=(--oversubscribe -x OPENBLAS_NUM_THREADS -x SWIFT_BACKTRACE=enable=no)
 if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi

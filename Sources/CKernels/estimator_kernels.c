@@ -4,6 +4,7 @@
 #include "estimator_kernels.h"
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
@@ -98,15 +99,18 @@ INLINE void store_tail(float *p, size_t r, const v8f *v) {
 #undef KERNEL
 
 // The variant this CPU runs, chosen on first use (by CPU features, whatever the vendor).
+// DIM_KERNELS=avx2 or baseline picks a lower one (to measure or test another CPU's path here).
 static int isa = -1;  // 2: AVX-512, 1: AVX2 + FMA, 0: baseline
 
 static int pick_isa(void) {
     if (isa < 0) {
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        const char *forced = getenv("DIM_KERNELS");
+        int cap = forced && !strcmp(forced, "baseline") ? 0 : forced && !strcmp(forced, "avx2") ? 1 : 2;
+        if (cap >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
             isa = 2;
-        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        } else if (cap >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
             isa = 1;
         } else {
             isa = 0;

@@ -96,6 +96,8 @@ struct Bench: ParsableCommand {
         print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, "
               + "\(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = "
               + "\(fmt(r.gflopPerStep * Double(ranks) / Double(batchSize), 3)) GFLOP/image)")
+        print("  whole step: \(fmt(r.gflopsPerSecond, 1)) GFLOP/s = \(fmt(100 * r.gflopsPerSecond / reference, 1))% of the "
+              + "\(model.precision.rawValue) 2048x2048x4096 rate measured in this run (\(fmt(reference, 1)))")
         print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = "
             + "\(fmt(100 * r.gemmGflopsPerSecond / reference, 1))% of "
               + "the \(model.precision.rawValue) 2048x2048x4096 rate (\(fmt(reference, 1))); "
