@@ -34,21 +34,25 @@ struct ModelOptions: ParsableArguments {
         if let why = precision.unsupportedReason() { throw ValidationError(why) }
     }
 
-    func config(imageSize: Int?, channels dataChannels: Int?) throws -> ModelConfig {
+    /// `data` names the dataset in errors (the images' size decides the encoder).
+    func config(imageSize: Int?, channels dataChannels: Int?, data: String = "the data") throws -> ModelConfig {
         let arch: Architecture
+        let sizes = Architecture.allCases.map { "\($0.imageSize)x\($0.imageSize)" }.joined(separator: ", ")
+        let reimport = "import the images again at \(sizes), e.g. `dim-dist data import --format folder "
+            + "--source DIR --out \(data)-64 --size 64` (docs/design.md §1)"
         if let m = model {
             arch = m
         } else if let size = imageSize {
             guard let a = Architecture.forImageSize(size) else {
-                throw ValidationError("no encoder for \(size)x\(size) images (have 28, 32, 64); pass --model")
+                throw DIMError("\(data): images are \(size)x\(size), which no encoder takes: \(reimport)")
             }
             arch = a
         } else {
             arch = .basic32x32
         }
         if let size = imageSize, size != arch.imageSize {
-            throw ValidationError("--model \(arch.rawValue) expects \(arch.imageSize)x\(arch.imageSize) images, the "
-                + "data has \(size)x\(size)")
+            throw DIMError("\(data): images are \(size)x\(size), --model \(arch.rawValue) takes "
+                + "\(arch.imageSize)x\(arch.imageSize): leave out --model to choose by size, or \(reimport)")
         }
         let inChannels = channels ?? dataChannels ?? 3
         if let c = channels, let d = dataChannels, c != d {

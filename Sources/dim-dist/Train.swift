@@ -84,7 +84,8 @@ struct Train: ParsableCommand {
         let dataDir = try data ?? EmbeddedData.directory(comm: comm)
         let manifest = try DatasetManifest.load(directory: dataDir)
         guard manifest.height == manifest.width else { throw DIMError("\(dataDir): images are not square") }
-        var cfg = TrainConfig(model: try model.config(imageSize: manifest.height, channels: manifest.channels),
+        var cfg = TrainConfig(model: try model.config(imageSize: manifest.height, channels: manifest.channels,
+                                                      data: dataDir),
                               loss: model.lossConfig(), globalBatch: batchSize)
         cfg.learningRate = lr
         let trainImages = try manifest.split("train").count
