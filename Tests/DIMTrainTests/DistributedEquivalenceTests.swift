@@ -119,10 +119,6 @@ final class DistributedEquivalenceTests: XCTestCase {
     static let comm: Communicator = MPICommunicator.launchedWithSeveralRanks ? MPICommunicator() : SingleProcess()
 
     let fixture = EquivalenceFixture()
-    var config: ModelConfig { fixture.config }
-    var globalBatch: Int { fixture.globalBatch }
-    var steps: Int { fixture.steps }
-    func globalImages(step: Int) -> [Float] { fixture.globalImages(step: step) }
     func worstDifference(_ a: [Float], _ b: [Float], loss: LossConfig, paramsOnly: Bool = false) -> (Double, String) {
         fixture.worstDifference(a, b, loss: loss, paramsOnly: paramsOnly)
     }
