@@ -31,9 +31,14 @@ public final class BatchReader {
     public let globalBatch: Int, rank: Int, ranks: Int, seed: UInt64
     public let shuffle: Bool
     public let augmentation: Augmentation
+    /// The examples an epoch goes through (nil: the whole split): fine-tuning reads the first N
+    /// labelled images of a split.
+    public let subset: [Int]?
+    /// How many examples an epoch goes through.
+    public var exampleCount: Int { subset?.count ?? data.count }
     public var localBatch: Int { globalBatch / ranks }
     /// Full global batches per epoch (the remainder is dropped so every batch has the same size).
-    public var batchesPerEpoch: Int { data.count / globalBatch }
+    public var batchesPerEpoch: Int { exampleCount / globalBatch }
 
     private let buffers: [Batch]
     private var next = 0
@@ -45,14 +50,18 @@ public final class BatchReader {
     private let pixelScratch: [Tensor8]
 
     public init(data: ShardedSplit, globalBatch: Int, rank: Int, ranks: Int, seed: UInt64, shuffle: Bool = true,
-                augmentation: Augmentation = Augmentation()) throws {
+                augmentation: Augmentation = Augmentation(), subset: [Int]? = nil) throws {
         _ = try localBatchSize(global: globalBatch, ranks: ranks)
-        guard globalBatch <= data.count else {
-            throw DIMError("batch size \(globalBatch) is larger than the \(data.count) examples of "
-                + "\(data.directory) (\(data.splitName))")
+        let count = subset?.count ?? data.count
+        guard globalBatch <= count else {
+            throw DIMError("batch size \(globalBatch) is larger than the \(count) examples of "
+                + "\(data.directory) (\(data.splitName)\(subset == nil ? "" : ", the labelled subset"))")
+        }
+        if let subset, let bad = subset.first(where: { $0 < 0 || $0 >= data.count }) {
+            throw DIMError("\(data.directory) (\(data.splitName)): example \(bad) of the subset is out of range")
         }
         self.data = data; self.globalBatch = globalBatch; self.rank = rank; self.ranks = ranks
-        self.seed = seed; self.shuffle = shuffle; self.augmentation = augmentation
+        self.seed = seed; self.shuffle = shuffle; self.augmentation = augmentation; self.subset = subset
         let m = data.manifest
         let n = globalBatch / ranks
         buffers = (0..<2).map { _ in Batch(images: Tensor([m.channels, n, m.height, m.width]),
@@ -60,12 +69,13 @@ public final class BatchReader {
         pixelScratch = (0..<2).map { _ in Tensor8(count: n * m.imageBytes) }
     }
 
-    /// The permutation of epoch e (identity without shuffle).
+    /// The permutation of epoch e (identity without shuffle), as example indices of the split.
     public func order(epoch: Int) -> [Int] {
         orderLock.lock(); defer { orderLock.unlock() }
         if let c = cachedOrder, c.epoch == epoch { return c.order }
         var rng = SplitMix64(seed: seed, stream: RandomStream.dataOrder, index: UInt64(epoch))
-        let o = shuffle ? rng.permutation(data.count) : Array(0..<data.count)
+        var o = shuffle ? rng.permutation(exampleCount) : Array(0..<exampleCount)
+        if let subset { o = o.map { subset[$0] } }
         cachedOrder = (epoch, o)
         return o
     }

@@ -114,7 +114,9 @@ public enum CheckpointFile {
     ]
 
     /// Writes `path` directly (CheckpointDirectory.save wraps it in the crash-safe sequence).
-    public static func write(path: String, model: DIMModel, adam: Adam, discAdam: Adam, info: Info) throws {
+    /// `extra` adds what a derived file carries besides (a fine-tuned classifier's head).
+    public static func write(path: String, model: DIMModel, adam: Adam, discAdam: Adam, info: Info,
+                             extra: ((HDF5File) throws -> Void)? = nil) throws {
         // Built in memory and written out in one piece (see HDF5File.writeImage).
         let f = try HDF5File(path, mode: .memory)
         try f.saveParameters(model.params, group: "params")
@@ -125,6 +127,7 @@ public enum CheckpointFile {
         for field in fields { try field.write(info, to: f) }
         try f.setAttribute("parameter_count", Int64(model.params.count))
         try f.setAttribute("checksum", tensorChecksum(model: model, adam: adam, discAdam: discAdam))
+        try extra?(f)
         // Written last: a file without it was interrupted.
         try f.setAttribute("complete", Int64(1))
         try f.writeImage(to: path)

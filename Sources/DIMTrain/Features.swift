@@ -15,6 +15,13 @@ public struct FeatureSet {
     /// Row-major [count, dim].
     public var values: [Float]
     public var labels: [Int]
+
+    /// The feature set of some of the rows, in the order given.
+    public func rows<S: Collection>(_ rows: S) -> FeatureSet where S.Element == Int {
+        var out = [Float](); out.reserveCapacity(rows.count * dim)
+        for r in rows { out.append(contentsOf: values[(r * dim)..<((r + 1) * dim)]) }
+        return FeatureSet(kind: kind, dim: dim, count: rows.count, values: out, labels: rows.map { labels[$0] })
+    }
 }
 
 /// n stored images (CHW bytes, one after another) as the model's input `[C, n, H, W]`, scaled to [-1, 1].

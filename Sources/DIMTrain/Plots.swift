@@ -37,9 +37,25 @@ public enum Plots {
                          title: title, yLabel: "test accuracy (%)")
     }
 
+    /// Test accuracy (%) against the number of labels (log scale): from scratch, fine-tuned, and
+    /// the frozen linear probe (`eval utility`'s table).
+    public static func utilitySVG(_ rows: [UtilityRow], title: String) -> String {
+        let x = rows.map { log10(Double($0.labels)) }
+        let series: [String: [(Double, Double)]] = [
+            "from scratch": zip(x, rows).map { ($0, 100 * $1.scratch) },
+            "fine-tuned": zip(x, rows).map { ($0, 100 * $1.fineTuned) },
+            "frozen linear": zip(x, rows).map { ($0, 100 * $1.frozen) },
+        ]
+        return lineChart(series, keys: ["from scratch", "fine-tuned", "frozen linear"],
+                         colors: ["#7f7f7f", "#1f77b4", "#ff7f0e"], dashed: ["frozen linear"], title: title,
+                         yLabel: "test accuracy (%)", xLabel: "labelled training images (log scale)",
+                         xTick: { String(Int(pow(10, $0).rounded())) })
+    }
+
     /// A line chart of `series[key]` (x, y) points for `keys`, in that order, with a legend.
     static func lineChart(_ series: [String: [(Double, Double)]], keys: [String], colors: [String], dashed: Set<String>,
-                          title: String, yLabel: String) -> String {
+                          title: String, yLabel: String, xLabel: String = "step",
+                          xTick: (Double) -> String = { String(Int($0.rounded())) }) -> String {
         let (W, H, left, right, top, bottom) = (820.0, 480.0, 70.0, 150.0, 40.0, 50.0)
         let all = keys.flatMap { series[$0]! }
         let xmin = all.map(\.0).min()!, xmax = max(all.map(\.0).max()!, xmin + 1)
@@ -58,11 +74,11 @@ public enum Plots {
             s += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(tick(yv))</text>\n"
             let xv = xmin + (xmax - xmin) * Double(i) / 5, x = px(xv)
             s += "<line x1=\"\(x)\" y1=\"\(top)\" x2=\"\(x)\" y2=\"\(H - bottom)\" stroke=\"#eee\"/>"
-            s += "<text x=\"\(x)\" y=\"\(H - bottom + 18)\" text-anchor=\"middle\">\(Int(xv.rounded()))</text>\n"
+            s += "<text x=\"\(x)\" y=\"\(H - bottom + 18)\" text-anchor=\"middle\">\(xTick(xv))</text>\n"
         }
         s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(W - left - right)\" height=\"\(H - top - bottom)\" "
             + "fill=\"none\" stroke=\"#444\"/>\n"
-        s += "<text x=\"\((left + W - right) / 2)\" y=\"\(H - 10)\" text-anchor=\"middle\">step</text>\n"
+        s += "<text x=\"\((left + W - right) / 2)\" y=\"\(H - 10)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
         s += "<text x=\"16\" y=\"\((top + H - bottom) / 2)\" text-anchor=\"middle\" "
             + "transform=\"rotate(-90 16 \((top + H - bottom) / 2))\">\(escape(yLabel))</text>\n"
         var legendY = top + 10

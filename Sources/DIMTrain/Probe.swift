@@ -129,7 +129,8 @@ public final class Probe {
                 load(train, rows: rows)
                 params.zeroGrads()
                 let out = logits(training: true)
-                softmaxCrossEntropyGradient(out, labels: rows.map { train.labels[$0] })
+                _ = softmaxCrossEntropy(out, labels: rows.map { train.labels[$0] }, normaliser: rows.count,
+                                        gradient: dlogits)
                 backward()
                 if config.weightDecay > 0 {
                     for p in decayed {
@@ -140,22 +141,6 @@ public final class Probe {
                 adam.update(params)
             }
             afterEpoch(epoch)
-        }
-    }
-
-    private func softmaxCrossEntropyGradient(_ out: Tensor, labels: [Int]) {
-        let n = labels.count, classes = classes
-        dlogits.resize(out.shape)
-        let o = out.data, g = dlogits.data
-        for j in 0..<n {
-            var mx = -Float.infinity
-            for c in 0..<classes { mx = max(mx, o[c * n + j]) }
-            var z: Float = 0
-            for c in 0..<classes { z += expf(o[c * n + j] - mx) }
-            for c in 0..<classes {
-                let p = expf(o[c * n + j] - mx) / z
-                g[c * n + j] = (p - (c == labels[j] ? 1 : 0)) / Float(n)
-            }
         }
     }
 
@@ -175,13 +160,8 @@ public final class Probe {
         while start < f.count {
             let rows = start..<min(start + 1024, f.count)
             load(f, rows: ArraySlice(Array(rows)))
-            let out = logits(training: false)
-            let n = rows.count
-            for j in 0..<n {
-                var best = 0
-                for c in 1..<classes where out.data[c * n + j] > out.data[best * n + j] { best = c }
-                if best == f.labels[rows.lowerBound + j] { correct += 1 }
-            }
+            for (j, c) in predictedClasses(logits(training: false)).enumerated()
+            where c == f.labels[rows.lowerBound + j] { correct += 1 }
             start = rows.upperBound
         }
         return Double(correct) / Double(max(f.count, 1))
@@ -199,12 +179,30 @@ public struct ProbeSelection {
 
     public func run(_ base: ProbeConfig, train: FeatureSet, test: FeatureSet, classes: Int) -> ProbeResult {
         let (fit, validation) = split(train)
+        let chosen = choose(base, fit: fit, validation: validation, classes: classes)
+        return score(chosen.config, train: train, test: test, classes: classes, validationAccuracy: chosen.accuracy)
+    }
+
+    /// With a validation set of its own (`eval utility`'s): settings chosen on `validation`, the
+    /// probe trained on `fit` alone with them and scored on `test`.
+    public func run(_ base: ProbeConfig, fit: FeatureSet, validation: FeatureSet, test: FeatureSet,
+                    classes: Int) -> ProbeResult {
+        let chosen = choose(base, fit: fit, validation: validation, classes: classes)
+        return score(chosen.config, train: fit, test: test, classes: classes, validationAccuracy: chosen.accuracy)
+    }
+
+    /// The (weight decay, epochs) of the grid with the best accuracy on `validation`.
+    func choose(_ base: ProbeConfig, fit: FeatureSet, validation: FeatureSet,
+                classes: Int) -> (config: ProbeConfig, accuracy: Double) {
         var best = (accuracy: -1.0, weightDecay: Float(0), epochs: 1)
         for wd in weightDecays {
             var cfg = base
             cfg.weightDecay = wd
-            let probe = Probe(inputs: train.dim, classes: classes, config: cfg)
+            let probe = Probe(inputs: fit.dim, classes: classes, config: cfg)
+            // Validation after every epoch, or 50 times in all when epochs are many (few labels).
+            let every = max(1, cfg.epochs / 50)
             probe.fit(train: fit) { epoch in
+                guard epoch % every == 0 || epoch == cfg.epochs else { return }
                 let a = probe.accuracy(validation)
                 if a > best.accuracy { best = (a, wd, epoch) }
             }
@@ -212,11 +210,17 @@ public struct ProbeSelection {
         var chosen = base
         chosen.weightDecay = best.weightDecay
         chosen.epochs = best.epochs
+        return (chosen, best.accuracy)
+    }
+
+    private func score(_ chosen: ProbeConfig, train: FeatureSet, test: FeatureSet, classes: Int,
+                       validationAccuracy: Double) -> ProbeResult {
         let probe = Probe(inputs: train.dim, classes: classes, config: chosen)
         probe.fit(train: train)
-        return ProbeResult(feature: train.kind.rawValue, probe: base.kind.rawValue, dim: train.dim,
+        return ProbeResult(feature: train.kind.rawValue, probe: chosen.kind.rawValue, dim: train.dim,
                            trainAccuracy: probe.accuracy(train), testAccuracy: probe.accuracy(test),
-                           validationAccuracy: best.accuracy, weightDecay: best.weightDecay, epochs: best.epochs)
+                           validationAccuracy: validationAccuracy, weightDecay: chosen.weightDecay,
+                           epochs: chosen.epochs)
     }
 
     /// A fixed random `validationFraction` of the rows (the same for every encoder of a dataset).
@@ -224,12 +228,6 @@ public struct ProbeSelection {
         var rng = SplitMix64(seed: seed, stream: RandomStream.probeValidationSplit)
         let order = rng.permutation(f.count)
         let v = max(1, Int(Double(f.count) * validationFraction))
-        func subset(_ rows: ArraySlice<Int>) -> FeatureSet {
-            var values = [Float](); values.reserveCapacity(rows.count * f.dim)
-            for r in rows { values.append(contentsOf: f.values[(r * f.dim)..<((r + 1) * f.dim)]) }
-            return FeatureSet(kind: f.kind, dim: f.dim, count: rows.count, values: values,
-                              labels: rows.map { f.labels[$0] })
-        }
-        return (subset(order[v...]), subset(order[..<v]))
+        return (f.rows(order[v...]), f.rows(order[..<v]))
     }
 }

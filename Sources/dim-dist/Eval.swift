@@ -6,6 +6,14 @@ import Foundation
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
+        abstract: "Judge a trained encoder: probes on frozen features (the default), or the utility of "
+            + "pretraining for fine-tuning with few labels.",
+        subcommands: [EvalProbes.self, EvalUtility.self], defaultSubcommand: EvalProbes.self)
+}
+
+struct EvalProbes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probes",
         abstract: "Probe a trained encoder: linear or MLP classifiers on frozen conv / fc / y features.",
         discussion: """
         Encodes the train and test splits with the frozen encoder (BatchNorm in eval mode), trains a
@@ -61,7 +69,7 @@ struct Eval: ParsableCommand {
     }
 }
 
-extension Eval {
+extension EvalProbes {
     /// Probes each checkpoint of a run that metrics.jsonl has no probe record for yet, oldest
     /// first, and appends the records (rank 0), so it can be rerun while training goes on.
     func learningCurve(_ comm: Communicator) throws {

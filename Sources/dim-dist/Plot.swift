@@ -7,7 +7,7 @@ import Foundation
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pictures: loss curves (SVG) and nearest neighbours in Y space (PNG).",
-        subcommands: [Loss.self, Probes.self, Neighbours.self])
+        subcommands: [Loss.self, Probes.self, Utility.self, Neighbours.self])
 
     struct Loss: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Turn a run's metrics.jsonl into an SVG of its "
@@ -48,6 +48,28 @@ struct Plot: ParsableCommand {
             let last = records.max { $0.step < $1.step }!.step
             let summary = records.filter { $0.step == last }.map { "\($0.series) \(fmt(100 * $0.testAccuracy, 2))%" }
             print("plot: \(records.count) probe records; at step \(last): \(summary.joined(separator: ", ")) -> \(out)")
+        }
+    }
+
+    struct Utility: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Draw test accuracy against the number of labels: from scratch, fine-tuned, frozen probe "
+                + "(`eval utility`'s results).")
+        @Argument(help: "utility.jsonl, or the directory holding it (eval utility's --out).") var results: String
+        @Option(help: "Output SVG file.") var out = "utility.svg"
+        @Option(help: "Chart title.") var title: String?
+
+        func run() throws {
+            let path = results.hasSuffix(".jsonl") ? results : results + "/utility.jsonl"
+            let rows = UtilityRow.table(UtilityRecord.read(path))
+            guard !rows.isEmpty else {
+                throw DIMError("\(path): no finished utility results (make them with: dim-dist eval utility)")
+            }
+            let svg = Plots.utilitySVG(rows, title: title ?? "fine-tuning with few labels (\(path))")
+            guard FileManager.default.createFile(atPath: out, contents: Data(svg.utf8)) else {
+                throw DIMError("\(out): cannot write")
+            }
+            print("plot: \(rows.count) label counts (\(rows.map { String($0.labels) }.joined(separator: ", "))) -> \(out)")
         }
     }
 

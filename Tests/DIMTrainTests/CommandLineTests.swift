@@ -36,3 +36,41 @@ final class CommandLineTests: XCTestCase {
         }
     }
 }
+
+extension CommandLineTests {
+    /// `eval utility` on input it cannot use: more labels than the training split has outside
+    /// validation, an unlabelled dataset, a checkpoint of another architecture. Each: exit 1 and
+    /// one line naming the file and what is wrong.
+    func testUtilityRefusesBadInputWithAClearError() throws {
+        let dir = temporaryDirectory()
+        try SyntheticDataset.write(directory: dir + "/bars", trainCount: 100, testCount: 20, classes: 2, channels: 1,
+                                   size: 28, seed: 1, shards: 1)
+        try SyntheticDataset.write(directory: dir + "/rgb32", trainCount: 100, testCount: 20, classes: 2, channels: 3,
+                                   size: 32, seed: 1, shards: 1)
+        let trained = try dimDist(["train", "--data", dir + "/bars", "--steps", "2", "--batch-size", "8",
+                                   "--mi-units", "16", "--fc-units", "32", "--conv-channels", "8,16",
+                                   "--out", dir + "/run"])
+        XCTAssertEqual(trained.status, 0, trained.output)
+        let base = ["eval", "utility", "--checkpoint", dir + "/run", "--epochs", "1", "--warmup-epochs", "0"]
+        var r = try dimDist(base + ["--data", dir + "/bars", "--labels", "10,500"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("\(dir)/bars: 500 labels asked for, but the training split has 90"), r.output)
+        r = try dimDist(base + ["--data", dir + "/rgb32", "--labels", "10"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("encoder takes 1x28x28 images, \(dir)/rgb32 holds 3x32x32"), r.output)
+        // An unlabelled dataset: images straight in train/ (no class folders).
+        let flat = dir + "/flat/train"
+        try FileManager.default.createDirectory(atPath: flat, withIntermediateDirectories: true)
+        for i in 0..<12 {
+            try writeImage(path: "\(flat)/\(i).png", pixels: [UInt8](repeating: UInt8(i * 20), count: 30 * 30),
+                           width: 30, height: 30, channels: 1, format: .png)
+        }
+        let imported = try dimDist(["data", "import", "--format", "folder", "--source", dir + "/flat",
+                                    "--out", dir + "/unlabelled", "--size", "28", "--channels", "1"])
+        XCTAssertEqual(imported.status, 0, imported.output)
+        r = try dimDist(base + ["--data", dir + "/unlabelled", "--labels", "10"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("\(dir)/unlabelled") && r.output.contains("no labels"), r.output)
+        for output in [r.output] { XCTAssertFalse(output.contains("Usage:"), output) }
+    }
+}
