@@ -19,6 +19,8 @@ public struct TrainConfig: Codable, Equatable {
     /// batch (nil: all). Stored as "scoredRows"; checkpoints written before the rename say
     /// "maxNegatives" (read by `init(json:)`).
     public var scoredRows: Int? = nil
+    /// `--time-budget`: the budget and the steps decided from it (nil: steps as given).
+    public var timeBudget: TimeBudget? = nil
     /// The rows every step scores, from `scoredRows` and the seed.
     public var rowSelection: RowSelection { RowSelection(scoredRows: scoredRows, seed: seed) }
     /// The learning rate for step `step` (0-based).

@@ -81,6 +81,20 @@ public final class Trainer {
         return try step.run(images: batch.images)
     }
 
+    /// Runs `steps` training steps from the current state (which they change: for a throwaway
+    /// trainer) and returns the median time of the last two thirds, the largest over ranks.
+    public func measureStepSeconds(steps: Int) throws -> Double {
+        var times: [Double] = []
+        for _ in 0..<max(steps, 3) {
+            let t0 = monotonicSeconds()
+            _ = try trainStep()
+            times.append(monotonicSeconds() - t0)
+        }
+        reader.drain()
+        let kept = times.suffix(max(times.count * 2 / 3, 1)).sorted()
+        return comm.max(kept[kept.count / 2])
+    }
+
     /// How a run ended.
     public enum Outcome: Equatable {
         case finished            // reached totalSteps

@@ -40,6 +40,11 @@ struct Train: ParsableCommand {
             transform: parseDuration)
     var timeLimit: Double?
     @Option(help: ArgumentHelp(
+        "Fit the run to this much wall-clock time (e.g. 2h): the total steps, and the cosine's end, follow.",
+        discussion: "A short calibration (24 steps, all ranks) times the step on this machine; the run then takes as many steps as fit, and --lr-schedule cosine decays to its end. The decided steps are stored in the checkpoints: a resumed run (--resume, same --time-budget) takes the same steps. Replaces --steps and --epochs."),
+            transform: parseDuration)
+    var timeBudget: Double?
+    @Option(help: ArgumentHelp(
         "End the job when a step makes no progress for this long (e.g. 10m, 90s).",
         discussion: "Default: max(10 minutes, 20 x the median step time). The message names the step, the collective and the silent ranks."),
         transform: parseDuration)
@@ -63,6 +68,10 @@ struct Train: ParsableCommand {
         if lrSchedule == .constant && (warmupSteps != 0 || lrDecaySteps != nil) {
             throw ValidationError("--warmup-steps and --lr-decay-steps need --lr-schedule cosine")
         }
+        if timeBudget != nil && steps != nil { throw ValidationError("--time-budget decides the steps: drop --steps") }
+        if let b = timeBudget, b <= TimeBudget.reserveSeconds {
+            throw ValidationError("--time-budget must exceed \(Int(TimeBudget.reserveSeconds)) seconds")
+        }
         if let d = lrDecaySteps, d <= warmupSteps { throw ValidationError("--lr-decay-steps must exceed "
             + "--warmup-steps") }
     }
@@ -81,6 +90,7 @@ struct Train: ParsableCommand {
     }
 
     func train(_ comm: Communicator, watchdog: Watchdog) throws {
+        let started = monotonicSeconds()
         let dataDir = try data ?? EmbeddedData.directory(comm: comm)
         let manifest = try DatasetManifest.load(directory: dataDir)
         guard manifest.height == manifest.width else { throw DIMError("\(dataDir): images are not square") }
@@ -111,6 +121,10 @@ struct Train: ParsableCommand {
         opts.precision = model.precision
         opts.gradientPrecision = gradReduce
         opts.timeLimit = timeLimit
+        if let budget = timeBudget {
+            try fitToBudget(budget, config: &cfg, options: &opts, trainImages: trainImages, started: started,
+                            comm: comm)
+        }
         let trainer = try Trainer(config: cfg, options: opts, comm: comm, watchdog: watchdog)
         StopSignals.install()
         if case .stopped(let signal) = try trainer.run() {
@@ -120,6 +134,47 @@ struct Train: ParsableCommand {
             }
             throw ExitCode(StopSignals.exitStatus)
         }
+    }
+}
+
+extension Train {
+    /// --time-budget: the steps (and the cosine's end) of a resumed run are the ones its checkpoint
+    /// stores; a new run times 24 steps on every rank and takes what fits in the time left.
+    func fitToBudget(_ budget: Double, config cfg: inout TrainConfig, options opts: inout Trainer.Options,
+                     trainImages: Int, started: Double, comm: Communicator) throws {
+        let decided = try comm.isRoot ? budgetOfResumedRun(budget) : nil
+        var v: [Double] = [decided == nil ? 0 : 1, Double(decided?.steps ?? 0), decided?.stepSeconds ?? 0]
+        comm.broadcast(&v, bytes: 8 * v.count, root: 0)
+        let log: (String) -> Void = { if comm.isRoot { print($0) } }
+        let chosen: TimeBudget
+        if v[0] == 1 {
+            chosen = TimeBudget(seconds: budget, steps: Int(v[1]), stepSeconds: v[2])
+            log("time budget \(duration(budget)): the resumed run's \(chosen.steps) steps")
+        } else {
+            let stepSeconds = try TimeBudget.calibrate(config: cfg, options: opts, comm: comm)
+            let elapsed = comm.max(monotonicSeconds() - started)
+            chosen = TimeBudget(seconds: budget, steps: TimeBudget.steps(seconds: budget, elapsed: elapsed,
+                                                                        stepSeconds: stepSeconds),
+                                stepSeconds: stepSeconds)
+            let epochs = Double(chosen.steps * cfg.globalBatch) / Double(max(trainImages, 1))
+            log("time budget \(duration(budget)): \(fmt(1000 * stepSeconds, 1)) ms/step (median of "
+                + "\(TimeBudget.calibrationSteps) timed steps, slowest rank; \(fmt(elapsed, 1)) s spent) -> "
+                + "\(chosen.steps) steps = \(fmt(epochs, 1)) epochs"
+                + (cfg.schedule.map { ", warm-up \($0.warmupSteps), cosine to step \(lrDecaySteps ?? chosen.steps)" } ?? ""))
+        }
+        cfg.timeBudget = chosen
+        if lrDecaySteps == nil { cfg.schedule?.decaySteps = chosen.steps }
+        opts.totalSteps = chosen.steps
+    }
+
+    /// The budget stored in the checkpoint --resume names, when it was made with this budget.
+    func budgetOfResumedRun(_ budget: Double) throws -> TimeBudget? {
+        guard let spec = resume else { return nil }
+        let path = spec == "auto" ? RunDirectory(path: out).checkpoints().latest() : spec
+        guard let path, FileManager.default.fileExists(atPath: path) else { return nil }
+        let info = try CheckpointFile.readInfo(try HDF5File(path))
+        guard let b = try TrainConfig(checkpoint: info, path: path).timeBudget, b.seconds == budget else { return nil }
+        return b
     }
 }
 
