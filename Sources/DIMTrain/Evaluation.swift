@@ -31,8 +31,9 @@ public enum Evaluation {
         reader.drain()
     }
 
+    /// Probes `probes` and, when given, the kNN monitor on each feature set of the frozen encoder.
     public static func run(model: DIMModel, data directory: String, features: [FeatureKind], probes: [ProbeConfig],
-                           selection: ProbeSelection = ProbeSelection(),
+                           knn: KNNClassifier? = nil, selection: ProbeSelection = ProbeSelection(),
                            comm: Communicator, log: (String) -> Void) throws -> [ProbeResult] {
         let train = try ShardedSplit(directory: directory, split: "train")
         guard train.manifest.labelled else {
@@ -52,6 +53,20 @@ public enum Evaluation {
         log("  encoded \(train.count) train + \(test.count) test images in \(fmt(monotonicSeconds() - t0, 1)) s")
         let classes = max((trainFeatures.values.first?.labels.max() ?? 0) + 1, m.classNames.count)
         var results: [ProbeResult] = []
+        if let knn {
+            for k in features {
+                let t1 = monotonicSeconds()
+                var a = [0.0]
+                if comm.isRoot {
+                    a[0] = knn.accuracy(train: trainFeatures[k]!, test: testFeatures[k]!, classes: classes)
+                    log("  kNN (k = \(knn.k), cosine, T = \(knn.temperature)) on \(padRight(k.rawValue, 4)) "
+                        + "(\(trainFeatures[k]!.dim)-d): test \(fmt(100 * a[0], 2))%  (\(fmt(monotonicSeconds() - t1, 1)) s)")
+                }
+                comm.broadcast(&a, bytes: 8, root: 0)
+                results.append(ProbeResult(feature: k.rawValue, probe: "knn", dim: trainFeatures[k]!.dim, trainAccuracy: 0,
+                                           testAccuracy: a[0], validationAccuracy: 0, weightDecay: 0, epochs: 0))
+            }
+        }
         // Probes are cheap next to encoding: rank 0 trains them and sends the numbers to all.
         for p in probes {
             for k in features {

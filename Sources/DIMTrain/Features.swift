@@ -54,10 +54,11 @@ private func copyFeatures(_ model: DIMModel, kinds: [FeatureKind], dims: [Featur
 
 /// Encodes a whole split. Under mpirun each rank encodes a contiguous share and the features are
 /// all-gathered, so every rank ends with all of them.
-public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind], batch: Int = 256,
+/// `limit`: only the first images of the split.
+public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind], batch: Int = 256, limit: Int? = nil,
                         comm: Communicator, progress: ((Int, Int) -> Void)? = nil) throws -> [FeatureKind: FeatureSet] {
     let m = data.manifest
-    let N = data.count
+    let N = min(data.count, limit ?? data.count)
     let per = (N + comm.size - 1) / comm.size
     let start = min(comm.rank * per, N), end = min(start + per, N)
     let dims: [FeatureKind: Int] = [.conv: model.config.flatFeatures, .fc: model.config.fcUnits,

@@ -52,6 +52,19 @@ final class RunLog {
         fflush(stdout)
     }
 
+    /// Probe results measured at `step` (the kNN monitor): records in metrics.jsonl (`plot probes`
+    /// draws them), scalars `probe/<probe>/<feature>`, and a line.
+    func probes(step: Int, _ results: [ProbeResult], seconds: Double) throws {
+        guard comm.isRoot else { return }
+        if let m = metrics {
+            for r in results { fputs(try jsonLine(ProbeRecord(step: step, r)) + "\n", m) }
+            fflush(m)
+        }
+        try events?.scalars(results.map { ("probe/\($0.probe)/\($0.feature)", $0.testAccuracy) }, step: step)
+        message("  step \(step): " + results.map { "\($0.probe) \($0.feature) \(fmt(100 * $0.testAccuracy, 2))%" }
+            .joined(separator: ", ") + " (\(fmt(seconds, 1)) s)")
+    }
+
     /// The logging step's record, scalars and progress line, after step `step` completed.
     func record(step: Int, losses l: DIMModel.Losses, imagesPerSecond: Double, elapsed: Double, eta: Double,
                 final: Bool) throws {

@@ -22,6 +22,8 @@ public final class Trainer {
         /// Stop after this many seconds of training (checked every step, decided by all ranks
         /// together) and write a final checkpoint; nil: run to totalSteps.
         public var timeLimit: Double? = nil
+        /// The kNN monitor every this many steps (0: off; KNNMonitor).
+        public var knnEvery = 0
         public var verifyData = true
         public var quiet = false
         public init(dataDirectory: String, outDirectory: String, totalSteps: Int) {
@@ -42,6 +44,7 @@ public final class Trainer {
     let runLog: RunLog
     /// The step of the last checkpoint written or resumed from (the same on every rank).
     var savedStep = -1
+    let knnMonitor: KNNMonitor?
 
     /// `watchdog` ends the job when a step stalls (it should also observe `comm`'s collectives).
     public init(config: TrainConfig, options: Options, comm: Communicator, watchdog: Watchdog? = nil) throws {
@@ -65,6 +68,7 @@ public final class Trainer {
         runLog = RunLog(config: config, run: RunDirectory(path: options.outDirectory), totalSteps: options.totalSteps,
                         batchesPerEpoch: reader.batchesPerEpoch, comm: comm, quiet: options.quiet)
         step.onPhase = watchdog.map { w in { w.enter($0) } }
+        knnMonitor = options.knnEvery > 0 ? try KNNMonitor(directory: options.dataDirectory) : nil
         state.broadcast(comm: comm)
     }
 
@@ -115,6 +119,10 @@ public final class Trainer {
         let runStart = monotonicSeconds(), firstStep = state.step
         var ran = 0, outcome = Outcome.finished, lastCheckpoint = monotonicSeconds()
         comm.communicationSeconds = 0
+        if let knn = knnMonitor, state.step == 0 {  // the untrained encoder: where the curve starts
+            let t0 = monotonicSeconds()
+            try runLog.probes(step: 0, try knn.measure(model: state.model, comm: comm), seconds: monotonicSeconds() - t0)
+        }
         while state.step < options.totalSteps {
             let now = monotonicSeconds()
             watchdog?.begin(step: state.step, phase: .control)
@@ -137,6 +145,12 @@ public final class Trainer {
                 try runLog.record(step: state.step, losses: losses, imagesPerSecond: ips, elapsed: end - runStart,
                                   eta: eta, final: done)
                 window = (end, 0)
+            }
+            if let knn = knnMonitor, state.step % options.knnEvery == 0 || done {
+                reader.drain()  // HDF5 reads from one thread at a time
+                let t0 = monotonicSeconds()
+                let results = try knn.measure(model: state.model, comm: comm)
+                try runLog.probes(step: state.step, results, seconds: monotonicSeconds() - t0)
             }
             if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && !done {
                 try saveCheckpoint()

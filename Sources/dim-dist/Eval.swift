@@ -27,7 +27,9 @@ struct EvalProbes: ParsableCommand {
     @Option(help: "Dataset directory with train and test splits (default: the embedded MNIST).") var data: String?
     @Option(help: "Feature sets, comma-separated: conv, fc, y.", transform: parseFeatures)
     var features: [FeatureKind] = FeatureKind.allCases
-    @Option(help: "Probe: linear, mlp or both.") var probe: ProbeChoice = .linear
+    @Option(help: ArgumentHelp("Probe: linear, mlp, both (linear and mlp), knn, or all.",
+                               discussion: "knn: the k-nearest-neighbour monitor (k = 200, cosine similarity, votes weighted by exp(sim / 0.1)); nothing trained or chosen."))
+    var probe: ProbeChoice = .linear
     @Option(help: "Probe training epochs.") var probeEpochs = 20
     @Flag(help: "Evaluate the untrained encoder of the same configuration instead.") var initOnly = false
     @Flag(help: ArgumentHelp(
@@ -57,8 +59,8 @@ struct EvalProbes: ParsableCommand {
         if initOnly { try Evaluation.calibrateBatchNorm(model: model,
                                                         data: try ShardedSplit(directory: dir, split: "train")) }
         let results = try Evaluation.run(model: model, data: dir, features: kinds,
-                                         probes: probeKinds.map { ProbeConfig(kind: $0,
-                                                 epochs: probeEpochs) }, comm: comm, log: log)
+                                         probes: probeKinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) },
+                                         knn: probe.knn, comm: comm, log: log)
         if json && comm.isRoot {
             struct Summary: Codable {
                 var checkpoint: String, step: Int, untrained: Bool, data: String, results: [ProbeResult]
@@ -86,11 +88,12 @@ extension EvalProbes {
         var events: EventFileWriter?
         for path in checkpoints {
             let (model, _, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)
-            let wanted = probes.flatMap { p in kinds.map { "\(info.step) \(p.kind.rawValue)/\($0.rawValue)" } }
+            let names = probes.map(\.kind.rawValue) + (probe.knn == nil ? [] : ["knn"])
+            let wanted = names.flatMap { p in kinds.map { "\(info.step) \(p)/\($0.rawValue)" } }
             if wanted.allSatisfy(done.contains) { continue }
             log("eval: \(path) (step \(info.step))")
-            let results = try Evaluation.run(model: model, data: dir, features: kinds, probes: probes, comm: comm,
-                                             log: log)
+            let results = try Evaluation.run(model: model, data: dir, features: kinds, probes: probes, knn: probe.knn,
+                                             comm: comm, log: log)
             if comm.isRoot {
                 try ProbeRecord.append(results.map { ProbeRecord(step: info.step, $0) }, to: metrics)
                 events = try events ?? EventFileWriter(directory: run.path)
@@ -112,6 +115,16 @@ func parseFeatures(_ list: String) throws -> [FeatureKind] {
 }
 
 enum ProbeChoice: String, ExpressibleByArgument, CaseIterable {
-    case linear, mlp, both
-    var kinds: [ProbeConfig.Kind] { self == .both ? [.linear, .mlp] : [self == .linear ? .linear : .mlp] }
+    case linear, mlp, both, knn, all
+    /// The trained probes asked for.
+    var kinds: [ProbeConfig.Kind] {
+        switch self {
+        case .linear: return [.linear]
+        case .mlp: return [.mlp]
+        case .both, .all: return [.linear, .mlp]
+        case .knn: return []
+        }
+    }
+    /// The kNN monitor, when asked for.
+    var knn: KNNClassifier? { self == .knn || self == .all ? KNNClassifier() : nil }
 }

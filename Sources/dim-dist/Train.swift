@@ -58,6 +58,9 @@ struct Train: ParsableCommand {
                                valueName: "steps|duration"))
     var checkpointEvery = "0"
     @Option(help: "Checkpoints to keep.") var keep = 3
+    @Option(help: ArgumentHelp("Every N steps (and at the end), the kNN monitor on fc and y features (0: off).",
+                               discussion: "k = 200 nearest of the first 10,000 training images by cosine similarity, votes weighted by exp(sim / 0.1), on the first 2,000 test images; a few seconds per point. Records in metrics.jsonl (plot probes) and TensorBoard."))
+    var knnEvery = 0
     @Option(help: "Resume from a checkpoint file, or 'auto' for OUT/checkpoints/latest (fresh start when there is none).")
     var resume: String?
 
@@ -117,6 +120,7 @@ struct Train: ParsableCommand {
             opts.checkpointInterval = try parseDuration(checkpointEvery)
         }
         opts.keepCheckpoints = keep
+        opts.knnEvery = knnEvery
         opts.resume = resume
         opts.precision = model.precision
         opts.gradientPrecision = gradReduce

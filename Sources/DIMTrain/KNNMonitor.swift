@@ -1,0 +1,43 @@
+import Foundation
+import DIMCore
+import DIMIO
+
+/// `train --knn-every N`: the kNN classifier (KNNClassifier) on the frozen encoder's fc and y
+/// features during training: the first 10,000 training images are the memory bank, the first
+/// 2,000 test images are classified. A learning curve for a few seconds per point, without a
+/// probe to train; `eval --probe knn` measures the same on whole splits.
+public final class KNNMonitor {
+    public let train: ShardedSplit, test: ShardedSplit
+    public var bankImages = 10_000, testImages = 2_000
+    public var features: [FeatureKind] = [.fc, .y]
+    public let classifier = KNNClassifier()
+    let classes: Int
+
+    public init(directory: String) throws {
+        train = try ShardedSplit(directory: directory, split: "train")
+        guard train.manifest.labelled, train.manifest.splits["test"] != nil else {
+            throw DIMError("\(directory): --knn-every needs labelled train/ and test/ splits (this dataset has "
+                + (train.manifest.labelled ? "no test split)" : "no labels)"))
+        }
+        test = try ShardedSplit(directory: directory, split: "test")
+        classes = max(train.manifest.classNames.count, 2)
+    }
+
+    /// The kNN test accuracy of each feature set (BatchNorm in eval mode; the encoding is shared
+    /// among the ranks, the vote runs on rank 0 and its numbers go to all).
+    public func measure(model: DIMModel, comm: Communicator) throws -> [ProbeResult] {
+        let bank = try encodeSplit(model: model, data: train, kinds: features, limit: bankImages, comm: comm)
+        let queries = try encodeSplit(model: model, data: test, kinds: features, limit: testImages, comm: comm)
+        var accuracy = features.map { _ in 0.0 }
+        if comm.isRoot {
+            for (i, k) in features.enumerated() {
+                accuracy[i] = classifier.accuracy(train: bank[k]!, test: queries[k]!, classes: classes)
+            }
+        }
+        comm.broadcast(&accuracy, bytes: 8 * accuracy.count, root: 0)
+        return zip(features, accuracy).map { k, a in
+            ProbeResult(feature: k.rawValue, probe: "knn", dim: bank[k]!.dim, trainAccuracy: 0, testAccuracy: a,
+                        validationAccuracy: 0, weightDecay: 0, epochs: 0)
+        }
+    }
+}
