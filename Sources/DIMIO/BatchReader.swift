@@ -1,16 +1,6 @@
 import Foundation
 import DIMCore
 
-/// Augmentation applied while reading, a pure function of (seed, epoch, example index) so that
-/// it is the same with any number of ranks and after a resume.
-public struct Augmentation: Equatable, Codable {
-    public var cropPadding = 0
-    public var horizontalFlip = false
-    public init(cropPadding: Int = 0, horizontalFlip: Bool = false) {
-        self.cropPadding = cropPadding; self.horizontalFlip = horizontalFlip
-    }
-}
-
 /// The training reader. The order of an epoch is a permutation that depends on (seed, epoch)
 /// only; global batch b of epoch e is examples order[b*B ..< (b+1)*B], and rank r reads its
 /// contiguous slice of it. A background thread prepares the next batch while the current one
@@ -48,6 +38,7 @@ public final class BatchReader {
     private var cachedOrder: (epoch: Int, order: [Int])?
     private let orderLock = NSLock()
     private let pixelScratch: [Tensor8]
+    private let floatScratch: [Tensor]
 
     public init(data: ShardedSplit, globalBatch: Int, rank: Int, ranks: Int, seed: UInt64, shuffle: Bool = true,
                 augmentation: Augmentation = Augmentation(), subset: [Int]? = nil) throws {
@@ -67,6 +58,7 @@ public final class BatchReader {
         buffers = (0..<2).map { _ in Batch(images: Tensor([m.channels, n, m.height, m.width]),
                                            labels: Array(repeating: 0, count: n)) }
         pixelScratch = (0..<2).map { _ in Tensor8(count: n * m.imageBytes) }
+        floatScratch = (0..<2).map { _ in Tensor([m.imageBytes]) }
     }
 
     /// The permutation of epoch e (identity without shuffle), as example indices of the split.
@@ -131,28 +123,8 @@ public final class BatchReader {
             for (j, example) in ex.enumerated() {
                 var rng = SplitMix64(seed: seed, stream: RandomStream.augmentation,
                                      index: UInt64(epoch) &* 1_000_003 &+ UInt64(example))
-                let pad = augmentation.cropPadding
-                let ox = pad > 0 ? rng.nextInt(2 * pad + 1) - pad : 0
-                let oy = pad > 0 ? rng.nextInt(2 * pad + 1) - pad : 0
-                let flip = augmentation.horizontalFlip && rng.nextInt(2) == 1
-                let src = px + j * per
-                for c in 0..<C {
-                    let dst = out.data + (c * n + j) * H * W
-                    let plane = src + c * H * W
-                    if ox == 0 && oy == 0 && !flip {
-                        for i in 0..<(H * W) { dst[i] = modelPixel(plane[i]) }
-                        continue
-                    }
-                    for y in 0..<H {
-                        let sy = y + oy
-                        for x in 0..<W {
-                            let sx = (flip ? W - 1 - x : x) + ox
-                            // Padding is black (pixel 0 -> -1).
-                            let inside = sy >= 0 && sy < H && sx >= 0 && sx < W
-                            dst[y * W + x] = inside ? modelPixel(plane[sy * W + sx]) : -1
-                        }
-                    }
-                }
+                augmentation.apply(px + j * per, channels: C, height: H, width: W, rng: &rng,
+                                   scratch: floatScratch[slot], into: out.data + j * H * W, planeStride: n * H * W)
             }
         }
         batch.epoch = epoch

@@ -31,6 +31,13 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed (initial weights, data order, augmentation, prior samples).") var seed: UInt64 = 0
     @Option(help: "Augmentation: random crop with this much padding (0 = off).") var cropPadding = 0
     @Flag(help: "Augmentation: random horizontal flips.") var flip = false
+    @Option(help: ArgumentHelp("Augmentation: random-resized crops covering at least this fraction of the image (e.g. 0.2).",
+                               discussion: "Area fraction uniform in [s, 1], aspect ratio log-uniform in [3/4, 4/3], resized back (bilinear); replaces --crop-padding. SimCLR: 0.08, AMDIM: 0.3."))
+    var resizedCropMinScale: Float?
+    @Option(help: ArgumentHelp("Augmentation: colour jitter strength (e.g. 0.4).",
+                               discussion: "Brightness, contrast and saturation each scaled by a factor uniform in [1-s, 1+s], for 80% of the images (SimCLR's CIFAR setting 0.4, without hue)."))
+    var colorJitter: Float?
+    @Option(help: "Augmentation: the probability of turning an image grey (e.g. 0.2, SimCLR's).") var grayscale: Float?
     @Option(name: [.customLong("scored-rows"), .customLong("max-negatives")], help: ArgumentHelp(
         "Bounded rows: score K global vectors per step, sampled from the global batch (default: all).",
         discussion: "The cost per rank stays flat as ranks are added. The rows carry the negatives: JSD and DV still score every image's positives and every global vector against one sampled patch of each row's image, infoNCE's anchors are the sampled rows; JSD and infoNCE stay unbiased estimates of the full loss (docs/bounded-negatives.md). --max-negatives is the old name.",
@@ -109,7 +116,10 @@ struct Train: ParsableCommand {
         }
         cfg.beta1 = beta1
         cfg.seed = seed
-        cfg.augmentation = Augmentation(cropPadding: cropPadding, horizontalFlip: flip)
+        cfg.augmentation = Augmentation(cropPadding: cropPadding, horizontalFlip: flip,
+                                        resizedCropMinScale: resizedCropMinScale, colorJitter: colorJitter,
+                                        grayscale: grayscale)
+        if let problem = cfg.augmentation.problem { throw ValidationError(problem) }
         cfg.scoredRows = scoredRows
         var opts = Trainer.Options(dataDirectory: dataDir, outDirectory: out, totalSteps: totalSteps)
         opts.logEvery = logEvery

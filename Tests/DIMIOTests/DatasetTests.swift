@@ -16,7 +16,8 @@ final class DatasetTests: XCTestCase {
         let dir = temporaryDirectory()
         try makeSynth(dir, train: 100, size: 32, channels: 3)
         let split = try ShardedSplit(directory: dir, split: "train", verify: true)
-        let aug = Augmentation(cropPadding: 2, horizontalFlip: true)
+        for aug in [Augmentation(cropPadding: 2, horizontalFlip: true),
+                    Augmentation(horizontalFlip: true, resizedCropMinScale: 0.2, colorJitter: 0.4, grayscale: 0.2)] {
         for epoch in 0..<2 {
             for b in 0..<3 {
                 let one = try BatchReader(data: split, globalBatch: 8, rank: 0, ranks: 1, seed: 7, augmentation: aug)
@@ -39,6 +40,7 @@ final class DatasetTests: XCTestCase {
                                    channelMajorToNCHW(Tensor(whole.images.shape, values: wholePixels)))
                 }
             }
+        }
         }
         // Different epochs shuffle differently; different seeds too.
         let r = try BatchReader(data: split, globalBatch: 8, rank: 0, ranks: 1, seed: 7)
