@@ -111,17 +111,22 @@ struct DataCommand: ParsableCommand {
                 let split = try ShardedSplit(directory: directory, split: name, verify: verify)
                 if verify { print("    checksums verified") }
                 if bench && name == "train" {
-                    let reader = try BatchReader(data: split, globalBatch: min(batchSize, split.count), rank: 0,
-                                                 ranks: 1, seed: 1)
-                    let batches = min(reader.batchesPerEpoch, max(20, 20_000 / reader.globalBatch))
-                    _ = try reader.batch(epoch: 0, index: 0)
-                    let t0 = monotonicSeconds()
-                    for b in 1..<batches { _ = try reader.batch(epoch: 0, index: b) }
-                    let dt = monotonicSeconds() - t0
-                    reader.drain()
-                    print("    read bench: \(fmt(Double((batches - 1) * reader.globalBatch) / dt, 0)) images/s "
-                        + "(shuffled batches of \(reader.globalBatch), \(batches - 1) batches, "
-                        + "HDF5 selections + [-1,1] floats)")
+                    let strong = Augmentation(horizontalFlip: true, resizedCropMinScale: 0.08, colorJitter: 0.4,
+                                              grayscale: 0.2)
+                    for (label, aug) in [("no augmentation", Augmentation()),
+                                         ("resized crop 0.08 + flip + colour jitter 0.4 + grey 0.2", strong)] {
+                        let reader = try BatchReader(data: split, globalBatch: min(batchSize, split.count), rank: 0,
+                                                     ranks: 1, seed: 1, augmentation: aug)
+                        let batches = min(reader.batchesPerEpoch, max(20, 20_000 / reader.globalBatch))
+                        _ = try reader.batch(epoch: 0, index: 0)
+                        let t0 = monotonicSeconds()
+                        for b in 1..<batches { _ = try reader.batch(epoch: 0, index: b) }
+                        let dt = monotonicSeconds() - t0
+                        reader.drain()
+                        print("    read bench, \(label): \(fmt(Double((batches - 1) * reader.globalBatch) / dt, 0)) "
+                            + "images/s (shuffled batches of \(reader.globalBatch), \(batches - 1) batches, "
+                            + "HDF5 selections + [-1,1] floats)")
+                    }
                 }
             }
         }
