@@ -27,6 +27,8 @@ done
 # group and state attribute): the promise "distributed means equivalent" as a user checks it.
 echo "== equivalence through the CLI (launch/equivalence.sh)"
 bash launch/equivalence.sh 3e-5 --estimator jsd --alpha 0.5 --gamma 0.1
+echo "== eval utility under mpirun -np 2 against one process (launch/utility-check.sh)"
+bash launch/utility-check.sh .build/debug/dim-dist
 # The README's "Taking the encoder to PyTorch", kept true: a small checkpoint, its features from
 # `dim-dist encode`, and the same features computed in Python from the checkpoint's state_dict
 # keys (the README's own snippet under PyTorch where importable, a numpy forward otherwise).
@@ -66,6 +68,6 @@ for np in 2 4; do
   n=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-mpi-$np.log || true)
   passed=$((passed + n / np))
 done
-passed=$((passed + cluster_cases + slurm_cases + 2))  # + the export check and the CLI equivalence check
-echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the Slurm template under Slurm; the CLI equivalence check; the export check"
+passed=$((passed + cluster_cases + slurm_cases + 3))  # + the export check, the CLI equivalence and utility checks
+echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the Slurm template under Slurm; the CLI equivalence and eval utility checks; the export check"
 echo "$passed passed, 0 failed, $skipped skipped"
