@@ -86,7 +86,7 @@ public final class Trainer {
     }
 
     /// Runs `steps` training steps from the current state (which they change: for a throwaway
-    /// trainer) and returns the median time of the last two thirds, the largest over ranks.
+    /// trainer) and returns the median time of the last half, the largest over ranks.
     public func measureStepSeconds(steps: Int) throws -> Double {
         var times: [Double] = []
         for _ in 0..<max(steps, 3) {
@@ -95,7 +95,7 @@ public final class Trainer {
             times.append(monotonicSeconds() - t0)
         }
         reader.drain()
-        let kept = times.suffix(max(times.count * 2 / 3, 1)).sorted()
+        let kept = times.suffix(max(times.count / 2, 1)).sorted()
         return comm.max(kept[kept.count / 2])
     }
 

@@ -48,7 +48,7 @@ struct Train: ParsableCommand {
     var timeLimit: Double?
     @Option(help: ArgumentHelp(
         "Fit the run to this much wall-clock time (e.g. 2h): the total steps, and the cosine's end, follow.",
-        discussion: "A short calibration (24 steps, all ranks) times the step on this machine; the run then takes as many steps as fit, and --lr-schedule cosine decays to its end. The decided steps are stored in the checkpoints: a resumed run (--resume, same --time-budget) takes the same steps. Replaces --steps and --epochs."),
+        discussion: "A short calibration (40 steps, all ranks) times the step on this machine; the run then takes as many steps as fit, and --lr-schedule cosine decays to its end. The decided steps are stored in the checkpoints: a resumed run (--resume, same --time-budget) takes the same steps. Replaces --steps and --epochs."),
             transform: parseDuration)
     var timeBudget: Double?
     @Option(help: ArgumentHelp(
@@ -153,7 +153,7 @@ struct Train: ParsableCommand {
 
 extension Train {
     /// --time-budget: the steps (and the cosine's end) of a resumed run are the ones its checkpoint
-    /// stores; a new run times 24 steps on every rank and takes what fits in the time left.
+    /// stores; a new run times 40 steps on every rank and takes what fits in the time left.
     func fitToBudget(_ budget: Double, config cfg: inout TrainConfig, options opts: inout Trainer.Options,
                      trainImages: Int, started: Double, comm: Communicator) throws {
         let decided = try comm.isRoot ? budgetOfResumedRun(budget) : nil

@@ -25,7 +25,7 @@ echo "recipe: $RANKS ranks, precision $PRECISION, time budget $TIME_BUDGET, outp
 # --batch-size 64, Adam betas (0.5, 0.999): the paper's settings.
 # --lr 2e-4 --lr-schedule cosine --warmup-steps 500 --time-budget $TIME_BUDGET: twice the paper's
 #   constant 1e-4 at the peak, then half a cosine to 0 at the last step; the budget decides the last
-#   step from 24 timed steps on this machine (50,000 steps in 2 h on a Zen 5 with bf16, ~17,000 on a
+#   step from 40 timed steps on this machine (50,000 steps in 2 h on a Zen 5 with bf16, ~17,000 on a
 #   Zen 3 in fp32), so the decay ends when the time does on any CPU. The paper's constant rate flattened the
 #   learning curve after ~12,000 steps here (61.9% linear on conv, then noise); the decay removes
 #   the weight noise a constant rate keeps, and the higher peak keeps the average rate at 1e-4.
