@@ -54,17 +54,10 @@ public enum Evaluation {
         let classes = max((trainFeatures.values.first?.labels.max() ?? 0) + 1, m.classNames.count)
         var results: [ProbeResult] = []
         if let knn {
-            for k in features {
-                let t1 = monotonicSeconds()
-                var a = [0.0]
-                if comm.isRoot {
-                    a[0] = knn.accuracy(train: trainFeatures[k]!, test: testFeatures[k]!, classes: classes)
-                    log("  kNN (k = \(knn.k), cosine, T = \(knn.temperature)) on \(padRight(k.rawValue, 4)) "
-                        + "(\(trainFeatures[k]!.dim)-d): test \(fmt(100 * a[0], 2))%  (\(fmt(monotonicSeconds() - t1, 1)) s)")
-                }
-                comm.broadcast(&a, bytes: 8, root: 0)
-                results.append(ProbeResult(feature: k.rawValue, probe: "knn", dim: trainFeatures[k]!.dim, trainAccuracy: 0,
-                                           testAccuracy: a[0], validationAccuracy: 0, weightDecay: 0, epochs: 0))
+            results += knn.results(train: trainFeatures, test: testFeatures, features: features, classes: classes,
+                                   comm: comm) { k, accuracy, seconds in
+                log("  kNN (k = \(knn.k), cosine, T = \(knn.temperature)) on \(padRight(k.rawValue, 4)) "
+                    + "(\(trainFeatures[k]!.dim)-d): test \(fmt(100 * accuracy, 2))%  (\(fmt(seconds, 1)) s)")
             }
         }
         // Probes are cheap next to encoding: rank 0 trains them and sends the numbers to all.

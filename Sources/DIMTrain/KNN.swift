@@ -44,6 +44,26 @@ public struct KNNClassifier {
         return Double(correct) / Double(test.count)
     }
 
+    /// The vote on each feature set as probe results: rank 0 votes (`log` is told each feature's
+    /// accuracy and seconds there) and every rank gets the numbers.
+    public func results(train: [FeatureKind: FeatureSet], test: [FeatureKind: FeatureSet], features: [FeatureKind],
+                        classes: Int, comm: Communicator,
+                        log: (FeatureKind, Double, Double) -> Void = { _, _, _ in }) -> [ProbeResult] {
+        var accuracy = features.map { _ in 0.0 }
+        if comm.isRoot {
+            for (i, k) in features.enumerated() {
+                let t0 = monotonicSeconds()
+                accuracy[i] = self.accuracy(train: train[k]!, test: test[k]!, classes: classes)
+                log(k, accuracy[i], monotonicSeconds() - t0)
+            }
+        }
+        comm.broadcast(&accuracy, bytes: 8 * accuracy.count, root: 0)
+        return zip(features, accuracy).map { k, a in
+            ProbeResult(feature: k.rawValue, probe: "knn", dim: train[k]!.dim, trainAccuracy: 0, testAccuracy: a,
+                        validationAccuracy: 0, weightDecay: 0, epochs: 0)
+        }
+    }
+
     /// Rows scaled to unit length (a zero row stays zero).
     static func normalised(_ f: FeatureSet) -> [Float] {
         var out = f.values

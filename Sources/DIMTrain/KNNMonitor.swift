@@ -28,16 +28,6 @@ public final class KNNMonitor {
     public func measure(model: DIMModel, comm: Communicator) throws -> [ProbeResult] {
         let bank = try encodeSplit(model: model, data: train, kinds: features, limit: bankImages, comm: comm)
         let queries = try encodeSplit(model: model, data: test, kinds: features, limit: testImages, comm: comm)
-        var accuracy = features.map { _ in 0.0 }
-        if comm.isRoot {
-            for (i, k) in features.enumerated() {
-                accuracy[i] = classifier.accuracy(train: bank[k]!, test: queries[k]!, classes: classes)
-            }
-        }
-        comm.broadcast(&accuracy, bytes: 8 * accuracy.count, root: 0)
-        return zip(features, accuracy).map { k, a in
-            ProbeResult(feature: k.rawValue, probe: "knn", dim: bank[k]!.dim, trainAccuracy: 0, testAccuracy: a,
-                        validationAccuracy: 0, weightDecay: 0, epochs: 0)
-        }
+        return classifier.results(train: bank, test: queries, features: features, classes: classes, comm: comm)
     }
 }
