@@ -81,6 +81,7 @@ INLINE void store_tail(float *p, size_t r, const v8f *v) {
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
 #include "reduction_kernels_body.h"
+#include "norm_kernels_body.h"
 #undef TARGET
 #undef KERNEL
 #define TARGET __attribute__((target("avx2,fma,bmi2")))
@@ -88,6 +89,7 @@ INLINE void store_tail(float *p, size_t r, const v8f *v) {
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
 #include "reduction_kernels_body.h"
+#include "norm_kernels_body.h"
 #undef TARGET
 #undef KERNEL
 #define TARGET
@@ -95,6 +97,7 @@ INLINE void store_tail(float *p, size_t r, const v8f *v) {
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
 #include "reduction_kernels_body.h"
+#include "norm_kernels_body.h"
 #undef TARGET
 #undef KERNEL
 
@@ -171,6 +174,44 @@ int dim_all_finite(const float *x, size_t n) {
     case 1: return all_finite_avx2(x, n);
     default: return all_finite_baseline(x, n);
     }
+}
+
+// The norm kernels' entry points: the same switch as above, written once.
+#define DISPATCH(name, args)                   \
+    switch (pick_isa()) {                      \
+    case 2: name##_avx512 args; return;        \
+    case 1: name##_avx2 args; return;          \
+    default: name##_baseline args; return;     \
+    }
+
+void dim_moments(const float *x, size_t n, double *sums) { DISPATCH(moments, (x, n, sums)) }
+
+void dim_affine_normalize(const float *x, size_t n, float mean, float r, float gamma, float beta, int relu,
+                          float *xhat, float *out) {
+    DISPATCH(affine_normalize, (x, n, mean, r, gamma, beta, relu, xhat, out))
+}
+
+void dim_centred_scale(float *d, const float *xhat, size_t n, float k, float m1, float m2) {
+    DISPATCH(centred_scale, (d, xhat, n, k, m1, m2))
+}
+
+void dim_shifted_sums(const float *row, const float *row0, size_t n, float *sum, float *sq) {
+    DISPATCH(shifted_sums, (row, row0, n, sum, sq))
+}
+
+void dim_column_normalize(const float *x, const float *mean, const float *r, size_t n, float w, float b,
+                          float *xhat, float *out) {
+    DISPATCH(column_normalize, (x, mean, r, n, w, b, xhat, out))
+}
+
+void dim_scaled_column_sums(const float *dy, const float *xhat, size_t n, float w, float *g, float *sum_g,
+                            float *sum_gx) {
+    DISPATCH(scaled_column_sums, (dy, xhat, n, w, g, sum_g, sum_gx))
+}
+
+void dim_column_centred_scale(float *g, const float *xhat, const float *r, const float *mean_g,
+                              const float *mean_gx, size_t n) {
+    DISPATCH(column_centred_scale, (g, xhat, r, mean_g, mean_gx, n))
 }
 
 void dim_float_to_bf16(const float *x, uint16_t *out, size_t n) {

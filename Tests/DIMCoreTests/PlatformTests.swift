@@ -223,6 +223,56 @@ final class AdamKernelTests: XCTestCase {
     }
 }
 
+/// BatchNorm's and LayerNorm's vectorised passes perform exactly the plain loops' operations (the
+/// Swift loops they replaced): bit-identical, in the vector body and the tail, NaN and -0 included.
+final class NormKernelTests: XCTestCase {
+    func testKernelsAreBitIdenticalToThePlainLoops() {
+        for n in [1, 7, 8, 9, 64, 1027] {
+            var rng = SplitMix64(seed: UInt64(n) + 99)
+            func values() -> [Float] { (0..<n).map { _ in rng.uniform(3) } }
+            var x = values()
+            let y = values(), a = values(), b = values(), r = values().map { abs($0) + 0.1 }
+            x[0] = -0.0
+            if n > 8 { x[8] = .nan }
+            let bits = { (v: [Float]) in v.map(\.bitPattern) }
+            let (mean, rs, gamma, beta): (Float, Float, Float, Float) = (0.3, 1.7, -0.8, 0.25)
+            for relu in [false, true] {  // affine_normalize against BatchNorm's loop
+                var xh = [Float](repeating: 0, count: n), out = xh
+                dim_affine_normalize(x, n, mean, rs, gamma, beta, relu ? 1 : 0, &xh, &out)
+                let v = x.map { ($0 - mean) * rs }
+                XCTAssertEqual(bits(xh), bits(v), "n \(n)")
+                XCTAssertEqual(bits(out), bits(v.map { relu ? max(gamma * $0 + beta, 0) : gamma * $0 + beta }), "n \(n)")
+            }
+            var d = y  // centred_scale against BatchNorm's backward
+            dim_centred_scale(&d, x, n, gamma, mean, rs)
+            XCTAssertEqual(bits(d), bits((0..<n).map { gamma * (y[$0] - mean - x[$0] * rs) }))
+            var (s, q) = (a, b)  // shifted_sums against LayerNorm's forward
+            dim_shifted_sums(x, y, n, &s, &q)
+            XCTAssertEqual(bits(s), bits((0..<n).map { a[$0] + (x[$0] - y[$0]) }))
+            XCTAssertEqual(bits(q), bits((0..<n).map { b[$0] + (x[$0] - y[$0]) * (x[$0] - y[$0]) }))
+            var xh = [Float](repeating: 0, count: n), out = xh
+            dim_column_normalize(x, y, r, n, gamma, beta, &xh, &out)
+            XCTAssertEqual(bits(xh), bits((0..<n).map { (x[$0] - y[$0]) * r[$0] }))
+            XCTAssertEqual(bits(out), bits(xh.map { gamma * $0 + beta }))
+            var g = [Float](repeating: 0, count: n)  // LayerNorm's backward, pass 1 and 2
+            (s, q) = (a, b)
+            dim_scaled_column_sums(y, x, n, gamma, &g, &s, &q)
+            XCTAssertEqual(bits(g), bits(y.map { $0 * gamma }))
+            XCTAssertEqual(bits(s), bits((0..<n).map { a[$0] + y[$0] * gamma }))
+            XCTAssertEqual(bits(q), bits((0..<n).map { b[$0] + y[$0] * gamma * x[$0] }))
+            var h = y
+            dim_column_centred_scale(&h, x, r, a, b, n)
+            XCTAssertEqual(bits(h), bits((0..<n).map { r[$0] * (y[$0] - a[$0] - x[$0] * b[$0]) }))
+            x[0] = 1; if n > 8 { x[8] = 2 }  // moments: sums in double, to double rounding
+            var sums = [0.0, 0.0]
+            dim_moments(x, n, &sums)
+            let exact = x.reduce(0.0) { $0 + Double($1) }, squares = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+            XCTAssertEqual(sums[0], exact, accuracy: 1e-12 * Double(n))
+            XCTAssertEqual(sums[1], squares, accuracy: 1e-12 * Double(n))
+        }
+    }
+}
+
 /// The divergence guard's check: any NaN or infinity, in the vector body or the tail.
 final class FiniteCheckTests: XCTestCase {
     func testAllFinite() {

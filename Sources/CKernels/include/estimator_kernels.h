@@ -26,6 +26,22 @@ void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, flo
 // sum of v, sums[1] = sum of v * x[i], in double (the same lane order on every instruction set).
 void dim_masked_sums(const float *g, const float *mask, const float *x, float *d, size_t n, double *sums);
 
+// BatchNorm and LayerNorm passes (norm_kernels_body.h says what each computes; the same float
+// operations as a plain loop, so every instruction set gives the same bits).
+// Per channel row of n values:
+void dim_moments(const float *x, size_t n, double *sums);
+void dim_affine_normalize(const float *x, size_t n, float mean, float r, float gamma, float beta, int relu,
+                          float *xhat, float *out);
+void dim_centred_scale(float *d, const float *xhat, size_t n, float k, float m1, float m2);
+// Per channel row of n positions, with per-position statistics:
+void dim_shifted_sums(const float *row, const float *row0, size_t n, float *sum, float *sq);
+void dim_column_normalize(const float *x, const float *mean, const float *r, size_t n, float w, float b,
+                          float *xhat, float *out);
+void dim_scaled_column_sums(const float *dy, const float *xhat, size_t n, float w, float *g, float *sum_g,
+                            float *sum_gx);
+void dim_column_centred_scale(float *g, const float *xhat, const float *r, const float *mean_g,
+                              const float *mean_gx, size_t n);
+
 // 1 when no x[i] is infinite or NaN.
 int dim_all_finite(const float *x, size_t n);
 

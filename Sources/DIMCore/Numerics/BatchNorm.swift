@@ -48,11 +48,11 @@ public final class BatchNorm {
         if training {
             // Per-channel sum and sum of squares in Double, summed over ranks in one allreduce.
             stats.withUnsafeMutableBufferPointer { s in
-                for c in 0..<channels {
-                    let row = x.data + c * m
-                    var s1 = 0.0, s2 = 0.0
-                    for j in 0..<m { let v = Double(row[j]); s1 += v; s2 += v * v }
-                    s[c] = s1; s[channels + c] = s2
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { pair in
+                    for c in 0..<channels {
+                        dim_moments(x.data + c * m, m, pair.baseAddress!)
+                        s[c] = pair[0]; s[channels + c] = pair[1]
+                    }
                 }
                 comm.allreduceSum(s.baseAddress!, count: 2 * channels)
             }
@@ -76,13 +76,8 @@ public final class BatchNorm {
             }
         }
         for c in 0..<channels {
-            let mean = Float(stats[c]), r = invStd[c], g = gamma[c], b = beta[c]
-            let src = x.data + c * m, xh = xhat.data + c * m, dst = output.data + c * m
-            if relu {
-                for j in 0..<m { let v = (src[j] - mean) * r; xh[j] = v; dst[j] = max(g * v + b, 0) }
-            } else {
-                for j in 0..<m { let v = (src[j] - mean) * r; xh[j] = v; dst[j] = g * v + b }
-            }
+            dim_affine_normalize(x.data + c * m, m, Float(stats[c]), invStd[c], gamma[c], beta[c], relu ? 1 : 0,
+                                 xhat.data + c * m, output.data + c * m)
         }
         return output
     }
@@ -118,8 +113,7 @@ public final class BatchNorm {
             let k = gamma[c] * invStd[c]
             let d = gradInput.data + c * m, xh = xhat.data + c * m
             if training {
-                let m1 = Float(stats[c]) / total, m2 = Float(stats[channels + c]) / total
-                for j in 0..<m { d[j] = k * (d[j] - m1 - xh[j] * m2) }
+                dim_centred_scale(d, xh, m, k, Float(stats[c]) / total, Float(stats[channels + c]) / total)
             } else {
                 for j in 0..<m { d[j] = k * d[j] }
             }

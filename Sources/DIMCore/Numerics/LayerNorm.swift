@@ -33,10 +33,7 @@ public final class LayerNorm {
         let mean = columnSums.data, sq = columnSecondSums.data, r = invStd.data
         // Shifted sums (by row 0) keep the one-pass variance accurate in Float.
         let x0 = x.data
-        for c in 1..<max(C, 1) {
-            let row = x.data + c * m
-            for j in 0..<m { let d = row[j] - x0[j]; mean[j] += d; sq[j] += d * d }
-        }
+        for c in 1..<max(C, 1) { dim_shifted_sums(x.data + c * m, x0, m, mean, sq) }
         let invC = 1 / Float(C)
         for j in 0..<m {
             let md = mean[j] * invC
@@ -46,9 +43,7 @@ public final class LayerNorm {
         }
         let w = weight.value.data, b = bias.value.data
         for c in 0..<C {
-            let src = x.data + c * m, xh = xhat.data + c * m, dst = output.data + c * m
-            let wc = w[c], bc = b[c]
-            for j in 0..<m { let v = (src[j] - mean[j]) * r[j]; xh[j] = v; dst[j] = wc * v + bc }
+            dim_column_normalize(x.data + c * m, mean, r, m, w[c], b[c], xhat.data + c * m, output.data + c * m)
         }
         return output
     }
@@ -67,14 +62,8 @@ public final class LayerNorm {
         // its share) round alike (BatchNorm.backward says why that matters).
         withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
             for c in 0..<C {
-                let d = dy.data + c * m, xh = xhat.data + c * m, g = gradInput.data + c * m
-                let wc = w[c]
-                for j in 0..<m {
-                    let v = d[j] * wc
-                    g[j] = v
-                    sumG[j] += v
-                    sumGX[j] += v * xh[j]
-                }
+                let d = dy.data + c * m, xh = xhat.data + c * m
+                dim_scaled_column_sums(d, xh, m, w[c], gradInput.data + c * m, sumG, sumGX)
                 dim_masked_sums(d, nil, xh, nil, m, sums.baseAddress!)  // db, dw: sums of dy and dy * xhat
                 db[c] += Float(sums[0]); dw[c] += Float(sums[1])
             }
@@ -82,10 +71,7 @@ public final class LayerNorm {
         let invC = 1 / Float(C)
         for j in 0..<m { sumG[j] *= invC; sumGX[j] *= invC }
         // Pass 2: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)).
-        for c in 0..<C {
-            let g = gradInput.data + c * m, xh = xhat.data + c * m
-            for j in 0..<m { g[j] = r[j] * (g[j] - sumG[j] - xh[j] * sumGX[j]) }
-        }
+        for c in 0..<C { dim_column_centred_scale(gradInput.data + c * m, xhat.data + c * m, r, sumG, sumGX, m) }
         return gradInput
     }
 }
