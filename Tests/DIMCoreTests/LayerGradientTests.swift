@@ -69,12 +69,14 @@ final class LayerGradientTests: XCTestCase {
 
     func testIm2colIsTheAdjointOfCol2im() {
         // (height, width, kernel, stride, padding): borders on both sides, none, a kernel that
-        // reaches past both edges, stride 3.
-        for (h, w, k, s, p) in [(7, 6, 3, 2, 1), (28, 28, 5, 2, 2), (5, 4, 4, 1, 0), (3, 2, 5, 1, 2), (9, 10, 4, 3, 1)] {
+        // reaches past both edges, stride 3, DIM's k4 s2 p1, an odd width, a stride above the kernel.
+        for (h, w, k, s, p) in [(7, 6, 3, 2, 1), (28, 28, 5, 2, 2), (5, 4, 4, 1, 0), (3, 2, 5, 1, 2), (9, 10, 4, 3, 1),
+                                (32, 32, 4, 2, 1), (7, 7, 4, 2, 1), (4, 3, 3, 4, 1)] {
             let g = ConvGeometry(inChannels: 2, height: h, width: w, kernel: k, stride: s, padding: p)
             let x = randomTensor([2, 3, h, w], seed: 8)
             let cols = Tensor([g.patchSize, 3 * g.outHeight * g.outWidth])
-            im2col(x.data, batch: 3, g, into: cols.data)
+            let phases = Tensor([g.phaseCount(batch: 3)])
+            im2col(x.data, batch: 3, g, into: cols.data, phases: phases.data)
             // Each column entry is the input pixel it names, or 0 in the padding.
             var worst: Float = 0
             for c in 0..<2 { for ky in 0..<k { for kx in 0..<k { for b in 0..<3 {
@@ -89,7 +91,19 @@ final class LayerGradientTests: XCTestCase {
             XCTAssertEqual(worst, 0, "im2col h\(h) w\(w) k\(k) s\(s) p\(p)")
             let c = randomTensor(cols.shape, seed: 9)
             let back = Tensor(x.shape)
-            col2im(c.data, batch: 3, g, into: back.data)
+            col2im(c.data, batch: 3, g, into: back.data, phases: phases.data)
+            // Bit-identical to the direct scatter (same additions in the same order).
+            var scattered = [Float](repeating: 0, count: x.count)
+            for ch in 0..<2 { for ky in 0..<k { for kx in 0..<k { for b in 0..<3 {
+                for oy in 0..<g.outHeight { for ox in 0..<g.outWidth {
+                    let (iy, ix) = (oy * s - p + ky, ox * s - p + kx)
+                    guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                    let row = (ch * k + ky) * k + kx, col = (b * g.outHeight + oy) * g.outWidth + ox
+                    scattered[((ch * 3 + b) * h + iy) * w + ix] += c.data[row * cols.shape[1] + col]
+                } }
+            } } } }
+            XCTAssertEqual((0..<x.count).map { back.data[$0].bitPattern }, scattered.map(\.bitPattern),
+                           "col2im h\(h) w\(w) k\(k) s\(s) p\(p)")
             var lhs = 0.0, rhs = 0.0
             for i in 0..<cols.count { lhs += Double(cols.data[i]) * Double(c.data[i]) }
             for i in 0..<x.count { rhs += Double(x.data[i]) * Double(back.data[i]) }

@@ -10,6 +10,7 @@ public final class Conv2D {
     public let gradInput = Tensor([0])
     private let columns = Tensor([0])
     private let gradColumns = Tensor([0])
+    private let phases = Tensor([0])  // im2col's and col2im's scratch
     private var geometry: ConvGeometry?
     private var batch = 0
 
@@ -36,7 +37,8 @@ public final class Conv2D {
         batch = n
         let cols = n * g.outHeight * g.outWidth
         columns.resize([g.patchSize, cols])
-        im2col(x.data, batch: n, g, into: columns.data)
+        phases.resize([g.phaseCount(batch: n)])
+        im2col(x.data, batch: n, g, into: columns.data, phases: phases.data)
         output.resize([outChannels, n, g.outHeight, g.outWidth])
         gemm(precision, m: outChannels, n: cols, k: g.patchSize, a: weight.value.data, lda: g.patchSize,
               b: columns.data, ldb: cols, c: output.data, ldc: cols)
@@ -55,7 +57,8 @@ public final class Conv2D {
         gemm(precision, transA: true, m: g.patchSize, n: cols, k: outChannels, a: weight.value.data, lda: g.patchSize,
               b: dy.data, ldb: cols, c: gradColumns.data, ldc: cols)
         gradInput.resize([inChannels, batch, g.height, g.width])
-        col2im(gradColumns.data, batch: batch, g, into: gradInput.data)
+        phases.resize([g.phaseCount(batch: batch)])
+        col2im(gradColumns.data, batch: batch, g, into: gradInput.data, phases: phases.data)
         return gradInput
     }
 }
