@@ -101,6 +101,7 @@ final class RunLog {
         }
         let line = "epoch \(step / batchesPerEpoch) step \(step)/\(totalSteps) \(terms) | "
             + "\(fmt(imagesPerSecond, 1)) img/s | ETA \(duration(eta))"
+            + (config.timeBudget.map { " (time budget \(duration($0.seconds)))" } ?? "")
         if liveLine {
             print("\r\u{1B}[K" + line, terminator: final ? "\n" : "")
         } else {

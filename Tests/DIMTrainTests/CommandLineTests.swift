@@ -92,6 +92,7 @@ extension CommandLineTests {
         XCTAssertEqual(a.status, 0, a.output)
         print("time budget 15 s: the run took \(Date().timeIntervalSince(t0)) s")
         XCTAssertTrue(a.output.contains("time budget 15s: "), a.output)
+        XCTAssertTrue(a.output.contains(" img/s | ETA 0s (time budget 15s)"), "the progress line shows the budget")
         let checkpoints = CheckpointDirectory(path: dir + "/a/checkpoints")
         let last = checkpoints.latest()!
         let info = try CheckpointFile.readInfo(try HDF5File(last))
