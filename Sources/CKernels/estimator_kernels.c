@@ -151,21 +151,21 @@ float dim_maximum(const float *x, size_t n, float initial) {
     }
 }
 
+// The entry points of the kernels without a result: the variant this CPU runs, called.
+#define DISPATCH(name, args)                   \
+    switch (pick_isa()) {                      \
+    case 2: name##_avx512 args; return;        \
+    case 1: name##_avx2 args; return;          \
+    default: name##_baseline args; return;     \
+    }
+
 void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float step_size,
                      float inv_sqrt_bc2, float eps, float *record) {
-    switch (pick_isa()) {
-    case 2: adam_update_avx512(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
-    case 1: adam_update_avx2(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
-    default: adam_update_baseline(p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record); return;
-    }
+    DISPATCH(adam_update, (p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record))
 }
 
 void dim_masked_sums(const float *g, const float *mask, const float *x, float *d, size_t n, double *sums) {
-    switch (pick_isa()) {
-    case 2: masked_sums_avx512(g, mask, x, d, n, sums); return;
-    case 1: masked_sums_avx2(g, mask, x, d, n, sums); return;
-    default: masked_sums_baseline(g, mask, x, d, n, sums); return;
-    }
+    DISPATCH(masked_sums, (g, mask, x, d, n, sums))
 }
 
 int dim_all_finite(const float *x, size_t n) {
@@ -175,14 +175,6 @@ int dim_all_finite(const float *x, size_t n) {
     default: return all_finite_baseline(x, n);
     }
 }
-
-// The norm kernels' entry points: the same switch as above, written once.
-#define DISPATCH(name, args)                   \
-    switch (pick_isa()) {                      \
-    case 2: name##_avx512 args; return;        \
-    case 1: name##_avx2 args; return;          \
-    default: name##_baseline args; return;     \
-    }
 
 void dim_moments(const float *x, size_t n, double *sums) { DISPATCH(moments, (x, n, sums)) }
 
