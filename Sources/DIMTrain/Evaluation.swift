@@ -32,8 +32,11 @@ public enum Evaluation {
     }
 
     /// Probes `probes` and, when given, the kNN monitor on each feature set of the frozen encoder.
+    /// `mirror`: the probes also train on the mirror image of every training image (a second view,
+    /// as an encoder trained with flips saw them); validation, test and kNN use the images as stored.
     public static func run(model: DIMModel, data directory: String, features: [FeatureKind], probes: [ProbeConfig],
-                           knn: KNNClassifier? = nil, selection: ProbeSelection = ProbeSelection(),
+                           knn: KNNClassifier? = nil, mirror: Bool = false,
+                           selection: ProbeSelection = ProbeSelection(),
                            comm: Communicator, log: (String) -> Void) throws -> [ProbeResult] {
         let train = try ShardedSplit(directory: directory, split: "train")
         guard train.manifest.labelled else {
@@ -50,7 +53,13 @@ public enum Evaluation {
         let t0 = monotonicSeconds()
         let trainFeatures = try encodeSplit(model: model, data: train, kinds: features, comm: comm)
         let testFeatures = try encodeSplit(model: model, data: test, kinds: features, comm: comm)
-        log("  encoded \(train.count) train + \(test.count) test images in \(fmt(monotonicSeconds() - t0, 1)) s")
+        var probeTrain = trainFeatures
+        if mirror && !probes.isEmpty {
+            let mirrored = try encodeSplit(model: model, data: train, kinds: features, mirrored: true, comm: comm)
+            for k in features { probeTrain[k] = trainFeatures[k]!.addingView(mirrored[k]!) }
+        }
+        log("  encoded \(train.count) train\(mirror && !probes.isEmpty ? " (and their mirror images)" : "") + "
+            + "\(test.count) test images in \(fmt(monotonicSeconds() - t0, 1)) s")
         let classes = max((trainFeatures.values.first?.labels.max() ?? 0) + 1, m.classNames.count)
         var results: [ProbeResult] = []
         if let knn {
@@ -66,7 +75,7 @@ public enum Evaluation {
                 var v = [0.0, 0.0, 0.0, 0.0, 0.0]
                 if comm.isRoot {
                     let t1 = monotonicSeconds()
-                    let r = selection.run(p, train: trainFeatures[k]!, test: testFeatures[k]!, classes: classes)
+                    let r = selection.run(p, train: probeTrain[k]!, test: testFeatures[k]!, classes: classes)
                     v = [r.trainAccuracy, r.testAccuracy, r.validationAccuracy, Double(r.weightDecay), Double(r.epochs)]
                     log("  \(padRight(p.kind.rawValue, 6)) probe on \(padRight(k.rawValue, 4)) "
                         + "(\(trainFeatures[k]!.dim)-d): "

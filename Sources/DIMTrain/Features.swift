@@ -15,12 +15,43 @@ public struct FeatureSet {
     /// Row-major [count, dim].
     public var values: [Float]
     public var labels: [Int]
+    /// Views per image: rows `v * images + i` are view v of image i (view 1: the mirror image).
+    public var views = 1
+    public var images: Int { count / views }
 
-    /// The feature set of some of the rows, in the order given.
+    public init(kind: FeatureKind, dim: Int, count: Int, values: [Float], labels: [Int]) {
+        self.kind = kind; self.dim = dim; self.count = count; self.values = values; self.labels = labels
+    }
+
+    /// The feature set of some of the rows, in the order given (one view per row).
     public func rows<S: Collection>(_ rows: S) -> FeatureSet where S.Element == Int {
         var out = [Float](); out.reserveCapacity(rows.count * dim)
         for r in rows { out.append(contentsOf: values[(r * dim)..<((r + 1) * dim)]) }
         return FeatureSet(kind: kind, dim: dim, count: rows.count, values: out, labels: rows.map { labels[$0] })
+    }
+
+    /// These features with another view of the same images (in the same order) added.
+    public func addingView(_ other: FeatureSet) -> FeatureSet {
+        precondition(other.kind == kind && other.dim == dim && other.count == images && other.views == 1)
+        var f = self
+        f.values += other.values; f.labels += other.labels
+        f.count += other.count; f.views += 1
+        return f
+    }
+
+    /// All views of the given images.
+    public func images<S: Collection>(_ images: S) -> FeatureSet where S.Element == Int {
+        var f = rows(images)
+        for v in 1..<views { f = f.addingView(rows(images.map { $0 + v * self.images })) }
+        return f
+    }
+}
+
+/// Mirrors every image row of `x` (`[..., W]`) in place: the horizontal flip of a whole batch.
+func mirrorRows(_ x: Tensor, width w: Int) {
+    for r in 0..<(x.count / w) {
+        let row = x.data + r * w
+        for c in 0..<(w / 2) { let t = row[c]; row[c] = row[w - 1 - c]; row[w - 1 - c] = t }
     }
 }
 
@@ -54,8 +85,9 @@ private func copyFeatures(_ model: DIMModel, kinds: [FeatureKind], dims: [Featur
 
 /// Encodes a whole split. Under mpirun each rank encodes a contiguous share and the features are
 /// all-gathered, so every rank ends with all of them.
-/// `limit`: only the first images of the split.
+/// `limit`: only the first images of the split; `mirrored`: the images flipped left to right.
 public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind], batch: Int = 256, limit: Int? = nil,
+                        mirrored: Bool = false,
                         comm: Communicator, progress: ((Int, Int) -> Void)? = nil) throws -> [FeatureKind: FeatureSet] {
     let m = data.manifest
     let N = min(data.count, limit ?? data.count)
@@ -75,6 +107,7 @@ public func encodeSplit(model: DIMModel, data: ShardedSplit, kinds: [FeatureKind
         let n = min(batch, end - i)
         try data.read(indices: Array(i..<(i + n)), images: &raw, labels: &labels)
         modelInput(raw, count: n, m, into: x)
+        if mirrored { mirrorRows(x, width: m.width) }
         model.encode(x, training: false, comm: single)
         copyFeatures(model, kinds: kinds, dims: dims, count: n, row0: i - start, scratch: flat, into: &local)
         for j in 0..<n { localLabels[i - start + j] = Float(labels[j]) }

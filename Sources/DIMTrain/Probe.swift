@@ -2,7 +2,7 @@ import Foundation
 import DIMCore
 
 /// The classifiers that judge a representation (the paper's evaluation): a linear softmax
-/// regression, or an MLP with 200 hidden units, BatchNorm, dropout 0.1 and ReLU. Trained with Adam
+/// regression, or an MLP with 200 hidden units, BatchNorm, ReLU and dropout. Trained with Adam
 /// on standardised features; built from the same layers as the model.
 public struct ProbeConfig: Codable, Equatable {
     public enum Kind: String, Codable, CaseIterable { case linear, mlp }
@@ -11,7 +11,10 @@ public struct ProbeConfig: Codable, Equatable {
     public var batch = 256
     public var learningRate: Float = 1e-3
     public var hidden = 200
-    public var dropout: Float = 0.1
+    /// On the hidden units. 0.3: on CIFAR-10 conv features (4096-d, the 2-hour recipe's encoder)
+    /// the MLP reached 95% train accuracy; validation accuracy was 71.10 / 72.00 / 71.86% with 0.1 /
+    /// 0.3 / 0.5 (73.28 / 73.36% for 0.1 / 0.3 with mirrored training views), docs/results.md.
+    public var dropout: Float = 0.3
     /// L2 penalty on the weights (not biases or BatchNorm), added to the gradient before Adam.
     public var weightDecay: Float = 0
     public var seed: UInt64 = 0
@@ -223,11 +226,13 @@ public struct ProbeSelection {
                            epochs: chosen.epochs)
     }
 
-    /// A fixed random `validationFraction` of the rows (the same for every encoder of a dataset).
+    /// A fixed random `validationFraction` of the images (the same for every encoder of a dataset).
+    /// The fit part keeps all views of its images; validation takes the images as stored (view 0),
+    /// so no view of a validation image is fitted and validation matches test.
     func split(_ f: FeatureSet) -> (fit: FeatureSet, validation: FeatureSet) {
         var rng = SplitMix64(seed: seed, stream: RandomStream.probeValidationSplit)
-        let order = rng.permutation(f.count)
-        let v = max(1, Int(Double(f.count) * validationFraction))
-        return (f.rows(order[v...]), f.rows(order[..<v]))
+        let order = rng.permutation(f.images)
+        let v = max(1, Int(Double(f.images) * validationFraction))
+        return (f.images(order[v...]), f.rows(order[..<v]))
     }
 }

@@ -31,6 +31,11 @@ struct EvalProbes: ParsableCommand {
                                discussion: "knn: the k-nearest-neighbour monitor (k = 200, cosine similarity, votes weighted by exp(sim / 0.1)); nothing trained or chosen."))
     var probe: ProbeChoice = .linear
     @Option(help: "Probe training epochs.") var probeEpochs = 20
+    @Option(help: ArgumentHelp(
+        "Probes also train on the mirror images of the training images: auto, on or off.",
+        discussion: "auto: on when the encoder trained with --flip (mirror images are then as natural to it as the "
+            + "originals). Validation, test and kNN use the images as stored."))
+    var mirror: MirrorChoice = .auto
     @Flag(help: "Evaluate the untrained encoder of the same configuration instead.") var initOnly = false
     @Flag(help: ArgumentHelp(
         "Learning curve: probe every checkpoint of the run directory not probed yet.",
@@ -60,7 +65,7 @@ struct EvalProbes: ParsableCommand {
                                                         data: try ShardedSplit(directory: dir, split: "train")) }
         let results = try Evaluation.run(model: model, data: dir, features: kinds,
                                          probes: probeKinds.map { ProbeConfig(kind: $0, epochs: probeEpochs) },
-                                         knn: probe.knn, comm: comm, log: log)
+                                         knn: probe.knn, mirror: mirror.isOn(for: cfg), comm: comm, log: log)
         if json && comm.isRoot {
             struct Summary: Codable {
                 var checkpoint: String, step: Int, untrained: Bool, data: String, results: [ProbeResult]
@@ -87,13 +92,13 @@ extension EvalProbes {
         let log: (String) -> Void = { if comm.isRoot { print($0); fflush(stdout) } }
         var events: EventFileWriter?
         for path in checkpoints {
-            let (model, _, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)
+            let (model, cfg, info) = try Evaluation.loadModel(checkpoint: path, untrained: false)
             let names = probes.map(\.kind.rawValue) + (probe.knn == nil ? [] : ["knn"])
             let wanted = names.flatMap { p in kinds.map { "\(info.step) \(p)/\($0.rawValue)" } }
             if wanted.allSatisfy(done.contains) { continue }
             log("eval: \(path) (step \(info.step))")
             let results = try Evaluation.run(model: model, data: dir, features: kinds, probes: probes, knn: probe.knn,
-                                             comm: comm, log: log)
+                                             mirror: mirror.isOn(for: cfg), comm: comm, log: log)
             if comm.isRoot {
                 try ProbeRecord.append(results.map { ProbeRecord(step: info.step, $0) }, to: metrics)
                 events = try events ?? EventFileWriter(directory: run.path)
@@ -127,4 +132,16 @@ enum ProbeChoice: String, ExpressibleByArgument, CaseIterable {
     }
     /// The kNN monitor, when asked for.
     var knn: KNNClassifier? { self == .knn || self == .all ? KNNClassifier() : nil }
+}
+
+enum MirrorChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, on, off
+    /// Whether the probes of an encoder trained with `config` train on mirror images too.
+    func isOn(for config: TrainConfig) -> Bool {
+        switch self {
+        case .auto: return config.augmentation.horizontalFlip
+        case .on: return true
+        case .off: return false
+        }
+    }
 }

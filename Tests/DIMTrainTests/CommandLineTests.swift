@@ -112,3 +112,29 @@ extension CommandLineTests {
         XCTAssertEqual(diff.status, 0, diff.output)
     }
 }
+
+extension CommandLineTests {
+    /// `eval --mirror`: by default the probes train on mirror images too when the encoder trained
+    /// with --flip, and not otherwise; `--mirror on/off` decides it explicitly.
+    func testEvalMirrorsTrainingImagesWhenTheEncoderTrainedWithFlips() throws {
+        let dir = temporaryDirectory()
+        try SyntheticDataset.write(directory: dir + "/bars", trainCount: 64, testCount: 16, classes: 2, channels: 1,
+                                   size: 28, seed: 1, shards: 1)
+        let small = ["--data", dir + "/bars", "--steps", "2", "--batch-size", "8", "--mi-units", "16",
+                     "--fc-units", "32", "--conv-channels", "8,16"]
+        for flip in [true, false] {
+            let run = dir + (flip ? "/flipped" : "/plain")
+            let trained = try dimDist(["train"] + small + ["--out", run] + (flip ? ["--flip"] : []))
+            XCTAssertEqual(trained.status, 0, trained.output)
+            for (mirror, expected) in [("auto", flip), ("on", true), ("off", false)] {
+                let r = try dimDist(["eval", "--checkpoint", run, "--data", dir + "/bars", "--features", "y",
+                                     "--probe-epochs", "1", "--mirror", mirror])
+                XCTAssertEqual(r.status, 0, r.output)
+                XCTAssertEqual(r.output.contains("64 train (and their mirror images) + 16 test images"), expected,
+                               "trained with flip \(flip), --mirror \(mirror): \(r.output)")
+                XCTAssertTrue(r.output.contains("linear probe on y"), r.output)
+            }
+        }
+    }
+}
+

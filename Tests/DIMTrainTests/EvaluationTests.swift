@@ -69,4 +69,43 @@ final class EvaluationTests: XCTestCase {
         XCTAssertGreaterThan(r.validationAccuracy, 0.95)
         XCTAssertGreaterThan(r.testAccuracy, 0.97)
     }
+
+    /// Mirrored training views (`eval --mirror`): the validation split is drawn over images, so no
+    /// view of a validation image is fitted, and the fit part keeps every view of its images.
+    func testValidationSplitKeepsTheViewsOfAnImageTogether() {
+        let n = 50
+        // Feature = image id (+ 1000 in the mirrored view), so rows can be traced back.
+        let stored = FeatureSet(kind: .y, dim: 1, count: n, values: (0..<n).map { Float($0) }, labels: (0..<n).map { $0 % 3 })
+        let mirrored = FeatureSet(kind: .y, dim: 1, count: n, values: (0..<n).map { Float($0 + 1000) },
+                                  labels: stored.labels)
+        let both = stored.addingView(mirrored)
+        XCTAssertEqual(both.views, 2); XCTAssertEqual(both.images, n); XCTAssertEqual(both.count, 2 * n)
+        let (fit, validation) = ProbeSelection().split(both)
+        XCTAssertEqual(validation.count, 5)
+        XCTAssertEqual(fit.count, 2 * 45)
+        XCTAssertEqual(fit.views, 2)
+        let validationImages = Set(validation.values.map { Int($0) })
+        XCTAssertTrue(validationImages.allSatisfy { $0 < 1000 }, "validation takes the stored view only")
+        let fitImages = fit.values.map { Int($0) % 1000 }
+        XCTAssertTrue(validationImages.isDisjoint(with: fitImages))
+        for i in Set(fitImages) {
+            XCTAssertEqual(fitImages.filter { $0 == i }.count, 2, "image \(i): both views in the fit part")
+        }
+        for r in 0..<fit.count { XCTAssertEqual(fit.labels[r], Int(fit.values[r]) % 1000 % 3) }
+        // With one view the split is the one probes always used (same images for every encoder).
+        let (fit1, validation1) = ProbeSelection().split(stored)
+        XCTAssertEqual(validation1.values, validation.values)
+        XCTAssertEqual(fit1.values, Array(fit.values.prefix(45)))
+    }
+
+    func testMirrorRowsFlipsEveryRowLeftToRight() {
+        for w in [1, 4, 5] {
+            let x = Tensor([2, 3, 2, w])
+            for i in 0..<x.count { x.data[i] = Float(i) }
+            mirrorRows(x, width: w)
+            for r in 0..<(x.count / w) { for c in 0..<w {
+                XCTAssertEqual(x.data[r * w + c], Float(r * w + w - 1 - c), "width \(w), row \(r), column \(c)")
+            } }
+        }
+    }
 }
