@@ -40,7 +40,7 @@ public struct FeatureSet {
     }
 
     /// All views of the given images.
-    public func images<S: Collection>(_ images: S) -> FeatureSet where S.Element == Int {
+    public func allViews<S: Collection>(ofImages images: S) -> FeatureSet where S.Element == Int {
         var f = rows(images)
         for v in 1..<views { f = f.addingView(rows(images.map { $0 + v * self.images })) }
         return f

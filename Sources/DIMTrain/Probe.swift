@@ -233,6 +233,6 @@ public struct ProbeSelection {
         var rng = SplitMix64(seed: seed, stream: RandomStream.probeValidationSplit)
         let order = rng.permutation(f.images)
         let v = max(1, Int(Double(f.images) * validationFraction))
-        return (f.images(order[v...]), f.rows(order[..<v]))
+        return (f.allViews(ofImages: order[v...]), f.rows(order[..<v]))
     }
 }
