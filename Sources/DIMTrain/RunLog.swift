@@ -6,9 +6,9 @@ import DIMIO
 /// progress line and messages on stdout, one `metrics.jsonl` record and the same scalars as
 /// TensorBoard events per logging step.
 final class RunLog {
-    let config: TrainConfig
+    private(set) var config: TrainConfig
     let run: RunDirectory
-    let totalSteps: Int
+    private(set) var totalSteps: Int
     let batchesPerEpoch: Int
     let comm: Communicator
     /// No stdout (tests); the files are still written.
@@ -23,6 +23,9 @@ final class RunLog {
     }
 
     deinit { close() }
+
+    /// The run's steps after a --time-budget re-plan (Trainer.replan).
+    func replan(config: TrainConfig, totalSteps: Int) { self.config = config; self.totalSteps = totalSteps }
 
     /// Opens rank 0's metrics.jsonl (append mode) and TensorBoard event file for a run that starts
     /// at `step`. After a resume the records past the checkpoint's step are dropped, so that the

@@ -20,7 +20,8 @@ public final class TrainStep {
         case sgd(rate: Float)
     }
 
-    public let config: TrainConfig
+    /// The run's configuration (a --time-budget re-plan changes its steps: Trainer.replan).
+    public internal(set) var config: TrainConfig
     public let state: TrainingState
     public let comm: Communicator
     public let sync: GradientSync

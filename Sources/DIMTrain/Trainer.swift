@@ -24,6 +24,10 @@ public final class Trainer {
         public var timeLimit: Double? = nil
         /// The kNN monitor every this many steps (0: off; KNNMonitor).
         public var knnEvery = 0
+        /// When this process decided the run's --time-budget: the monotonic time the budget counts
+        /// from. The run then re-measures its step time once (TimeBudget.replanStep) and re-decides
+        /// its steps. nil: the steps stay (no budget, or a resumed run's stored decision).
+        public var budgetStart: Double? = nil
         public var verifyData = true
         public var quiet = false
         public init(dataDirectory: String, outDirectory: String, totalSteps: Int) {
@@ -31,8 +35,9 @@ public final class Trainer {
         }
     }
 
-    public let config: TrainConfig
-    public let options: Options
+    /// The run's configuration and options; a --time-budget re-plan changes their steps (replan).
+    public private(set) var config: TrainConfig
+    public private(set) var options: Options
     public let comm: Communicator
     public let state: TrainingState
     public let data: ShardedSplit
@@ -118,6 +123,9 @@ public final class Trainer {
         var window = (start: monotonicSeconds(), steps: 0)
         let runStart = monotonicSeconds(), firstStep = state.step
         var ran = 0, outcome = Outcome.finished, lastCheckpoint = monotonicSeconds()
+        var stepTimes: [Double] = []  // for the time budget's re-plan
+        let replanAt = options.budgetStart == nil ? nil
+            : config.timeBudget.map { $0.replanStep(warmupSteps: config.schedule?.warmupSteps ?? 0) }
         comm.communicationSeconds = 0
         if let knn = knnMonitor, state.step == 0 {  // the untrained encoder: where the curve starts
             let t0 = monotonicSeconds()
@@ -135,6 +143,10 @@ public final class Trainer {
             let losses = try trainStep()
             watchdog?.finished(stepSeconds: monotonicSeconds() - now)
             ran += 1
+            if let at = replanAt, ran <= at {
+                stepTimes.append(monotonicSeconds() - now)
+                if ran == at { replan(stepTimes: stepTimes) }
+            }
             window.steps += 1
             let done = state.step == options.totalSteps
             if comm.isRoot && (state.step % options.logEvery == 0 || done) {
@@ -161,6 +173,28 @@ public final class Trainer {
         watchdog?.begin(step: state.step, phase: .checkpoint)
         if ran > 0 && savedStep != state.step { try saveCheckpoint() }
         return outcome
+    }
+
+    /// --time-budget's second look: the median of the last half of the run's own step times (the
+    /// slowest rank's) decides the steps again, and the cosine's end with them when it ended at
+    /// the budget's steps. Every rank decides the same; checkpoints from now on store the decision.
+    private func replan(stepTimes: [Double]) {
+        guard let budget = config.timeBudget, let start = options.budgetStart else { return }
+        let kept = stepTimes.suffix(max(stepTimes.count / 2, 1)).sorted()
+        let measured = comm.max(kept[kept.count / 2])
+        let elapsed = comm.max(monotonicSeconds() - start)
+        let new = budget.replanned(atStep: state.step, elapsed: elapsed, stepSeconds: measured)
+        config.timeBudget = new
+        if config.schedule?.decaySteps == budget.steps { config.schedule?.decaySteps = new.steps }
+        options.totalSteps = new.steps
+        state.config = config
+        step.config = config
+        runLog.replan(config: config, totalSteps: new.steps)
+        let epochs = Double(new.steps * config.globalBatch) / Double(max(data.count, 1))
+        runLog.message("time budget \(duration(budget.seconds)) re-planned: \(fmt(1000 * measured, 1)) ms/step over steps "
+            + "\(state.step - kept.count + 1)-\(state.step) (calibration \(fmt(1000 * budget.stepSeconds, 1))) -> "
+            + "\(new.steps) steps = \(fmt(epochs, 1)) epochs"
+            + (config.schedule.map { ", cosine to step \($0.decaySteps)" } ?? ""))
     }
 
     /// The machine report (every rank measures) and what this run is.

@@ -3,7 +3,8 @@ import DIMCore
 
 /// The model plus everything the optimiser carries between steps: what a checkpoint holds.
 public final class TrainingState {
-    public let config: TrainConfig
+    /// The run's configuration (a --time-budget re-plan changes its steps: Trainer.replan).
+    public internal(set) var config: TrainConfig
     public let model: DIMModel
     public let adam: Adam
     public let discAdam: Adam

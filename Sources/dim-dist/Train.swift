@@ -48,7 +48,7 @@ struct Train: ParsableCommand {
     var timeLimit: Double?
     @Option(help: ArgumentHelp(
         "Fit the run to this much wall-clock time (e.g. 2h): the total steps, and the cosine's end, follow.",
-        discussion: "A short calibration (40 steps, all ranks) times the step on this machine; the run then takes as many steps as fit, and --lr-schedule cosine decays to its end. The decided steps are stored in the checkpoints: a resumed run (--resume, same --time-budget) takes the same steps. Replaces --steps and --epochs."),
+        discussion: "A short calibration (40 steps, all ranks) times the step on this machine; the run then takes as many steps as fit, and --lr-schedule cosine decays to its end. After the warm-up (at least 200 steps) the run times its own steps and decides once more. The decided steps are stored in the checkpoints: a resumed run (--resume, same --time-budget) takes the same steps. Replaces --steps and --epochs."),
             transform: parseDuration)
     var timeBudget: Double?
     @Option(help: ArgumentHelp(
@@ -153,18 +153,23 @@ struct Train: ParsableCommand {
 
 extension Train {
     /// --time-budget: the steps (and the cosine's end) of a resumed run are the ones its checkpoint
-    /// stores; a new run times 40 steps on every rank and takes what fits in the time left.
+    /// stores; a new run times 40 steps on every rank and takes what fits in the time left, then
+    /// re-decides once from its own steps (Trainer.replan).
     func fitToBudget(_ budget: Double, config cfg: inout TrainConfig, options opts: inout Trainer.Options,
                      trainImages: Int, started: Double, comm: Communicator) throws {
         let decided = try comm.isRoot ? budgetOfResumedRun(budget) : nil
-        var v: [Double] = [decided == nil ? 0 : 1, Double(decided?.steps ?? 0), decided?.stepSeconds ?? 0]
+        var v: [Double] = [decided == nil ? 0 : 1, Double(decided?.steps ?? 0), decided?.stepSeconds ?? 0,
+                           Double(decided?.replannedAt ?? -1)]
         comm.broadcast(&v, bytes: 8 * v.count, root: 0)
         let log: (String) -> Void = { if comm.isRoot { print($0) } }
         let chosen: TimeBudget
         if v[0] == 1 {
-            chosen = TimeBudget(seconds: budget, steps: Int(v[1]), stepSeconds: v[2])
+            // The stored decision, re-planned or not: a resumed run does not re-plan.
+            chosen = TimeBudget(seconds: budget, steps: Int(v[1]), stepSeconds: v[2],
+                                replannedAt: v[3] < 0 ? nil : Int(v[3]))
             log("time budget \(duration(budget)): the resumed run's \(chosen.steps) steps")
         } else {
+            opts.budgetStart = started
             let stepSeconds = try TimeBudget.calibrate(config: cfg, options: opts, comm: comm)
             let elapsed = comm.max(monotonicSeconds() - started)
             chosen = TimeBudget(seconds: budget, steps: TimeBudget.steps(seconds: budget, elapsed: elapsed,

@@ -77,33 +77,40 @@ extension CommandLineTests {
 }
 
 extension CommandLineTests {
-    /// `train --time-budget`: a calibration decides the total steps, the cosine ends there, the
-    /// decision is stored in every checkpoint, and a run resumed from a middle checkpoint with the
-    /// same budget takes the same steps and ends bit-identical to the uninterrupted one.
+    /// `train --time-budget`: a calibration decides the total steps, the run re-decides them once
+    /// from its own steps, the cosine ends there, the decision is stored in the checkpoints, and a
+    /// run resumed from a checkpoint after the re-plan with the same budget takes the same steps and
+    /// ends bit-identical to the uninterrupted one.
     func testTimeBudgetDecidesTheStepsAndAResumedRunKeepsThem() throws {
         let dir = temporaryDirectory()
         try SyntheticDataset.write(directory: dir + "/bars", trainCount: 256, testCount: 16, classes: 2, channels: 1,
                                    size: 28, seed: 1, shards: 1)
         let common = ["train", "--data", dir + "/bars", "--batch-size", "8", "--mi-units", "16", "--fc-units", "32",
-                      "--conv-channels", "8,16", "--time-budget", "15s", "--lr-schedule", "cosine",
-                      "--warmup-steps", "3", "--checkpoint-every", "5", "--keep", "1000"]
+                      "--conv-channels", "8,16", "--time-budget", "25s", "--lr-schedule", "cosine",
+                      "--warmup-steps", "3", "--checkpoint-every", "2", "--keep", "1000"]
         let t0 = Date()
         let a = try dimDist(common + ["--out", dir + "/a"])
         XCTAssertEqual(a.status, 0, a.output)
-        print("time budget 15 s: the run took \(Date().timeIntervalSince(t0)) s")
-        XCTAssertTrue(a.output.contains("time budget 15s: "), a.output)
-        XCTAssertTrue(a.output.contains(" img/s | ETA 0s (time budget 15s)"), "the progress line shows the budget")
+        print("time budget 25 s: the run took \(Date().timeIntervalSince(t0)) s")
+        XCTAssertTrue(a.output.contains("time budget 25s: "), a.output)
+        XCTAssertTrue(a.output.contains(" img/s | ETA 0s (time budget 25s)"), "the progress line shows the budget")
         let checkpoints = CheckpointDirectory(path: dir + "/a/checkpoints")
         let last = checkpoints.latest()!
         let info = try CheckpointFile.readInfo(try HDF5File(last))
         let cfg = try TrainConfig(json: info.configJSON)
         let budget = try XCTUnwrap(cfg.timeBudget)
-        XCTAssertEqual(budget.seconds, 15)
+        XCTAssertEqual(budget.seconds, 25)
         XCTAssertEqual(info.step, budget.steps, "the run ends at the decided step")
         XCTAssertEqual(cfg.schedule?.decaySteps, budget.steps, "the cosine ends with the budget")
-        XCTAssertGreaterThan(budget.steps, 10)
-        // Resume from a checkpoint in the middle, same budget: no new calibration, the same steps.
-        let middle = checkpoints.all().first { $0.hasSuffix(CheckpointDirectory.fileName(step: 10)) }!
+        XCTAssertGreaterThan(budget.steps, 6)
+        let replannedAt = try XCTUnwrap(budget.replannedAt, "the run re-plans after its first steps")
+        XCTAssertTrue((1..<budget.steps).contains(replannedAt), "re-planned at step \(replannedAt)")
+        XCTAssertTrue(a.output.contains("time budget 25s re-planned: "), a.output)
+        XCTAssertTrue(a.output.contains(" -> \(budget.steps) steps"), a.output)
+        // Resume from a checkpoint after the re-plan, same budget: no new calibration, the same steps.
+        let resumeStep = (replannedAt / 2 + 1) * 2
+        XCTAssertLessThan(resumeStep, budget.steps)
+        let middle = checkpoints.all().first { $0.hasSuffix(CheckpointDirectory.fileName(step: resumeStep)) }!
         let b = try dimDist(common + ["--out", dir + "/b", "--resume", middle])
         XCTAssertEqual(b.status, 0, b.output)
         XCTAssertTrue(b.output.contains("the resumed run's \(budget.steps) steps"), b.output)
