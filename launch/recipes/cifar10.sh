@@ -34,10 +34,12 @@ echo "recipe: $RANKS ranks, precision $PRECISION, time budget $TIME_BUDGET, outp
 # --mi-units $MI_UNITS: the local MI head (1x1 convs 128 -> units -> units on every 8x8 patch) is
 #   ~90% of a step's arithmetic at the paper's 2048 units; within two hours more epochs were worth
 #   more than a wider head: 2048 units 61.7% linear on conv, 1024 units (2.4x the images/s) 65.2%,
-#   512 units with the augmentation below 67.2% (73 epochs in fp32; docs/results.md, 2026-12-06).
+#   512 units with the augmentation below 67.2% (73 epochs in fp32; 67.8% linear and 72.4% MLP with
+#   the probes' mirror images; docs/results.md, 2026-12-06). At equal 10 minutes 512 beat 1024 units.
 # $AUGMENT: random-resized crops covering 20-100% of the image, flip, colour jitter 0.4 (p 0.8)
 #   and grey scale (p 0.2), SimCLR-like; at equal 12-minute budgets it beat the DIM authors' crop
-#   and flip (--crop-padding 4 --flip, 56.1%) by 2.4 points linear on conv (58.5%).
+#   and flip (--crop-padding 4 --flip, 56.1%) by 2.4 points linear on conv (58.5%) at 1024 units; at
+#   10 minutes and 512 units the two were within noise (equal-time-study.sh): kept for longer runs.
 # --knn-every 3000: the kNN monitor (fc and y features) at step 0 and every 3000 steps: a learning
 #   curve in metrics.jsonl and TensorBoard for a few seconds per point.
 # --checkpoint-every 3000 --keep 100: a checkpoint every ~7 minutes, all kept for the learning curve.
