@@ -54,11 +54,12 @@ public enum Evaluation {
         let trainFeatures = try encodeSplit(model: model, data: train, kinds: features, comm: comm)
         let testFeatures = try encodeSplit(model: model, data: test, kinds: features, comm: comm)
         var probeTrain = trainFeatures
-        if mirror && !probes.isEmpty {
-            let mirrored = try encodeSplit(model: model, data: train, kinds: features, mirrored: true, comm: comm)
-            for k in features { probeTrain[k] = trainFeatures[k]!.addingView(mirrored[k]!) }
+        let mirrored = mirror && !probes.isEmpty  // kNN alone never uses the mirror images
+        if mirrored {
+            let views = try encodeSplit(model: model, data: train, kinds: features, mirrored: true, comm: comm)
+            for k in features { probeTrain[k] = trainFeatures[k]!.addingView(views[k]!) }
         }
-        log("  encoded \(train.count) train\(mirror && !probes.isEmpty ? " (and their mirror images)" : "") + "
+        log("  encoded \(train.count) train\(mirrored ? " (and their mirror images)" : "") + "
             + "\(test.count) test images in \(fmt(monotonicSeconds() - t0, 1)) s")
         let classes = max((trainFeatures.values.first?.labels.max() ?? 0) + 1, m.classNames.count)
         var results: [ProbeResult] = []

@@ -100,6 +100,12 @@ public final class Trainer {
             times.append(monotonicSeconds() - t0)
         }
         reader.drain()
+        return slowestMedianOfLastHalf(times)
+    }
+
+    /// The median of the last half of `times` (the first steps fault pages in and warm caches),
+    /// the largest over ranks, so every rank decides the same.
+    func slowestMedianOfLastHalf(_ times: [Double]) -> Double {
         let kept = times.suffix(max(times.count / 2, 1)).sorted()
         return comm.max(kept[kept.count / 2])
     }
@@ -180,8 +186,7 @@ public final class Trainer {
     /// the budget's steps. Every rank decides the same; checkpoints from now on store the decision.
     private func replan(stepTimes: [Double]) {
         guard let budget = config.timeBudget, let start = options.budgetStart else { return }
-        let kept = stepTimes.suffix(max(stepTimes.count / 2, 1)).sorted()
-        let measured = comm.max(kept[kept.count / 2])
+        let measured = slowestMedianOfLastHalf(stepTimes)
         let elapsed = comm.max(monotonicSeconds() - start)
         let new = budget.replanned(atStep: state.step, elapsed: elapsed, stepSeconds: measured)
         config.timeBudget = new
@@ -192,7 +197,7 @@ public final class Trainer {
         runLog.replan(config: config, totalSteps: new.steps)
         let epochs = Double(new.steps * config.globalBatch) / Double(max(data.count, 1))
         runLog.message("time budget \(duration(budget.seconds)) re-planned: \(fmt(1000 * measured, 1)) ms/step over steps "
-            + "\(state.step - kept.count + 1)-\(state.step) (calibration \(fmt(1000 * budget.stepSeconds, 1))) -> "
+            + "\(state.step - max(stepTimes.count / 2, 1) + 1)-\(state.step) (calibration \(fmt(1000 * budget.stepSeconds, 1))) -> "
             + "\(new.steps) steps = \(fmt(epochs, 1)) epochs"
             + (config.schedule.map { ", cosine to step \($0.decaySteps)" } ?? ""))
     }
