@@ -76,6 +76,9 @@ final class LayerGradientTests: XCTestCase {
             let x = randomTensor([2, 3, h, w], seed: 8)
             let cols = Tensor([g.patchSize, 3 * g.outHeight * g.outWidth])
             let phases = Tensor([g.phaseCount(batch: 3)])
+            // Stale values (a reused buffer) must all be overwritten, the padding's zeros included.
+            cols.data.update(repeating: .nan, count: cols.count)
+            phases.data.update(repeating: .nan, count: phases.count)
             im2col(x.data, batch: 3, g, into: cols.data, phases: phases.data)
             // Each column entry is the input pixel it names, or 0 in the padding.
             var worst: Float = 0
@@ -85,12 +88,14 @@ final class LayerGradientTests: XCTestCase {
                     let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
                     let expected = inside ? x.data[((c * 3 + b) * h + iy) * w + ix] : 0
                     let row = (c * k + ky) * k + kx, col = (b * g.outHeight + oy) * g.outWidth + ox
-                    worst = max(worst, abs(cols.data[row * cols.shape[1] + col] - expected))
+                    let error = abs(cols.data[row * cols.shape[1] + col] - expected)
+                    if !(error <= worst) { worst = error }  // a NaN (an entry left unwritten) sticks
                 } }
             } } } }
             XCTAssertEqual(worst, 0, "im2col h\(h) w\(w) k\(k) s\(s) p\(p)")
             let c = randomTensor(cols.shape, seed: 9)
             let back = Tensor(x.shape)
+            back.data.update(repeating: .nan, count: back.count)
             col2im(c.data, batch: 3, g, into: back.data, phases: phases.data)
             // Bit-identical to the direct scatter (same additions in the same order).
             var scattered = [Float](repeating: 0, count: x.count)

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// y[out, M] = W[out, in] * x[in, M] (+ b): a fully connected layer on channel-major vectors, and
 /// equally a 1x1 convolution on a channel-major map (M = images x positions).
@@ -84,13 +85,14 @@ func addRowBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, row
 }
 
 /// out[r] += sum_j x[r, j], summed in Double: a bias gradient sums over the whole local batch,
-/// and one process must round like several that each sum a share.
+/// and one process must round like several that each sum a share. (BatchNorm's moments kernel:
+/// its sum of squares comes free with a pass that is bound by reading x.)
 @inline(__always)
 func addRowSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
-    for r in 0..<rows {
-        let row = x + r * cols
-        var s = 0.0
-        for j in 0..<cols { s += Double(row[j]) }
-        out[r] += Float(s)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
+        for r in 0..<rows {
+            dim_moments(x + r * cols, cols, sums.baseAddress!)
+            out[r] += Float(sums[0])
+        }
     }
 }
