@@ -21,15 +21,18 @@ public struct BenchmarkResult {
     /// when backward ended. cluster/scaling_model.py replays them.
     public var gradientReady: [(range: Range<Int>, seconds: Double)] = []
     public var backwardEndSeconds = 0.0
+    /// With `recordShapes`: per GEMM shape, calls and seconds per step, the most time first.
+    public var gemmShapes: [(shape: GEMMShape, calls: Double, seconds: Double)] = []
     public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
     public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
     /// The GEMMs' own rate: their FLOPs over the time spent inside them.
     public var gemmGflopsPerSecond: Double { gflopPerStep / gemmSecondsPerStep }
 }
 
+/// `recordShapes`: also time the GEMM calls by shape (a dictionary update per call).
 public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                          gradientPrecision: GradientPrecision = .fp32, steps: Int, warmup: Int, comm: Communicator,
-                         log: (String) -> Void) throws -> BenchmarkResult {
+                         recordShapes: Bool = false, log: (String) -> Void) throws -> BenchmarkResult {
     let n = try localBatchSize(global: config.globalBatch, ranks: comm.size)
     let state = TrainingState(config: config, precision: precision)
     let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision)
@@ -61,6 +64,8 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     recording = true
     comm.communicationSeconds = 0
     FlopCounter.reset()
+    FlopCounter.shapes = recordShapes ? [:] : nil
+    defer { FlopCounter.shapes = nil }
     let t0 = monotonicSeconds()
     for s in 0..<steps {
         try step()
@@ -77,6 +82,9 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     result.parameterCount = model.params.count
     result.gradientReady = ready.map { ($0.range, $0.seconds / Double(max(steps, 1))) }
     result.backwardEndSeconds = backwardEnd / Double(max(steps, 1))
+    result.gemmShapes = (FlopCounter.shapes ?? [:])
+        .map { (shape: $0.key, calls: Double($0.value.calls) / Double(steps), seconds: $0.value.seconds / Double(steps)) }
+        .sorted { $0.seconds > $1.seconds }
     // The same reduction alone and blocking, for how much of it the overlap hid.
     if comm.size > 1 { result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync) }
     return result

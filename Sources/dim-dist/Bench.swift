@@ -25,6 +25,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Repetitions per size for --collectives.") var repeats = 20
     @Flag(help: "One JSON record per line (per message size with --collectives, else one for the step).")
     var json = false
+    @Flag(help: """
+        Also time the step's GEMMs by shape, then each shape alone: the rate they reach by \
+        themselves bounds the whole step's (every other pass removed).
+        """)
+    var gemmShapes = false
 
     func run() throws {
         let comm = try makeCommunicator()
@@ -33,7 +38,7 @@ struct Bench: ParsableCommand {
         let loss = model.lossConfig()
         let machine = machineReport(comm: comm)
         // The rate the step's GEMMs are compared with, and bf16's where the CPU has it.
-        let reference = BLASKernels.measureGEMM(model.precision)
+        let reference = BLASKernels.measureGEMM(model.precision, repeats: 3)
         let bf16Rate = Precision.bf16.unsupportedReason() == nil ? BLASKernels.measureGEMM(.bf16) : nil
         // With --json, stdout carries only the record; the header goes to stderr.
         let say: (String) -> Void = json ? { printError($0) } : { print($0) }
@@ -54,7 +59,9 @@ struct Bench: ParsableCommand {
         var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
         training.scoredRows = scoredRows
         let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce, steps: steps,
-                                 warmup: warmup, comm: comm, log: { _ in })
+                                 warmup: warmup, comm: comm, recordShapes: gemmShapes, log: { _ in })
+        // Every rank times the shapes alone at once, as the reference was measured.
+        let alone = r.gemmShapes.map { BLASKernels.timeGEMM($0.shape, model.precision) }
         // The estimators alone, on this rank's block of scores (rows x local patches).
         let rowsPerStep = min(scoredRows ?? batchSize, batchSize)
         let estimators = measureEstimators(rows: rowsPerStep, localBatch: batchSize / comm.size,
@@ -71,6 +78,7 @@ struct Bench: ParsableCommand {
         } else {
             printReport(r, estimators: estimators, threaded: threaded, reference: reference, ranks: comm.size,
                         scores: "\(rowsPerStep) x \(batchSize / comm.size * config.localPositions)")
+            if gemmShapes { printShapes(r, alone: alone, reference: reference) }
         }
     }
 
@@ -87,6 +95,21 @@ struct Bench: ParsableCommand {
                       + "\(pad(fmt(Double(t.bytes) / t.seconds / 1e9, 3), 7)) GB/s")
             }
         }
+    }
+
+    /// --gemm-shapes: each shape's rate in the step and alone, and the ceiling they set.
+    func printShapes(_ r: BenchmarkResult, alone: [Double], reference: Double) {
+        print("  GEMMs by shape (C+= accumulates): calls/step, ms/step, GFLOP/s in the step and alone")
+        var inStep = 0.0, byThemselves = 0.0, flops = 0.0
+        for ((shape, calls, seconds), single) in zip(r.gemmShapes, alone) {
+            inStep += seconds; byThemselves += calls * single; flops += calls * shape.flops
+            print("    \(padRight(shape.description, 24)) \(pad(fmt(calls, 1), 5)) \(pad(fmt(seconds * 1000, 2), 8)) ms  "
+                  + "\(pad(fmt(calls * shape.flops / seconds / 1e9, 1), 7))  \(pad(fmt(shape.flops / single / 1e9, 1), 7))")
+        }
+        let ceiling = flops / byThemselves / 1e9
+        print("  the step's GEMMs: \(fmt(inStep * 1000, 1)) ms in the step, \(fmt(byThemselves * 1000, 1)) ms alone "
+              + "= \(fmt(ceiling, 1)) GFLOP/s = \(fmt(100 * ceiling / reference, 1))% of the reference (\(fmt(reference, 1))): "
+              + "the whole step's ceiling with every other pass removed")
     }
 
     /// The human-readable report: rates, where the step's time goes, the overlap, the estimators.

@@ -146,3 +146,36 @@ extension CommandLineTests {
     }
 }
 
+
+extension CommandLineTests {
+    /// `bench --gemm-shapes`: the shapes listed account for every GEMM FLOP of the step (their
+    /// calls x 2mnk add up to the GEMM work the report states), and the ceiling line is printed.
+    func testBenchListsEveryGEMMShapeOfTheStep() throws {
+        let (status, output) = try dimDist(["bench", "--mi-units", "64", "--batch-size", "8", "--steps", "2",
+                                            "--warmup", "1", "--gemm-shapes"])
+        XCTAssertEqual(status, 0, output)
+        func number(after prefix: String, in line: Substring) -> Double? {
+            guard let r = line.range(of: prefix) else { return nil }
+            return Double(line[r.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+        let lines = output.split(separator: "\n")
+        let work = try XCTUnwrap(lines.lazy.compactMap { line -> Double? in
+            guard let r = line.range(of: " GFLOP/step/rank") else { return nil }
+            return number(after: "GEMM work ", in: line[..<r.lowerBound])
+        }.first, output)
+        // A shape row: "    NT 512x128x4096 C+=   2.0   9.28 ms  115.8  120.7".
+        var listed = 0.0, rows = 0
+        for line in lines {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 6, fields[0].count == 2, fields[0].allSatisfy({ $0 == "N" || $0 == "T" }) else { continue }
+            let dims = fields[1].split(separator: "x").compactMap { Double($0) }
+            let callsField = fields[2] == "C+=" ? fields[3] : fields[2]
+            guard dims.count == 3, let calls = Double(callsField) else { continue }
+            listed += calls * 2 * dims[0] * dims[1] * dims[2] / 1e9
+            rows += 1
+        }
+        XCTAssertGreaterThan(rows, 10, output)
+        XCTAssertEqual(listed, work, accuracy: 0.01 + 0.01 * listed, output)
+        XCTAssertTrue(output.contains("the step's GEMMs: ") && output.contains("% of the reference"), output)
+    }
+}

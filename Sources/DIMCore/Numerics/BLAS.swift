@@ -34,7 +34,8 @@ public func gemm(
     let t0 = monotonicSeconds()
     BF16GEMM.shared.multiply(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
                              accumulate: beta == 1, c: c, ldc: ldc)
-    FlopCounter.count(m: m, n: n, k: k, seconds: monotonicSeconds() - t0)
+    FlopCounter.count(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, accumulate: beta == 1),
+                      seconds: monotonicSeconds() - t0)
 }
 
 /// Row-major single-precision GEMM (OpenBLAS): C = alpha * op(A) * op(B) + beta * C.
@@ -54,7 +55,8 @@ public func sgemm(
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-    FlopCounter.count(m: m, n: n, k: k, seconds: monotonicSeconds() - t0)
+    FlopCounter.count(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, accumulate: beta != 0),
+                      seconds: monotonicSeconds() - t0)
 }
 
 /// Sets the number of OpenBLAS threads (the OPENBLAS_NUM_THREADS environment variable does the

@@ -108,20 +108,43 @@ public enum BLASKernels {
         return "\(core) (detected by OpenBLAS)"
     }
 
-    /// GFLOP/s of one m x n x k GEMM on this thread's BLAS threads (after a small warm-up call),
-    /// so that a slow node shows in the first lines of a log. Leaves the FLOP counter as it was.
+    /// GFLOP/s of an m x n x k GEMM on this thread's BLAS threads (after a warm-up call; the
+    /// best of `repeats` calls), so that a slow node shows in the first lines of a log. Leaves the
+    /// FLOP counter as it was.
     public static func measureGEMM(_ precision: Precision = .fp32, m: Int = 2048, n: Int = 2048,
-                                   k: Int = 4096) -> Double {
+                                   k: Int = 4096, repeats: Int = 1) -> Double {
+        let shape = GEMMShape(transA: false, transB: false, m: m, n: n, k: k, accumulate: false)
+        return shape.flops / timeGEMM(shape, precision, repeats: repeats, minimumSeconds: 0) / 1e9
+    }
+
+    /// Seconds of one `shape` GEMM alone, on operands allocated for it: after a small warm-up, the
+    /// best of `repeats` rounds, each repeating the call for at least `minimumSeconds` (small
+    /// shapes take microseconds). Leaves the FLOP counter as it was.
+    public static func timeGEMM(_ shape: GEMMShape, _ precision: Precision = .fp32, repeats: Int = 3,
+                                minimumSeconds: Double = 0.02) -> Double {
+        let (m, n, k) = (shape.m, shape.n, shape.k)
         let a = Tensor([m, k]), b = Tensor([k, n]), c = Tensor([m, n])
         for i in 0..<a.count { a.data[i] = Float(i % 7) * 0.01 }
         for i in 0..<b.count { b.data[i] = Float(i % 5) * 0.01 }
-        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds)
-        defer { (FlopCounter.gemmFlops, FlopCounter.gemmSeconds) = saved }
-        gemm(precision, m: 256, n: 256, k: 256, a: a.data, lda: 256, b: b.data, ldb: 256, c: c.data, ldc: 256)
-        let t0 = monotonicSeconds()
-        gemm(precision, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: c.data, ldc: n)
-        let seconds = monotonicSeconds() - t0
-        return 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
+        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.shapes)
+        defer { (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.shapes) = saved }
+        FlopCounter.shapes = nil
+        func call() {
+            gemm(precision, transA: shape.transA, transB: shape.transB, m: m, n: n, k: k,
+                 a: a.data, lda: shape.transA ? m : k, b: b.data, ldb: shape.transB ? k : n,
+                 beta: shape.accumulate ? 1 : 0, c: c.data, ldc: n)
+        }
+        // A small warm-up call (at most 256 x 256 x 256, within the operands): the library's buffers.
+        let (wm, wn, wk) = (min(m, 256), min(n, 256), min(k, 256))
+        gemm(precision, m: wm, n: wn, k: wk, a: a.data, lda: wk, b: b.data, ldb: wn, c: c.data, ldc: wn)
+        var best = Double.infinity
+        for _ in 0..<max(repeats, 1) {
+            var calls = 0
+            let t0 = monotonicSeconds()
+            repeat { call(); calls += 1 } while monotonicSeconds() - t0 < minimumSeconds
+            best = min(best, (monotonicSeconds() - t0) / Double(calls))
+        }
+        return best
     }
 }
 
