@@ -48,10 +48,13 @@ public final class BatchNorm {
         if training {
             // Per-channel sum and sum of squares in Double, summed over ranks in one allreduce.
             stats.withUnsafeMutableBufferPointer { s in
-                withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { pair in
-                    for c in 0..<channels {
-                        dim_moments(x.data + c * m, m, pair.baseAddress!)
-                        s[c] = pair[0]; s[channels + c] = pair[1]
+                let channels = channels
+                parallelRanges(channels, grain: parallelGrain(floatsPerItem: m)) { range in
+                    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { pair in
+                        for c in range {
+                            dim_moments(x.data + c * m, m, pair.baseAddress!)
+                            s[c] = pair[0]; s[channels + c] = pair[1]
+                        }
                     }
                 }
                 comm.allreduceSum(s.baseAddress!, count: 2 * channels)
@@ -75,9 +78,16 @@ public final class BatchNorm {
                 stats[c] = Double(rm[c])
             }
         }
-        for c in 0..<channels {
-            dim_affine_normalize(x.data + c * m, m, Float(stats[c]), invStd[c], gamma[c], beta[c], relu ? 1 : 0,
-                                 xhat.data + c * m, output.data + c * m)
+        let (xh, out, relu) = (xhat.data, output.data, relu ? Int32(1) : 0)
+        stats.withUnsafeBufferPointer { mean in
+            invStd.withUnsafeBufferPointer { r in
+                parallelRanges(channels, grain: parallelGrain(floatsPerItem: 3 * m)) { range in
+                    for c in range {
+                        dim_affine_normalize(x.data + c * m, m, Float(mean[c]), r[c], gamma[c], beta[c], relu,
+                                             xh + c * m, out + c * m)
+                    }
+                }
+            }
         }
         return output
     }
@@ -95,27 +105,35 @@ public final class BatchNorm {
         // part common to the whole batch (prior matching pushes every Y the same way), dx is a
         // small difference of large numbers and a Float sum's rounding, which grows with the
         // values one rank sums, came out 8e-3 different on one process than on several.
+        let (out, xh, dx, relu, channels, training) = (output.data, xhat.data, gradInput.data, relu, channels, training)
         stats.withUnsafeMutableBufferPointer { s in
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { pair in
-                for c in 0..<channels {
-                    let mask = relu ? UnsafePointer(output.data + c * m) : nil
-                    dim_masked_sums(dy.data + c * m, mask, xhat.data + c * m, gradInput.data + c * m, m,
-                                    pair.baseAddress!)
-                    s[c] = pair[0]; s[channels + c] = pair[1]
-                    dbeta[c] += Float(pair[0]); dgamma[c] += Float(pair[1])
+            parallelRanges(channels, grain: parallelGrain(floatsPerItem: 4 * m)) { range in
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { pair in
+                    for c in range {
+                        let mask = relu ? UnsafePointer(out + c * m) : nil
+                        dim_masked_sums(dy.data + c * m, mask, xh + c * m, dx + c * m, m, pair.baseAddress!)
+                        s[c] = pair[0]; s[channels + c] = pair[1]
+                        dbeta[c] += Float(pair[0]); dgamma[c] += Float(pair[1])
+                    }
                 }
             }
             if training { comm.allreduceSum(s.baseAddress!, count: 2 * channels) }
         }
         let total = Float(m * comm.size)
         // Pass 2: dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
-        for c in 0..<channels {
-            let k = gamma[c] * invStd[c]
-            let d = gradInput.data + c * m, xh = xhat.data + c * m
-            if training {
-                dim_centred_scale(d, xh, m, k, Float(stats[c]) / total, Float(stats[channels + c]) / total)
-            } else {
-                for j in 0..<m { d[j] = k * d[j] }
+        stats.withUnsafeBufferPointer { s in
+            invStd.withUnsafeBufferPointer { r in
+                parallelRanges(channels, grain: parallelGrain(floatsPerItem: 3 * m)) { range in
+                    for c in range {
+                        let k = gamma[c] * r[c]
+                        let d = dx + c * m
+                        if training {
+                            dim_centred_scale(d, xh + c * m, m, k, Float(s[c]) / total, Float(s[channels + c]) / total)
+                        } else {
+                            for j in 0..<m { d[j] = k * d[j] }
+                        }
+                    }
+                }
             }
         }
         return gradInput

@@ -32,11 +32,17 @@ extension ConvGeometry {
 /// Unfolds a `[C, N, H, W]` batch into the column matrix `[C*k*k, N*Ho*Wo]`, so that the
 /// convolution is one GEMM: `out[Cout, N*Ho*Wo] = W[Cout, C*k*k] * col` (Caffe's im2col, over the
 /// whole batch at once so the GEMM is wide). `phases` is scratch of `g.phaseCount(batch:)` floats.
+/// Input channels are independent (their own rows of x, col and phases): several threads take
+/// ranges of them.
 public func im2col(
     _ x: UnsafePointer<Float>, batch: Int, _ g: ConvGeometry, into col: UnsafeMutablePointer<Float>,
     phases: UnsafeMutablePointer<Float>
 ) {
-    dim_im2col(x, g.inChannels, batch, g.height, g.width, g.kernel, g.stride, g.padding, col, phases)
+    let parts = ChannelParts(g, batch: batch)
+    parallelRanges(g.inChannels, grain: parts.grain) { c in
+        dim_im2col(x + c.lowerBound * parts.input, c.count, batch, g.height, g.width, g.kernel, g.stride, g.padding,
+                   col + c.lowerBound * parts.columns, phases + c.lowerBound * parts.phases)
+    }
 }
 
 /// The adjoint of im2col: sums every column entry back into the input position it came from.
@@ -45,5 +51,20 @@ public func col2im(
     _ col: UnsafePointer<Float>, batch: Int, _ g: ConvGeometry, into dx: UnsafeMutablePointer<Float>,
     phases: UnsafeMutablePointer<Float>
 ) {
-    dim_col2im(col, g.inChannels, batch, g.height, g.width, g.kernel, g.stride, g.padding, dx, phases)
+    let parts = ChannelParts(g, batch: batch)
+    parallelRanges(g.inChannels, grain: parts.grain) { c in
+        dim_col2im(col + c.lowerBound * parts.columns, c.count, batch, g.height, g.width, g.kernel, g.stride,
+                   g.padding, dx + c.lowerBound * parts.input, phases + c.lowerBound * parts.phases)
+    }
+}
+
+/// Floats per input channel in the input, the column matrix and the phase scratch.
+private struct ChannelParts {
+    let input: Int, columns: Int, phases: Int
+    var grain: Int { parallelGrain(floatsPerItem: columns) }
+    init(_ g: ConvGeometry, batch: Int) {
+        input = batch * g.height * g.width
+        columns = g.kernel * g.kernel * batch * g.outHeight * g.outWidth
+        phases = dim_conv_phase_count(1, batch, g.height, g.width, g.stride)
+    }
 }

@@ -29,21 +29,24 @@ public final class LayerNorm {
         output.resize(x.shape)
         xhat.resize(x.shape)
         for t in [columnSums, columnSecondSums, invStd] { t.resize([m], zero: true) }
-        let C = channels
-        let mean = columnSums.data, sq = columnSecondSums.data, r = invStd.data
-        // Shifted sums (by row 0) keep the one-pass variance accurate in Float.
-        let x0 = x.data
-        for c in 1..<max(C, 1) { dim_shifted_sums(x.data + c * m, x0, m, mean, sq) }
-        let invC = 1 / Float(C)
-        for j in 0..<m {
-            let md = mean[j] * invC
-            let variance = max(sq[j] * invC - md * md, 0)
-            mean[j] = x0[j] + md
-            r[j] = 1 / (variance + eps).squareRoot()
-        }
-        let w = weight.value.data, b = bias.value.data
-        for c in 0..<C {
-            dim_column_normalize(x.data + c * m, mean, r, m, w[c], b[c], xhat.data + c * m, output.data + c * m)
+        let C = channels, invC = 1 / Float(C), eps = eps
+        let x0 = x.data, mean = columnSums.data, sq = columnSecondSums.data, r = invStd.data
+        let w = weight.value.data, b = bias.value.data, xh = xhat.data, out = output.data
+        // Positions are independent: several threads take ranges of them through every pass.
+        parallelRanges(m, grain: parallelGrain(floatsPerItem: 3 * C)) { js in
+            let (j0, n) = (js.lowerBound, js.count)
+            // Shifted sums (by row 0) keep the one-pass variance accurate in Float.
+            for c in 1..<max(C, 1) { dim_shifted_sums(x0 + c * m + j0, x0 + j0, n, mean + j0, sq + j0) }
+            for j in js {
+                let md = mean[j] * invC
+                let variance = max(sq[j] * invC - md * md, 0)
+                mean[j] = x0[j] + md
+                r[j] = 1 / (variance + eps).squareRoot()
+            }
+            for c in 0..<C {
+                dim_column_normalize(x0 + c * m + j0, mean + j0, r + j0, n, w[c], b[c], xh + c * m + j0,
+                                     out + c * m + j0)
+            }
         }
         return output
     }
@@ -57,21 +60,32 @@ public final class LayerNorm {
         columnSums.zeroFill()
         columnSecondSums.zeroFill()
         let sumG = columnSums.data, sumGX = columnSecondSums.data, r = invStd.data
-        // Pass 1: g = dy * w; column sums of g and g * xhat; dw, db. dw and db sum over every
-        // position of the local batch: in Double, so that one process and several (each summing
-        // its share) round alike (BatchNorm.backward says why that matters).
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
+        let xh = xhat.data, dx = gradInput.data, invC = 1 / Float(C)
+        // Positions are independent in dx: several threads take ranges of them.
+        parallelRanges(m, grain: parallelGrain(floatsPerItem: 4 * C)) { js in
+            let (j0, n) = (js.lowerBound, js.count)
+            // Pass 1: g = dy * w; column sums of g and g * xhat.
             for c in 0..<C {
-                let d = dy.data + c * m, xh = xhat.data + c * m
-                dim_scaled_column_sums(d, xh, m, w[c], gradInput.data + c * m, sumG, sumGX)
-                dim_masked_sums(d, nil, xh, nil, m, sums.baseAddress!)  // db, dw: sums of dy and dy * xhat
-                db[c] += Float(sums[0]); dw[c] += Float(sums[1])
+                dim_scaled_column_sums(dy.data + c * m + j0, xh + c * m + j0, n, w[c], dx + c * m + j0, sumG + j0,
+                                       sumGX + j0)
+            }
+            for j in js { sumG[j] *= invC; sumGX[j] *= invC }
+            // Pass 2: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)).
+            for c in 0..<C {
+                dim_column_centred_scale(dx + c * m + j0, xh + c * m + j0, r + j0, sumG + j0, sumGX + j0, n)
             }
         }
-        let invC = 1 / Float(C)
-        for j in 0..<m { sumG[j] *= invC; sumGX[j] *= invC }
-        // Pass 2: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)).
-        for c in 0..<C { dim_column_centred_scale(gradInput.data + c * m, xhat.data + c * m, r, sumG, sumGX, m) }
+        // dw and db sum over every position of the local batch: one channel's whole row per call,
+        // in Double, so that one process and several (each summing its share) round alike
+        // (BatchNorm.backward says why that matters); channels are independent.
+        parallelRanges(C, grain: parallelGrain(floatsPerItem: 2 * m)) { cs in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
+                for c in cs {
+                    dim_masked_sums(dy.data + c * m, nil, xh + c * m, nil, m, sums.baseAddress!)  // sums of dy, dy * xhat
+                    db[c] += Float(sums[0]); dw[c] += Float(sums[1])
+                }
+            }
+        }
         return gradInput
     }
 }

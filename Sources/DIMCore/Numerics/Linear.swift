@@ -89,10 +89,12 @@ func addRowBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, row
 /// its sum of squares comes free with a pass that is bound by reading x.)
 @inline(__always)
 func addRowSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
-        for r in 0..<rows {
-            dim_moments(x + r * cols, cols, sums.baseAddress!)
-            out[r] += Float(sums[0])
+    parallelRanges(rows, grain: parallelGrain(floatsPerItem: cols)) { range in
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
+            for r in range {
+                dim_moments(x + r * cols, cols, sums.baseAddress!)
+                out[r] += Float(sums[0])
+            }
         }
     }
 }

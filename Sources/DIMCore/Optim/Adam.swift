@@ -32,7 +32,13 @@ public final class Adam {
         let bc2 = 1 - pow(Double(beta2), Double(step))
         let stepSize = Float(Double(lr) / bc1)
         let invSqrtBC2 = Float(1 / bc2.squareRoot())
-        // The loop in C, vectorised for the CPU (CKernels): memory-bound, 28 bytes per parameter.
-        dim_adam_update(p, g, m, v, count, beta1, beta2, stepSize, invSqrtBC2, eps, recordUpdate)
+        // The loop in C, vectorised for the CPU (CKernels): memory-bound, 28 bytes per parameter;
+        // every parameter is updated on its own, so several threads take ranges of them.
+        let (m, v, b1, b2, eps) = (m, v, beta1, beta2, eps)
+        parallelRanges(count, grain: parallelGrain(floatsPerItem: 1) * 4) { r in
+            let i = r.lowerBound
+            dim_adam_update(p + i, g + i, m + i, v + i, r.count, b1, b2, stepSize, invSqrtBC2, eps,
+                            recordUpdate.map { $0 + i })
+        }
     }
 }
