@@ -10,8 +10,6 @@
 // The runs are short (Wo floats), so they are moved in 8-float vectors inline; `no_builtin` keeps
 // the compiler from turning those loops back into memcpy/memset calls.
 #include "conv_kernels.h"
-#include <stdint.h>
-#include <string.h>
 
 typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
 typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));

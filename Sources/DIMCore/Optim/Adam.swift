@@ -35,7 +35,7 @@ public final class Adam {
         // The loop in C, vectorised for the CPU (CKernels): memory-bound, 28 bytes per parameter;
         // every parameter is updated on its own, so several threads take ranges of them.
         let (m, v, b1, b2, eps) = (m, v, beta1, beta2, eps)
-        parallelRanges(count, grain: parallelGrain(floatsPerItem: 1) * 4) { r in
+        parallelRanges(count, grain: parallelGrain(floatsPerItem: 7)) { r in
             let i = r.lowerBound
             dim_adam_update(p + i, g + i, m + i, v + i, r.count, b1, b2, stepSize, invSqrtBC2, eps,
                             recordUpdate.map { $0 + i })
