@@ -2,7 +2,6 @@
 // and AVX-512 clones it is one ymm register and a*b+c contracts to FMA, in the baseline clone two
 // xmm registers. Sums run in float vectors for at most 128 values, then in double.
 #include "estimator_kernels.h"
-#include "skinny_gemm.h"
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -79,34 +78,26 @@ INLINE void store_tail(float *p, size_t r, const v8f *v) {
 // Three variants of every kernel: AVX-512 (x86-64-v4), AVX2 + FMA (x86-64-v3), baseline x86-64.
 #define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi2")))
 #define KERNEL(name) name##_avx512
-#define SKINNY_LANES 16
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
 #include "reduction_kernels_body.h"
 #include "norm_kernels_body.h"
-#include "skinny_gemm_body.h"
 #undef TARGET
 #undef KERNEL
-#undef SKINNY_LANES
 #define TARGET __attribute__((target("avx2,fma,bmi2")))
 #define KERNEL(name) name##_avx2
-#define SKINNY_LANES 8
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
 #include "reduction_kernels_body.h"
 #include "norm_kernels_body.h"
-#include "skinny_gemm_body.h"
 #undef TARGET
 #undef KERNEL
-#undef SKINNY_LANES
 #define TARGET
 #define KERNEL(name) name##_baseline
-#define SKINNY_LANES 8
 #include "estimator_kernels_body.h"
 #include "adam_kernel_body.h"
 #include "reduction_kernels_body.h"
 #include "norm_kernels_body.h"
-#include "skinny_gemm_body.h"
 #undef TARGET
 #undef KERNEL
 
@@ -229,32 +220,4 @@ void dim_bf16_to_float(const uint16_t *x, float *out, size_t n) {
         uint32_t u = (uint32_t)x[i] << 16;
         memcpy(out + i, &u, 4);
     }
-}
-
-// The skinny GEMMs (skinny_gemm.h): the small operand rearranged once per call, then the variant
-// this CPU runs.
-void dim_skinny_gemm_nn(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-                        int beta, float *c, size_t ldc) {
-    size_t width = n <= 8 ? 8 : 16;
-    float *bp = calloc(k * width, sizeof(float));
-    for (size_t t = 0; t < k; t++) memcpy(bp + t * width, b + t * ldb, n * sizeof(float));
-    switch (pick_isa()) {
-    case 2: skinny_nn_avx512(m, n, k, a, lda, bp, beta, c, ldc); break;
-    case 1: skinny_nn_avx2(m, n, k, a, lda, bp, beta, c, ldc); break;
-    default: skinny_nn_baseline(m, n, k, a, lda, bp, beta, c, ldc); break;
-    }
-    free(bp);
-}
-
-void dim_skinny_gemm_tn(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-                        int beta, float *c, size_t ldc) {
-    float *ct = calloc(n * m, sizeof(float));
-    switch (pick_isa()) {
-    case 2: skinny_tn_avx512(m, n, k, a, lda, b, ldb, ct); break;
-    case 1: skinny_tn_avx2(m, n, k, a, lda, b, ldb, ct); break;
-    default: skinny_tn_baseline(m, n, k, a, lda, b, ldb, ct); break;
-    }
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) c[i * ldc + j] = beta ? c[i * ldc + j] + ct[j * m + i] : ct[j * m + i];
-    free(ct);
 }

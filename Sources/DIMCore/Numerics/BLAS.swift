@@ -1,6 +1,5 @@
 import Foundation
 import CBLAS
-import CKernels
 
 /// Precision of a layer's GEMMs. `bf16` rounds both operands to bfloat16 and accumulates in
 /// float32 (weights, activations and gradients stay float32 everywhere else).
@@ -53,37 +52,11 @@ public func sgemm(
         return
     }
     let t0 = monotonicSeconds()
-    if !skinnyGEMM(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                   beta: beta, c: c, ldc: ldc) {
-        cblas_sgemm(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-    }
+    cblas_sgemm(
+        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     FlopCounter.count(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, accumulate: beta != 0),
                       seconds: monotonicSeconds() - t0)
-}
-
-/// dim-dist's skinny kernels (CKernels/skinny_gemm.h) take the GEMMs whose large operand A is
-/// multiplied by a few columns: NN with n <= 16 and TN with n <= 8 (measured faster than OpenBLAS,
-/// which repacks A on every call, on a Zen 5 with AVX-512 and AVX2 kernels: docs/results.md,
-/// 2026-12-06), when A holds at least 16 K floats. Returns false for every other GEMM. Rows of C
-/// are independent: the rank's BLAS threads take ranges of them (each computed as on one thread,
-/// so the result does not depend on the thread count).
-@inline(__always)
-func skinnyGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
-    guard alpha == 1, beta == 0 || beta == 1, !transB, n <= (transA ? 8 : 16),
-          m * k >= 1 << 14 else { return false }
-    let accumulate: Int32 = beta == 1 ? 1 : 0
-    parallelRanges(m, grain: parallelGrain(floatsPerItem: k)) { r in
-        let (lo, rows) = (r.lowerBound, r.count)
-        if transA {
-            dim_skinny_gemm_tn(rows, n, k, a + lo, lda, b, ldb, accumulate, c + lo * ldc, ldc)
-        } else {
-            dim_skinny_gemm_nn(rows, n, k, a + lo * lda, lda, b, ldb, accumulate, c + lo * ldc, ldc)
-        }
-    }
-    return true
 }
 
 /// Sets the number of OpenBLAS threads (the OPENBLAS_NUM_THREADS environment variable does the
