@@ -69,6 +69,21 @@ public func relativeDifference<C: Collection>(_ reference: C, _ other: C) -> Dou
     return d.squareRoot() / max(r.squareRoot(), 1e-30)
 }
 
+/// relativeDifference with the `fraction` of entries that differ most left out of the numerator
+/// (at least one entry when fraction > 0). What `checkpoint diff --trim` compares: a result that
+/// depends on rounding at a few points of a non-smooth function (a ReLU input within rounding of
+/// zero, a gradient entry at rounding level that Adam turns into a +-lr step) moves a few entries
+/// of a tensor by a lot; an error in what is computed moves most of them.
+public func trimmedRelativeDifference(_ reference: [Double], _ other: [Double], fraction: Double) -> Double {
+    precondition(reference.count == other.count, "trimmedRelativeDifference: \(reference.count) vs \(other.count) values")
+    guard fraction > 0, !reference.isEmpty else { return relativeDifference(reference, other) }
+    let left = min(reference.count - 1, Int((fraction * Double(reference.count)).rounded(.up)))
+    let squares = zip(reference, other).map { ($0 - $1) * ($0 - $1) }.sorted()
+    let d = squares[..<(squares.count - left)].reduce(0, +)
+    let r = reference.reduce(0) { $0 + $1 * $1 }
+    return d.squareRoot() / max(r.squareRoot(), 1e-30)
+}
+
 /// One JSON object on one line, keys sorted (so equal values give equal text): every record the
 /// program prints or appends (metrics, probe results, benchmark records, the stored configuration).
 public func jsonLine<T: Encodable>(_ value: T) throws -> String {

@@ -295,8 +295,14 @@ public struct CheckpointComparison {
     public struct Group {
         public let name: String
         public let identical: Bool
+        /// The largest relative difference of a tensor (trimmed when `compare(trim:)` > 0).
         public let worst: Double
         public let worstTensor: String
+        /// The same over every entry (equal to `worst` without trimming).
+        public let worstUntrimmed: Double
+        public let worstUntrimmedTensor: String
+        /// Tensors of the group left out of `identical` and `worst` (`compare(ignoring:)`).
+        public let ignored: [String]
     }
     public struct FieldDifference {
         public let name: String
@@ -314,33 +320,43 @@ public struct CheckpointComparison {
             || fields.contains { $0.role == .state }
     }
 
-    public static func compare(_ a: String, _ b: String) throws -> CheckpointComparison {
+    /// `ignoring`: tensor names (in any group) left out of the verdict, such as
+    /// `LossConfig.zeroGradientParameters`. `trim`: the fraction of each tensor's entries that
+    /// differ most left out of its difference (trimmedRelativeDifference).
+    public static func compare(_ a: String, _ b: String, ignoring: Set<String> = [],
+                               trim: Double = 0) throws -> CheckpointComparison {
         let fa = try HDF5File(a), fb = try HDF5File(b)
         let (ia, ib) = (try CheckpointFile.readInfo(fa), try CheckpointFile.readInfo(fb))
         let fields = CheckpointFile.fields.compactMap { f -> FieldDifference? in
             f.get(ia) == f.get(ib) ? nil : FieldDifference(name: f.name, role: f.role, a: f.get(ia), b: f.get(ib))
         }
-        return CheckpointComparison(groups: try CheckpointFile.tensorGroups.map { try compare(group: $0, fa, fb) },
-                                    fields: fields)
+        return CheckpointComparison(
+            groups: try CheckpointFile.tensorGroups.map { try compare(group: $0, fa, fb, ignoring: ignoring, trim: trim) },
+            fields: fields)
     }
 
-    private static func compare(group: String, _ fa: HDF5File, _ fb: HDF5File) throws -> Group {
+    private static func compare(group: String, _ fa: HDF5File, _ fb: HDF5File,
+                                ignoring: Set<String>, trim: Double) throws -> Group {
         let names = fa.exists(group) ? try fa.members(group) : []
         let other = fb.exists(group) ? try fb.members(group) : []
         if let missing = Set(names).symmetricDifference(other).sorted().first {
             let (has, lacks) = names.contains(missing) ? (fa, fb) : (fb, fa)
             throw DIMError("\(lacks.path): no '\(group)/\(missing)' (\(has.path) has it): not the same model")
         }
-        var worst = (0.0, ""), identical = true
-        for name in names {
+        var worst = (0.0, ""), untrimmed = (0.0, ""), identical = true
+        for name in names where !ignoring.contains(name) {
             let key = "\(group)/\(name)"
             let (x, sx): ([Double], [Int]) = try fa.read(key)
             let (y, sy): ([Double], [Int]) = try fb.read(key)
             guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
             if x != y { identical = false }
             let e = relativeDifference(x, y)
-            if e > worst.0 { worst = (e, name) }
+            if e > untrimmed.0 { untrimmed = (e, name) }
+            let t = trim > 0 ? trimmedRelativeDifference(x, y, fraction: trim) : e
+            if t > worst.0 { worst = (t, name) }
         }
-        return Group(name: group, identical: identical, worst: worst.0, worstTensor: worst.1)
+        return Group(name: group, identical: identical, worst: worst.0, worstTensor: worst.1,
+                     worstUntrimmed: untrimmed.0, worstUntrimmedTensor: untrimmed.1,
+                     ignored: names.filter { ignoring.contains($0) })
     }
 }

@@ -51,14 +51,32 @@ struct CheckpointCommand: ParsableCommand {
         @Argument(help: "Checkpoint file or run directory.") var a: String
         @Argument(help: "Checkpoint file or run directory.") var b: String
         @Option(help: "Relative tolerance per tensor (0 = must be bit-identical).") var tolerance = 0.0
+        @Flag(help: ArgumentHelp(
+            "Leave out the tensors whose gradient is zero under the first checkpoint's loss.",
+            discussion: "Under infoNCE: local_mi.ln.bias and gdim.out.bias. They move by rounding "
+                + "noise only, which Adam scales up to +-lr steps, so two equivalent runs differ there."))
+        var ignoreZeroGradient = false
+        @Option(help: ArgumentHelp(
+            "Fraction of each tensor's entries, those that differ most, left out of its difference.",
+            discussion: "For runs that should agree to rounding: at a few points the result depends on "
+                + "rounding by a lot (a ReLU input within rounding of zero; a gradient entry at rounding "
+                + "level, which Adam turns into a +-lr step), while an error moves most entries. "
+                + "The difference over every entry is printed too."))
+        var trim = 0.0
 
         func run() throws {
-            let c = try CheckpointComparison.compare(try RunDirectory.checkpoint(a),
-                                                     try RunDirectory.checkpoint(b))
+            let (fileA, fileB) = (try RunDirectory.checkpoint(a), try RunDirectory.checkpoint(b))
+            let ignoring = ignoreZeroGradient
+                ? try TrainConfig(json: try HDF5File(fileA).stringAttribute("config")).loss.zeroGradientParameters
+                : []
+            guard (0..<0.5).contains(trim) else { throw ValidationError("--trim must be in [0, 0.5), not \(trim)") }
+            let c = try CheckpointComparison.compare(fileA, fileB, ignoring: ignoring, trim: trim)
             let width = CheckpointFile.tensorGroups.map(\.count).max()!
             for g in c.groups {
-                let worst = "worst relative difference \(sci(g.worst)) (\(g.worstTensor))"
-                print("  \(padRight(g.name, width)) " + (g.identical ? "bit-identical" : worst))
+                var worst = "worst relative difference \(sci(g.worst)) (\(g.worstTensor))"
+                if trim > 0 { worst += ", every entry \(sci(g.worstUntrimmed)) (\(g.worstUntrimmedTensor))" }
+                let ignored = g.ignored.isEmpty ? "" : "; not compared: " + g.ignored.joined(separator: ", ")
+                print("  \(padRight(g.name, width)) " + (g.identical ? "bit-identical" : worst) + ignored)
             }
             for f in c.fields where f.name != "config" {
                 print("  \(f.name): \(f.a) vs \(f.b)" + (f.role == .record ? " (not compared)" : ""))

@@ -168,6 +168,43 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(apart.differ(tolerance: 1))  // the state attributes differ whatever the tolerance
     }
 
+    /// `compare(trim:)` leaves out a tensor's few most different entries (one weight far off passes
+    /// with 2% trimmed, and the untrimmed difference still shows it), while a change to every entry
+    /// is seen with or without trimming; `ignoring` leaves a named tensor out of every group.
+    func testTrimmingAndIgnoring() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        let run = try TinyRun(data: dir + "/data").trainer(out: dir + "/run", steps: 1)
+        try run.run()
+        let info = run.checkpointInfo(loss: 1)
+        let state = run.state
+        let write = { (path: String) in
+            try CheckpointFile.write(path: path, model: state.model, adam: state.adam, discAdam: state.discAdam, info: info)
+        }
+        let fc = state.model.params.parameters.max { $0.count < $1.count }!
+        let values = state.model.params.values! + fc.offset
+        try write(dir + "/a.h5")
+        let saved = values[7]
+        values[7] += 10
+        try write(dir + "/one.h5")
+        values[7] = saved
+        for i in 0..<fc.count { values[i] *= 1 + 1e-3 }
+        try write(dir + "/all.h5")
+        let one = try CheckpointComparison.compare(dir + "/a.h5", dir + "/one.h5", trim: 0.02)
+        let params = one.groups.first { $0.name == "params" }!
+        XCTAssertEqual(params.worstUntrimmedTensor, fc.name)
+        XCTAssertGreaterThan(params.worstUntrimmed, 1e-3)
+        XCTAssertEqual(params.worst, 0)
+        XCTAssertFalse(one.differ(tolerance: 1e-6))
+        XCTAssertTrue(try CheckpointComparison.compare(dir + "/a.h5", dir + "/one.h5").differ(tolerance: 1e-6))
+        let all = try CheckpointComparison.compare(dir + "/a.h5", dir + "/all.h5", trim: 0.02)
+        XCTAssertEqual(all.groups.first { $0.name == "params" }!.worstTensor, fc.name)
+        XCTAssertTrue(all.differ(tolerance: 1e-4))
+        let ignored = try CheckpointComparison.compare(dir + "/a.h5", dir + "/all.h5", ignoring: [fc.name])
+        XCTAssertEqual(ignored.groups.first { $0.name == "params" }!.ignored, [fc.name])
+        XCTAssertFalse(ignored.differ(tolerance: 0))
+    }
+
     /// Two checkpoints that differ only in one value of the discriminator's Adam moment: the
     /// comparison names that group, and `dim-dist checkpoint diff` exits 1.
     func testDiffSeesTheDiscriminatorsAdamMoment() throws {

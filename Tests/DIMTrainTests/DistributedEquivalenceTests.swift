@@ -34,19 +34,15 @@ struct EquivalenceFixture {
         return Tensor([1, n, 28, 28], values: Array(all[(comm.rank * n * 784)..<((comm.rank + 1) * n * 784)]))
     }
 
-    /// Worst per-tensor relative difference.
-    ///
-    /// Under infoNCE the true gradient of `local_mi.ln.bias` is exactly zero (adding a constant
-    /// vector to every L shifts each row of scores by a constant, and infoNCE's per-row softmax
-    /// ignores that), so that tensor only moves by rounding noise, which Adam scales up to
-    /// ±lr steps: it is excluded, and `testZeroBySymmetryGradientIsNoise` checks it is noise. The
-    /// global-DIM critic's `gdim.out.bias` (the bias of its L side) is zero by the same symmetry.
+    /// Worst per-tensor relative difference, leaving out LossConfig.zeroGradientParameters (under
+    /// infoNCE they only move by rounding noise, which Adam scales up to ±lr steps;
+    /// `testZeroBySymmetryGradientIsNoise` checks it is noise).
     func worstDifference(_ a: [Float], _ b: [Float], loss: LossConfig, paramsOnly: Bool = false) -> (Double, String) {
         let model = DIMModel(config: config, loss: loss, seed: 3)
         var worst = (0.0, "")
         var offset = 0
         for p in model.params.parameters + (paramsOnly ? [] : model.discParams.parameters) {
-            if loss.estimator == .nce && Self.zeroBySymmetry.contains(p.name) {
+            if loss.zeroGradientParameters.contains(p.name) {
                 offset += p.count; continue
             }
             let e = relativeDifference(a[offset..<(offset + p.count)], b[offset..<(offset + p.count)])
@@ -55,8 +51,6 @@ struct EquivalenceFixture {
         }
         return worst
     }
-
-    static let zeroBySymmetry: Set = ["local_mi.ln.bias", "gdim.out.bias"]
 
     /// A TrainStep over `comm` on the fixture's configuration. `localOnly`: the model sees only
     /// this rank (own images as negatives, own BatchNorm statistics) and only the gradients are
@@ -209,13 +203,26 @@ final class DistributedEquivalenceTests: XCTestCase {
         XCTAssertLessThan(err, 0x1p-8)
     }
 
+    /// Each of LossConfig.zeroGradientParameters has a gradient at rounding level under its loss
+    /// (global DIM on, so both are there), and the same tensors do not under JSD.
     func testZeroBySymmetryGradientIsNoise() throws {
-        let train = fixture.trainStep(LossConfig(estimator: .nce), comm: SingleProcess())
-        try train.run(images: fixture.images(step: 0, comm: SingleProcess()))
-        let model = train.state.model
-        let norm = { (p: Parameter) in p.grad.array.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
-        let bias = norm(model.params["local_mi.ln.bias"]!), weight = norm(model.params["local_mi.ln.weight"]!)
-        XCTAssertLessThan(bias, 1e-3 * weight, "infoNCE's local_mi.ln.bias gradient should be rounding noise")
+        for estimator in [Estimator.nce, .jsd] {
+            let loss = LossConfig(estimator: estimator, alpha: 0.5)
+            let train = fixture.trainStep(loss, comm: SingleProcess())
+            try train.run(images: fixture.images(step: 0, comm: SingleProcess()))
+            let model = train.state.model
+            let norm = { (p: Parameter) in p.grad.array.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+            XCTAssertEqual(loss.zeroGradientParameters.isEmpty, estimator != .nce)
+            for name in ["local_mi.ln.bias", "gdim.out.bias"] {
+                let bias = norm(model.params[name]!)
+                let weight = norm(model.params[name.replacingOccurrences(of: ".bias", with: ".weight")]!)
+                if loss.zeroGradientParameters.contains(name) {
+                    XCTAssertLessThan(bias, 1e-3 * weight, "\(estimator): \(name)'s gradient should be rounding noise")
+                } else {
+                    XCTAssertGreaterThan(bias, 1e-2 * weight, "\(estimator): \(name)'s gradient should not be zero")
+                }
+            }
+        }
     }
 
     func testLocalNegativesAreNotEquivalent() throws {

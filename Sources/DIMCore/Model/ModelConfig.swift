@@ -102,4 +102,13 @@ public struct LossConfig: Equatable, Codable {
     public var priorMatching: Bool { gamma != 0 }
     /// Global DIM is on: the global-DIM critic exists and trains.
     public var globalDIM: Bool { alpha != 0 }
+
+    /// Parameters whose true gradient is exactly zero under this loss, so they only move by
+    /// rounding noise (which Adam scales up to +-lr steps): an equivalence check leaves them out.
+    /// Under infoNCE, adding a constant vector to every local encoding (the local head's LayerNorm
+    /// bias) shifts each row of scores by a constant, which the per-row softmax ignores; the
+    /// global-DIM critic's `gdim.out.bias` (the bias of its local side) is zero the same way.
+    public var zeroGradientParameters: Set<String> {
+        estimator == .nce ? ["local_mi.ln.bias", "gdim.out.bias"] : []
+    }
 }
