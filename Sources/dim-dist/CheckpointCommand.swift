@@ -64,12 +64,13 @@ struct CheckpointCommand: ParsableCommand {
                 + "The difference over every entry is printed too."))
         var trim = 0.0
 
+        func validate() throws {
+            guard (0..<0.5).contains(trim) else { throw ValidationError("--trim must be in [0, 0.5), not \(trim)") }
+        }
+
         func run() throws {
             let (fileA, fileB) = (try RunDirectory.checkpoint(a), try RunDirectory.checkpoint(b))
-            let ignoring = ignoreZeroGradient
-                ? try TrainConfig(json: try HDF5File(fileA).stringAttribute("config")).loss.zeroGradientParameters
-                : []
-            guard (0..<0.5).contains(trim) else { throw ValidationError("--trim must be in [0, 0.5), not \(trim)") }
+            let ignoring = ignoreZeroGradient ? try TrainConfig(json: try fieldString("config", a)).loss.zeroGradientParameters : []
             let c = try CheckpointComparison.compare(fileA, fileB, ignoring: ignoring, trim: trim)
             let width = CheckpointFile.tensorGroups.map(\.count).max()!
             for g in c.groups {
