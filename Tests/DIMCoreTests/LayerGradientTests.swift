@@ -69,9 +69,12 @@ final class LayerGradientTests: XCTestCase {
 
     func testIm2colIsTheAdjointOfCol2im() {
         // (height, width, kernel, stride, padding): borders on both sides, none, a kernel that
-        // reaches past both edges, stride 3, DIM's k4 s2 p1, an odd width, a stride above the kernel.
+        // reaches past both edges, stride 3, DIM's k4 s2 p1 (output widths 16, 8 and 4: the vector
+        // runs), an odd width, a stride above the kernel; vector runs at stride 1, over 12 = 3 x 4
+        // floats, and with padding 3 (masked lanes 3 floats outside a row).
         for (h, w, k, s, p) in [(7, 6, 3, 2, 1), (28, 28, 5, 2, 2), (5, 4, 4, 1, 0), (3, 2, 5, 1, 2), (9, 10, 4, 3, 1),
-                                (32, 32, 4, 2, 1), (7, 7, 4, 2, 1), (4, 3, 3, 4, 1)] {
+                                (32, 32, 4, 2, 1), (16, 16, 4, 2, 1), (8, 8, 4, 2, 1), (7, 7, 4, 2, 1), (4, 3, 3, 4, 1),
+                                (5, 8, 3, 1, 1), (9, 16, 5, 2, 2), (10, 24, 4, 2, 1), (5, 8, 3, 1, 3)] {
             let g = ConvGeometry(inChannels: 2, height: h, width: w, kernel: k, stride: s, padding: p)
             let x = randomTensor([2, 3, h, w], seed: 8)
             let cols = Tensor([g.patchSize, 3 * g.outHeight * g.outWidth])

@@ -38,7 +38,8 @@ public func gemm(
                       seconds: monotonicSeconds() - t0)
 }
 
-/// Row-major single-precision GEMM (OpenBLAS): C = alpha * op(A) * op(B) + beta * C.
+/// Row-major single-precision GEMM: C = alpha * op(A) * op(B) + beta * C. OpenBLAS, except the
+/// GEMMs of a large matrix by a narrow one (NarrowGEMM.swift).
 @inline(__always)
 public func sgemm(
     transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
@@ -52,9 +53,12 @@ public func sgemm(
         return
     }
     let t0 = monotonicSeconds()
-    cblas_sgemm(
-        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    if alpha != 1 || !narrowGEMM(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                                 beta: beta, c: c, ldc: ldc) {
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
     FlopCounter.count(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, accumulate: beta != 0),
                       seconds: monotonicSeconds() - t0)
 }
