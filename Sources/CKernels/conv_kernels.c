@@ -175,11 +175,13 @@ NO_BUILTIN void dim_im2col(const float *x, size_t channels, size_t batch, size_t
                     } else if (v == 8) {
                         for (ptrdiff_t oy = oyLo; oy < oyHi; oy++, src += rowStep, dst += g.Wo)
                             for (ptrdiff_t ox = 0; ox < g.Wo; ox += 8)
-                                *(v8f *)(dst + ox) = (v8f)((v8i_t)*(const v8f *)(src + ox) & *(const v8i_t *)(masks + ox));
+                                *(v8f *)(dst + ox) =
+                                    (v8f)((v8i_t)*(const v8f *)(src + ox) & *(const v8i_t *)(masks + ox));
                     } else if (v == 4) {
                         for (ptrdiff_t oy = oyLo; oy < oyHi; oy++, src += rowStep, dst += g.Wo)
                             for (ptrdiff_t ox = 0; ox < g.Wo; ox += 4)
-                                *(v4f *)(dst + ox) = (v4f)((v4i_t)*(const v4f *)(src + ox) & *(const v4i_t *)(masks + ox));
+                                *(v4f *)(dst + ox) =
+                                    (v4f)((v4i_t)*(const v4f *)(src + ox) & *(const v4i_t *)(masks + ox));
                     } else {
                         for (ptrdiff_t oy = oyLo; oy < oyHi; oy++, src += rowStep, dst += g.Wo) {
                             zero_run(dst, lo);
@@ -227,11 +229,13 @@ NO_BUILTIN void dim_col2im(const float *col, size_t channels, size_t batch, size
                     } else if (v == 8) {
                         for (ptrdiff_t oy = oyLo; oy < oyHi; oy++, src += g.Wo, dst += rowStep)
                             for (ptrdiff_t ox = 0; ox < g.Wo; ox += 8)
-                                *(v8f *)(dst + ox) += (v8f)((v8i_t)*(const v8f *)(src + ox) & *(const v8i_t *)(masks + ox));
+                                *(v8f *)(dst + ox) +=
+                                    (v8f)((v8i_t)*(const v8f *)(src + ox) & *(const v8i_t *)(masks + ox));
                     } else if (v == 4) {
                         for (ptrdiff_t oy = oyLo; oy < oyHi; oy++, src += g.Wo, dst += rowStep)
                             for (ptrdiff_t ox = 0; ox < g.Wo; ox += 4)
-                                *(v4f *)(dst + ox) += (v4f)((v4i_t)*(const v4f *)(src + ox) & *(const v4i_t *)(masks + ox));
+                                *(v4f *)(dst + ox) +=
+                                    (v4f)((v4i_t)*(const v4f *)(src + ox) & *(const v4i_t *)(masks + ox));
                     } else {
                         for (ptrdiff_t oy = oyLo; oy < oyHi; oy++, src += g.Wo, dst += rowStep)
                             add_run(dst + lo, src + lo, hi - lo);

@@ -42,7 +42,7 @@ TARGET static size_t KERNEL(narrow_nn_width)(size_t n) {
     return nvec * NW_LANES;
 }
 
-// C[m, n] (+)= A[m, k] B[k, n]; bp is B padded to nvec * lanes columns (zeros past n).
+// C[m, n] (+)= A[m, k] B[k, n]; bp is B with rows of narrow_nn_width(n) floats (zeros past n).
 TARGET static void KERNEL(narrow_nn)(size_t m, size_t n, size_t k, const float *restrict a, size_t lda,
                                      const float *restrict bp, int beta, float *restrict c, size_t ldc) {
     const size_t nvec = (n + NW_LANES - 1) / NW_LANES, bs = KERNEL(narrow_nn_width)(n);
@@ -110,15 +110,18 @@ TARGET static void KERNEL(narrow_tn)(size_t m, size_t n, size_t k, const float *
         for (; i + 2 * NW_LANES <= tiles; i += 2 * NW_LANES) {
             // The tile's block of A, copied together: its rows lie lda apart, a power of two in
             // DIM's layers, so in place they would all fall into the same few L1 cache sets.
-            float ap[NW_TN_ROWS * 2 * NW_LANES];
-            for (size_t t = 0; t < rows; t++) memcpy(ap + t * 2 * NW_LANES, ab + t * lda + i, 2 * NW_LANES * sizeof(float));
+            enum { W = 2 * NW_LANES };
+            float ap[NW_TN_ROWS * W];
+            for (size_t t = 0; t < rows; t++) memcpy(ap + t * W, ab + t * lda + i, W * sizeof(float));
+            float *ci = ct + i;
             size_t j = 0;
-            for (; j + JB <= n; j += JB) KERNEL(nw_tn_tile)(2, JB, rows, ap, 2 * NW_LANES, bb + j, ldb, ct + j * ldct + i, ldct);
-            for (; j + 4 <= n; j += 4) KERNEL(nw_tn_tile)(2, 4, rows, ap, 2 * NW_LANES, bb + j, ldb, ct + j * ldct + i, ldct);
-            for (; j < n; j++) KERNEL(nw_tn_tile)(2, 1, rows, ap, 2 * NW_LANES, bb + j, ldb, ct + j * ldct + i, ldct);
+            for (; j + JB <= n; j += JB) KERNEL(nw_tn_tile)(2, JB, rows, ap, W, bb + j, ldb, ci + j * ldct, ldct);
+            for (; j + 4 <= n; j += 4) KERNEL(nw_tn_tile)(2, 4, rows, ap, W, bb + j, ldb, ci + j * ldct, ldct);
+            for (; j < n; j++) KERNEL(nw_tn_tile)(2, 1, rows, ap, W, bb + j, ldb, ci + j * ldct, ldct);
         }
-        for (; i < tiles; i += NW_LANES)
-            for (size_t j = 0; j < n; j++) KERNEL(nw_tn_tile)(1, 1, rows, ab + i, lda, bb + j, ldb, ct + j * ldct + i, ldct);
+        for (; i < tiles; i += NW_LANES)  // a last single-vector tile, in place
+            for (size_t j = 0; j < n; j++)
+                KERNEL(nw_tn_tile)(1, 1, rows, ab + i, lda, bb + j, ldb, ct + i + j * ldct, ldct);
     }
     for (size_t i = 0; i < tiles; i++)
         for (size_t j = 0; j < n; j++) c[i * ldc + j] = beta ? c[i * ldc + j] + ct[j * ldct + i] : ct[j * ldct + i];

@@ -55,9 +55,11 @@ final class NarrowGEMMTests: XCTestCase {
                 for t in 0..<k { for j in 0..<w { bp.data[t * w + j] = b.data[t * n + part.lowerBound + j] } }
                 let got = product(transA: transA, m: m, n: w, k: k, a: a, b: bp, c0: nil)
                 var differing = 0
-                for i in 0..<m { for j in 0..<w where got[i * w + j].bitPattern != whole[i * n + part.lowerBound + j].bitPattern {
-                    differing += 1
-                } }
+                for i in 0..<m {
+                    for j in 0..<w where got[i * w + j].bitPattern != whole[i * n + part.lowerBound + j].bitPattern {
+                        differing += 1
+                    }
+                }
                 XCTAssertEqual(differing, 0, "\(transA ? "TN" : "NN") columns \(part): \(differing) of \(m * w) differ")
             }
             setBLASThreads(2)
