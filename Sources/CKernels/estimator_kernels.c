@@ -190,12 +190,17 @@ int dim_all_finite(const float *x, size_t n) {
 void dim_moments(const float *x, size_t n, double *sums) { DISPATCH(moments, (x, n, sums)) }
 
 void dim_affine_normalize(const float *x, size_t n, float mean, float r, float gamma, float beta, int relu,
-                          float *xhat, float *out) {
-    DISPATCH(affine_normalize, (x, n, mean, r, gamma, beta, relu, xhat, out))
+                          float *out) {
+    DISPATCH(affine_normalize, (x, n, mean, r, gamma, beta, relu, out))
 }
 
-void dim_centred_scale(float *d, const float *xhat, size_t n, float k, float m1, float m2) {
-    DISPATCH(centred_scale, (d, xhat, n, k, m1, m2))
+void dim_normalized_masked_sums(const float *g, const float *x, size_t n, float mean, float r, float gamma,
+                                float beta, int relu, float *d, double *sums) {
+    DISPATCH(normalized_masked_sums, (g, x, n, mean, r, gamma, beta, relu, d, sums))
+}
+
+void dim_centred_scale(float *d, const float *x, size_t n, float mean, float r, float k, float m1, float m2) {
+    DISPATCH(centred_scale, (d, x, n, mean, r, k, m1, m2))
 }
 
 void dim_shifted_sums(const float *row, const float *row0, size_t n, float *sum, float *sq) {

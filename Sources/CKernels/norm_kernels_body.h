@@ -23,35 +23,38 @@ TARGET static void KERNEL(moments)(const float *restrict x, size_t n, double *su
     sums[1] = t2;
 }
 
-// xhat = (x - mean) * r; out = gamma * xhat + beta, then max(out, 0) when relu (as Swift's max:
-// NaN passes, -0 becomes +0).
+// out = gamma * xhat + beta with xhat = (x - mean) * r, then max(out, 0) when relu (as Swift's max:
+// NaN passes, -0 becomes +0). xhat is not stored: backward recomputes it from x with the same
+// operations (normalized_masked_sums, centred_scale), which saves a write and a read of the
+// activation per BatchNorm.
 TARGET static void KERNEL(affine_normalize)(const float *restrict x, size_t n, float mean, float r, float gamma,
-                                            float beta, int relu, float *restrict xhat, float *restrict out) {
+                                            float beta, int relu, float *restrict out) {
 #pragma clang fp contract(off)
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         v8f v = (LOAD8(x + i) - SPLAT(mean)) * SPLAT(r);
-        STORE8(xhat + i, v);
         v8f y = SPLAT(gamma) * v + SPLAT(beta);
         if (relu) y = SELECT(y <= SPLAT(0.0f), SPLAT(0.0f), y);
         STORE8(out + i, y);
     }
     for (; i < n; i++) {
         float v = (x[i] - mean) * r;
-        xhat[i] = v;
         float y = gamma * v + beta;
         out[i] = relu && y <= 0 ? 0 : y;
     }
 }
 
-// d = k * (d - m1 - xhat * m2): BatchNorm's input gradient from the output gradient d (masked).
-TARGET static void KERNEL(centred_scale)(float *restrict d, const float *restrict xhat, size_t n, float k,
-                                         float m1, float m2) {
+// d = k * (d - m1 - xhat * m2) with xhat = (x - mean) * r: BatchNorm's input gradient from the
+// output gradient d (masked).
+TARGET static void KERNEL(centred_scale)(float *restrict d, const float *restrict x, size_t n, float mean, float r,
+                                         float k, float m1, float m2) {
 #pragma clang fp contract(off)
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        STORE8(d + i, SPLAT(k) * (LOAD8(d + i) - SPLAT(m1) - LOAD8(xhat + i) * SPLAT(m2)));
-    for (; i < n; i++) d[i] = k * (d[i] - m1 - xhat[i] * m2);
+    for (; i + 8 <= n; i += 8) {
+        v8f v = (LOAD8(x + i) - SPLAT(mean)) * SPLAT(r);
+        STORE8(d + i, SPLAT(k) * (LOAD8(d + i) - SPLAT(m1) - v * SPLAT(m2)));
+    }
+    for (; i < n; i++) d[i] = k * (d[i] - m1 - ((x[i] - mean) * r) * m2);
 }
 
 // LayerNorm forward, one channel row: with t = row - row0, sum += t and sq += t * t (per position).

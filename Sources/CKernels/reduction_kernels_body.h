@@ -28,6 +28,38 @@ TARGET static void KERNEL(masked_sums)(const float *restrict g, const float *res
     sums[1] = t2;
 }
 
+// BatchNorm's backward pass 1 without a stored xhat or output: xhat = (x - mean) * r and the
+// output y = gamma * xhat + beta recomputed as affine_normalize computed them; v = g, or 0 where
+// relu and not y > 0 (the fused ReLU's mask); d[i] = v; sums as masked_sums with xhat for x.
+TARGET static void KERNEL(normalized_masked_sums)(const float *restrict g, const float *restrict x, size_t n,
+                                                  float mean, float r, float gamma, float beta, int relu,
+                                                  float *restrict d, double *sums) {
+#pragma clang fp contract(off)
+    typedef double v8d __attribute__((vector_size(64), aligned(8)));
+    v8d s1 = {0}, s2 = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f xh = (LOAD8(x + i) - SPLAT(mean)) * SPLAT(r);
+        v8f v = LOAD8(g + i);
+        if (relu) v = SELECT(SPLAT(gamma) * xh + SPLAT(beta) > SPLAT(0.0f), v, SPLAT(0.0f));
+        STORE8(d + i, v);
+        s1 += __builtin_convertvector(v, v8d);
+        s2 += __builtin_convertvector(v * xh, v8d);
+    }
+    double t1 = 0, t2 = 0;
+    for (; i < n; i++) {
+        float xh = (x[i] - mean) * r;
+        float v = g[i];
+        if (relu && !(gamma * xh + beta > 0)) v = 0;
+        d[i] = v;
+        t1 += v;
+        t2 += (double)(v * xh);
+    }
+    for (int k = 0; k < 8; k++) { t1 += s1[k]; t2 += s2[k]; }
+    sums[0] = t1;
+    sums[1] = t2;
+}
+
 TARGET static int KERNEL(all_finite)(const float *restrict x, size_t n) {
     v8i any = {0};
     size_t i = 0;

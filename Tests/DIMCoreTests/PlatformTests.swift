@@ -236,16 +236,25 @@ final class NormKernelTests: XCTestCase {
             if n > 8 { x[8] = .nan }
             let bits = { (v: [Float]) in v.map(\.bitPattern) }
             let (mean, rs, gamma, beta): (Float, Float, Float, Float) = (0.3, 1.7, -0.8, 0.25)
+            let v = x.map { ($0 - mean) * rs }  // BatchNorm's xhat, which its kernels recompute
             for relu in [false, true] {  // affine_normalize against BatchNorm's loop
-                var xh = [Float](repeating: 0, count: n), out = xh
-                dim_affine_normalize(x, n, mean, rs, gamma, beta, relu ? 1 : 0, &xh, &out)
-                let v = x.map { ($0 - mean) * rs }
-                XCTAssertEqual(bits(xh), bits(v), "n \(n)")
-                XCTAssertEqual(bits(out), bits(v.map { relu ? max(gamma * $0 + beta, 0) : gamma * $0 + beta }), "n \(n)")
+                var out = [Float](repeating: 0, count: n)
+                dim_affine_normalize(x, n, mean, rs, gamma, beta, relu ? 1 : 0, &out)
+                let expected = v.map { relu ? max(gamma * $0 + beta, 0) : gamma * $0 + beta }
+                XCTAssertEqual(bits(out), bits(expected), "n \(n)")
+                // Backward pass 1: the mask from the output recomputed, sums of g and g * xhat.
+                var d = [Float](repeating: 0, count: n), sums = [0.0, 0.0]
+                dim_normalized_masked_sums(y, x, n, mean, rs, gamma, beta, relu ? 1 : 0, &d, &sums)
+                let masked = (0..<n).map { relu && !(expected[$0] > 0) ? 0 : y[$0] }
+                XCTAssertEqual(bits(d), bits(masked), "n \(n) relu \(relu)")
+                let s1 = masked.reduce(0.0) { $0 + Double($1) }
+                let s2 = (0..<n).reduce(0.0) { $0 + Double(masked[$1] * v[$1]) }
+                XCTAssertEqual(sums[0], s1, accuracy: 1e-12 * Double(n))
+                if n <= 8 { XCTAssertEqual(sums[1], s2, accuracy: 1e-12 * Double(n)) }  // else x[8] is NaN
             }
             var d = y  // centred_scale against BatchNorm's backward
-            dim_centred_scale(&d, x, n, gamma, mean, rs)
-            XCTAssertEqual(bits(d), bits((0..<n).map { gamma * (y[$0] - mean - x[$0] * rs) }))
+            dim_centred_scale(&d, x, n, mean, rs, gamma, a[0], b[0])
+            XCTAssertEqual(bits(d), bits((0..<n).map { gamma * (y[$0] - a[0] - v[$0] * b[0]) }))
             var (s, q) = (a, b)  // shifted_sums against LayerNorm's forward
             dim_shifted_sums(x, y, n, &s, &q)
             XCTAssertEqual(bits(s), bits((0..<n).map { a[$0] + (x[$0] - y[$0]) }))

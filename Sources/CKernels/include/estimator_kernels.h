@@ -28,11 +28,14 @@ void dim_masked_sums(const float *g, const float *mask, const float *x, float *d
 
 // BatchNorm and LayerNorm passes (norm_kernels_body.h says what each computes; the same float
 // operations as a plain loop, so every instruction set gives the same bits).
-// Per channel row of n values:
+// Per channel row of n values (BatchNorm keeps no xhat: the backward passes recompute
+// xhat = (x - mean) * r, and the ReLU's mask, from the input x):
 void dim_moments(const float *x, size_t n, double *sums);
 void dim_affine_normalize(const float *x, size_t n, float mean, float r, float gamma, float beta, int relu,
-                          float *xhat, float *out);
-void dim_centred_scale(float *d, const float *xhat, size_t n, float k, float m1, float m2);
+                          float *out);
+void dim_normalized_masked_sums(const float *g, const float *x, size_t n, float mean, float r, float gamma,
+                                float beta, int relu, float *d, double *sums);
+void dim_centred_scale(float *d, const float *x, size_t n, float mean, float r, float k, float m1, float m2);
 // Per channel row of n positions, with per-position statistics:
 void dim_shifted_sums(const float *row, const float *row0, size_t n, float *sum, float *sq);
 void dim_column_normalize(const float *x, const float *mean, const float *r, size_t n, float w, float b,

@@ -19,7 +19,11 @@ public final class BatchNorm {
     public var batchesTracked = 0
     public let output = Tensor([0])
     public let gradInput = Tensor([0])
-    private let xhat = Tensor([0])
+    /// The last forward's input (a layer's output, kept by that layer until its next forward),
+    /// mean and 1/std: backward recomputes xhat = (x - mean) / std and the ReLU's mask from them
+    /// with forward's float operations rather than storing xhat (a pass over the activation less).
+    private var input: Tensor?
+    private var means: [Float]
     private var invStd: [Float]
     private var stats: [Double]
     private var training = true
@@ -31,6 +35,7 @@ public final class BatchNorm {
         bias = store.declare("\(name).bias", [channels], .zeros)
         runningMean = buffers.declare("\(name).running_mean", [channels], .zeros)
         runningVar = buffers.declare("\(name).running_var", [channels], .ones)
+        means = Array(repeating: 0, count: channels)
         invStd = Array(repeating: 0, count: channels)
         stats = Array(repeating: 0, count: 2 * channels)
     }
@@ -43,7 +48,7 @@ public final class BatchNorm {
         self.training = training
         let m = x.count / channels
         output.resize(x.shape)
-        xhat.resize(x.shape)
+        input = x
         let gamma = weight.value.data, beta = bias.value.data
         if training {
             // Per-channel sum and sum of squares in Double, summed over ranks in one allreduce.
@@ -68,23 +73,22 @@ public final class BatchNorm {
                 let unbiased = total > 1 ? variance * total / (total - 1) : variance
                 rm[c] = (1 - momentum) * rm[c] + momentum * Float(mean)
                 rv[c] = (1 - momentum) * rv[c] + momentum * Float(unbiased)
-                stats[c] = mean
+                means[c] = Float(mean)
             }
             batchesTracked += 1
         } else {
             let rm = runningMean.value.data, rv = runningVar.value.data
             for c in 0..<channels {
                 invStd[c] = 1 / (rv[c] + eps).squareRoot()
-                stats[c] = Double(rm[c])
+                means[c] = rm[c]
             }
         }
-        let (xh, out, relu) = (xhat.data, output.data, relu ? Int32(1) : 0)
-        stats.withUnsafeBufferPointer { mean in
+        let (out, relu) = (output.data, relu ? Int32(1) : 0)
+        means.withUnsafeBufferPointer { mean in
             invStd.withUnsafeBufferPointer { r in
-                parallelRanges(channels, grain: parallelGrain(floatsPerItem: 3 * m)) { range in
+                parallelRanges(channels, grain: parallelGrain(floatsPerItem: 2 * m)) { range in
                     for c in range {
-                        dim_affine_normalize(x.data + c * m, m, Float(mean[c]), r[c], gamma[c], beta[c], relu,
-                                             xh + c * m, out + c * m)
+                        dim_affine_normalize(x.data + c * m, m, mean[c], r[c], gamma[c], beta[c], relu, out + c * m)
                     }
                 }
             }
@@ -96,22 +100,24 @@ public final class BatchNorm {
     /// (this rank's share; the trainer's gradient allreduce sums them) and returns dL/dx.
     @discardableResult
     public func backward(_ dy: Tensor, comm: Communicator) -> Tensor {
+        guard let x = input else { preconditionFailure("BatchNorm \(name).backward before forward") }
         let m = dy.count / channels
         gradInput.resize(dy.shape)
-        let gamma = weight.value.data
+        let gamma = weight.value.data, beta = bias.value.data
         let dgamma = weight.grad.data, dbeta = bias.grad.data
         // Pass 1: the ReLU mask, and the per-channel sums of dy and dy * xhat, accumulated in
         // Double like the forward statistics. dx below is dy minus its mean: when dy has a large
         // part common to the whole batch (prior matching pushes every Y the same way), dx is a
         // small difference of large numbers and a Float sum's rounding, which grows with the
         // values one rank sums, came out 8e-3 different on one process than on several.
-        let (out, xh, dx, relu, channels, training) = (output.data, xhat.data, gradInput.data, relu, channels, training)
+        let (dx, relu, channels, training) = (gradInput.data, relu ? Int32(1) : 0, channels, training)
+        let (mean, r) = (means, invStd)
         stats.withUnsafeMutableBufferPointer { s in
-            parallelRanges(channels, grain: parallelGrain(floatsPerItem: 4 * m)) { range in
+            parallelRanges(channels, grain: parallelGrain(floatsPerItem: 3 * m)) { range in
                 withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { pair in
                     for c in range {
-                        let mask = relu ? UnsafePointer(out + c * m) : nil
-                        dim_masked_sums(dy.data + c * m, mask, xh + c * m, dx + c * m, m, pair.baseAddress!)
+                        dim_normalized_masked_sums(dy.data + c * m, x.data + c * m, m, mean[c], r[c], gamma[c],
+                                                   beta[c], relu, dx + c * m, pair.baseAddress!)
                         s[c] = pair[0]; s[channels + c] = pair[1]
                         dbeta[c] += Float(pair[0]); dgamma[c] += Float(pair[1])
                     }
@@ -128,7 +134,8 @@ public final class BatchNorm {
                         let k = gamma[c] * r[c]
                         let d = dx + c * m
                         if training {
-                            dim_centred_scale(d, xh + c * m, m, k, Float(s[c]) / total, Float(s[channels + c]) / total)
+                            dim_centred_scale(d, x.data + c * m, m, mean[c], r[c], k, Float(s[c]) / total,
+                                              Float(s[channels + c]) / total)
                         } else {
                             for j in 0..<m { d[j] = k * d[j] }
                         }
