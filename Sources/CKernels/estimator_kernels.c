@@ -175,10 +175,6 @@ void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, flo
     DISPATCH(adam_update, (p, g, m, v, n, b1, b2, step_size, inv_sqrt_bc2, eps, record))
 }
 
-void dim_masked_sums(const float *g, const float *mask, const float *x, float *d, size_t n, double *sums) {
-    DISPATCH(masked_sums, (g, mask, x, d, n, sums))
-}
-
 int dim_all_finite(const float *x, size_t n) {
     switch (pick_isa()) {
     case 2: return all_finite_avx512(x, n);
@@ -208,18 +204,23 @@ void dim_shifted_sums(const float *row, const float *row0, size_t n, float *sum,
 }
 
 void dim_column_normalize(const float *x, const float *mean, const float *r, size_t n, float w, float b,
-                          float *xhat, float *out) {
-    DISPATCH(column_normalize, (x, mean, r, n, w, b, xhat, out))
+                          float *out) {
+    DISPATCH(column_normalize, (x, mean, r, n, w, b, out))
 }
 
-void dim_scaled_column_sums(const float *dy, const float *xhat, size_t n, float w, float *g, float *sum_g,
-                            float *sum_gx) {
-    DISPATCH(scaled_column_sums, (dy, xhat, n, w, g, sum_g, sum_gx))
+void dim_scaled_column_sums(const float *dy, const float *x, const float *mean, const float *r, size_t n, float w,
+                            float *g, float *sum_g, float *sum_gx) {
+    DISPATCH(scaled_column_sums, (dy, x, mean, r, n, w, g, sum_g, sum_gx))
 }
 
-void dim_column_centred_scale(float *g, const float *xhat, const float *r, const float *mean_g,
+void dim_column_centred_scale(float *g, const float *x, const float *mean, const float *r, const float *mean_g,
                               const float *mean_gx, size_t n) {
-    DISPATCH(column_centred_scale, (g, xhat, r, mean_g, mean_gx, n))
+    DISPATCH(column_centred_scale, (g, x, mean, r, mean_g, mean_gx, n))
+}
+
+void dim_normalized_row_sums(const float *dy, const float *x, const float *mean, const float *r, size_t n,
+                             double *sums) {
+    DISPATCH(normalized_row_sums, (dy, x, mean, r, n, sums))
 }
 
 void dim_float_to_bf16(const float *x, uint16_t *out, size_t n) {

@@ -70,42 +70,53 @@ TARGET static void KERNEL(shifted_sums)(const float *restrict row, const float *
     for (; i < n; i++) { float t = row[i] - row0[i]; sum[i] += t; sq[i] += t * t; }
 }
 
-// LayerNorm forward, one channel row: xhat = (x - mean) * r (per position); out = w * xhat + b.
+// LayerNorm forward, one channel row: out = w * xhat + b with xhat = (x - mean) * r (per position).
+// As in BatchNorm, xhat is not stored: the backward passes recompute it from x, mean and r.
 TARGET static void KERNEL(column_normalize)(const float *restrict x, const float *restrict mean,
                                             const float *restrict r, size_t n, float w, float b,
-                                            float *restrict xhat, float *restrict out) {
+                                            float *restrict out) {
 #pragma clang fp contract(off)
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         v8f v = (LOAD8(x + i) - LOAD8(mean + i)) * LOAD8(r + i);
-        STORE8(xhat + i, v);
         STORE8(out + i, SPLAT(w) * v + SPLAT(b));
     }
-    for (; i < n; i++) { float v = (x[i] - mean[i]) * r[i]; xhat[i] = v; out[i] = w * v + b; }
+    for (; i < n; i++) out[i] = w * ((x[i] - mean[i]) * r[i]) + b;
 }
 
-// LayerNorm backward, one channel row: g = dy * w; sum_g += g; sum_gx += g * xhat (per position).
-TARGET static void KERNEL(scaled_column_sums)(const float *restrict dy, const float *restrict xhat, size_t n,
+// LayerNorm backward, one channel row: g = dy * w; sum_g += g; sum_gx += g * xhat (per position),
+// xhat = (x - mean) * r.
+TARGET static void KERNEL(scaled_column_sums)(const float *restrict dy, const float *restrict x,
+                                              const float *restrict mean, const float *restrict r, size_t n,
                                               float w, float *restrict g, float *restrict sum_g,
                                               float *restrict sum_gx) {
 #pragma clang fp contract(off)
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         v8f v = LOAD8(dy + i) * SPLAT(w);
+        v8f xh = (LOAD8(x + i) - LOAD8(mean + i)) * LOAD8(r + i);
         STORE8(g + i, v);
         STORE8(sum_g + i, LOAD8(sum_g + i) + v);
-        STORE8(sum_gx + i, LOAD8(sum_gx + i) + v * LOAD8(xhat + i));
+        STORE8(sum_gx + i, LOAD8(sum_gx + i) + v * xh);
     }
-    for (; i < n; i++) { float v = dy[i] * w; g[i] = v; sum_g[i] += v; sum_gx[i] += v * xhat[i]; }
+    for (; i < n; i++) {
+        float v = dy[i] * w;
+        g[i] = v;
+        sum_g[i] += v;
+        sum_gx[i] += v * ((x[i] - mean[i]) * r[i]);
+    }
 }
 
 // LayerNorm backward, one channel row: g = r * (g - mean_g - xhat * mean_gx) (per position).
-TARGET static void KERNEL(column_centred_scale)(float *restrict g, const float *restrict xhat,
-                                                const float *restrict r, const float *restrict mean_g,
-                                                const float *restrict mean_gx, size_t n) {
+TARGET static void KERNEL(column_centred_scale)(float *restrict g, const float *restrict x,
+                                                const float *restrict mean, const float *restrict r,
+                                                const float *restrict mean_g, const float *restrict mean_gx,
+                                                size_t n) {
 #pragma clang fp contract(off)
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        STORE8(g + i, LOAD8(r + i) * (LOAD8(g + i) - LOAD8(mean_g + i) - LOAD8(xhat + i) * LOAD8(mean_gx + i)));
-    for (; i < n; i++) g[i] = r[i] * (g[i] - mean_g[i] - xhat[i] * mean_gx[i]);
+    for (; i + 8 <= n; i += 8) {
+        v8f xh = (LOAD8(x + i) - LOAD8(mean + i)) * LOAD8(r + i);
+        STORE8(g + i, LOAD8(r + i) * (LOAD8(g + i) - LOAD8(mean_g + i) - xh * LOAD8(mean_gx + i)));
+    }
+    for (; i < n; i++) g[i] = r[i] * (g[i] - mean_g[i] - ((x[i] - mean[i]) * r[i]) * mean_gx[i]);
 }

@@ -2,35 +2,11 @@
 // for one instruction set (included once per variant by estimator_kernels.c). Eight lanes of
 // partial sums in double in every variant, combined in the same order: the result does not
 // depend on the CPU, and the double partials keep a sum that nearly cancels accurate.
-TARGET static void KERNEL(masked_sums)(const float *restrict g, const float *restrict mask,
-                                       const float *restrict x, float *restrict d, size_t n, double *sums) {
-#pragma clang fp contract(off)
-    typedef double v8d __attribute__((vector_size(64), aligned(8)));
-    v8d s1 = {0}, s2 = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f v = LOAD8(g + i);
-        if (mask) v = SELECT(LOAD8(mask + i) > SPLAT(0.0f), v, SPLAT(0.0f));
-        if (d) STORE8(d + i, v);
-        s1 += __builtin_convertvector(v, v8d);
-        s2 += __builtin_convertvector(v * LOAD8(x + i), v8d);
-    }
-    double t1 = 0, t2 = 0;
-    for (; i < n; i++) {
-        float v = g[i];
-        if (mask && !(mask[i] > 0)) v = 0;
-        if (d) d[i] = v;
-        t1 += v;
-        t2 += (double)(v * x[i]);
-    }
-    for (int k = 0; k < 8; k++) { t1 += s1[k]; t2 += s2[k]; }
-    sums[0] = t1;
-    sums[1] = t2;
-}
 
 // BatchNorm's backward pass 1 without a stored xhat or output: xhat = (x - mean) * r and the
 // output y = gamma * xhat + beta recomputed as affine_normalize computed them; v = g, or 0 where
-// relu and not y > 0 (the fused ReLU's mask); d[i] = v; sums as masked_sums with xhat for x.
+// relu and not y > 0 (the fused ReLU's mask); d[i] = v; sums[0] = sum of v, sums[1] = sum of
+// v * xhat.
 TARGET static void KERNEL(normalized_masked_sums)(const float *restrict g, const float *restrict x, size_t n,
                                                   float mean, float r, float gamma, float beta, int relu,
                                                   float *restrict d, double *sums) {
@@ -54,6 +30,32 @@ TARGET static void KERNEL(normalized_masked_sums)(const float *restrict g, const
         d[i] = v;
         t1 += v;
         t2 += (double)(v * xh);
+    }
+    for (int k = 0; k < 8; k++) { t1 += s1[k]; t2 += s2[k]; }
+    sums[0] = t1;
+    sums[1] = t2;
+}
+
+// LayerNorm's weight and bias gradients, one channel row: sums[0] = sum of dy, sums[1] = sum of
+// dy * xhat with xhat = (x - mean) * r per position, in double as above.
+TARGET static void KERNEL(normalized_row_sums)(const float *restrict dy, const float *restrict x,
+                                               const float *restrict mean, const float *restrict r, size_t n,
+                                               double *sums) {
+#pragma clang fp contract(off)
+    typedef double v8d __attribute__((vector_size(64), aligned(8)));
+    v8d s1 = {0}, s2 = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f v = LOAD8(dy + i);
+        v8f xh = (LOAD8(x + i) - LOAD8(mean + i)) * LOAD8(r + i);
+        s1 += __builtin_convertvector(v, v8d);
+        s2 += __builtin_convertvector(v * xh, v8d);
+    }
+    double t1 = 0, t2 = 0;
+    for (; i < n; i++) {
+        float v = dy[i];
+        t1 += v;
+        t2 += (double)(v * ((x[i] - mean[i]) * r[i]));
     }
     for (int k = 0; k < 8; k++) { t1 += s1[k]; t2 += s2[k]; }
     sums[0] = t1;

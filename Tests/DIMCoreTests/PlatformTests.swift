@@ -259,19 +259,27 @@ final class NormKernelTests: XCTestCase {
             dim_shifted_sums(x, y, n, &s, &q)
             XCTAssertEqual(bits(s), bits((0..<n).map { a[$0] + (x[$0] - y[$0]) }))
             XCTAssertEqual(bits(q), bits((0..<n).map { b[$0] + (x[$0] - y[$0]) * (x[$0] - y[$0]) }))
-            var xh = [Float](repeating: 0, count: n), out = xh
-            dim_column_normalize(x, y, r, n, gamma, beta, &xh, &out)
-            XCTAssertEqual(bits(xh), bits((0..<n).map { (x[$0] - y[$0]) * r[$0] }))
+            // LayerNorm with per-position means mu and 1/std r; its kernels recompute xhat.
+            let mu = values(), xh = (0..<n).map { (x[$0] - mu[$0]) * r[$0] }
+            var out = [Float](repeating: 0, count: n)
+            dim_column_normalize(x, mu, r, n, gamma, beta, &out)
             XCTAssertEqual(bits(out), bits(xh.map { gamma * $0 + beta }))
             var g = [Float](repeating: 0, count: n)  // LayerNorm's backward, pass 1 and 2
             (s, q) = (a, b)
-            dim_scaled_column_sums(y, x, n, gamma, &g, &s, &q)
+            dim_scaled_column_sums(y, x, mu, r, n, gamma, &g, &s, &q)
             XCTAssertEqual(bits(g), bits(y.map { $0 * gamma }))
             XCTAssertEqual(bits(s), bits((0..<n).map { a[$0] + y[$0] * gamma }))
-            XCTAssertEqual(bits(q), bits((0..<n).map { b[$0] + y[$0] * gamma * x[$0] }))
+            XCTAssertEqual(bits(q), bits((0..<n).map { b[$0] + y[$0] * gamma * xh[$0] }))
             var h = y
-            dim_column_centred_scale(&h, x, r, a, b, n)
-            XCTAssertEqual(bits(h), bits((0..<n).map { r[$0] * (y[$0] - a[$0] - x[$0] * b[$0]) }))
+            dim_column_centred_scale(&h, x, mu, r, a, b, n)
+            XCTAssertEqual(bits(h), bits((0..<n).map { r[$0] * (y[$0] - a[$0] - xh[$0] * b[$0]) }))
+            var rowSums = [0.0, 0.0]  // its weight and bias gradients
+            dim_normalized_row_sums(y, x, mu, r, n, &rowSums)
+            XCTAssertEqual(rowSums[0], y.reduce(0.0) { $0 + Double($1) }, accuracy: 1e-12 * Double(n))
+            if n <= 8 {  // else x[8] is NaN
+                let expected = (0..<n).reduce(0.0) { $0 + Double(y[$1] * xh[$1]) }
+                XCTAssertEqual(rowSums[1], expected, accuracy: 1e-12 * Double(n))
+            }
             x[0] = 1; if n > 8 { x[8] = 2 }  // moments: sums in double, to double rounding
             var sums = [0.0, 0.0]
             dim_moments(x, n, &sums)

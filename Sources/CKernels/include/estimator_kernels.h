@@ -22,10 +22,6 @@ float dim_maximum(const float *x, size_t n, float initial);
 void dim_adam_update(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float step_size,
                      float inv_sqrt_bc2, float eps, float *record);
 
-// Over i < n: v = g[i], or 0 where mask (if given) is not > 0; d[i] = v (if d is given); sums[0] =
-// sum of v, sums[1] = sum of v * x[i], in double (the same lane order on every instruction set).
-void dim_masked_sums(const float *g, const float *mask, const float *x, float *d, size_t n, double *sums);
-
 // BatchNorm and LayerNorm passes (norm_kernels_body.h says what each computes; the same float
 // operations as a plain loop, so every instruction set gives the same bits).
 // Per channel row of n values (BatchNorm keeps no xhat: the backward passes recompute
@@ -36,14 +32,17 @@ void dim_affine_normalize(const float *x, size_t n, float mean, float r, float g
 void dim_normalized_masked_sums(const float *g, const float *x, size_t n, float mean, float r, float gamma,
                                 float beta, int relu, float *d, double *sums);
 void dim_centred_scale(float *d, const float *x, size_t n, float mean, float r, float k, float m1, float m2);
-// Per channel row of n positions, with per-position statistics:
+// Per channel row of n positions, with per-position statistics (LayerNorm: xhat = (x - mean) * r
+// recomputed likewise; sums in double with the same lane order on every instruction set):
 void dim_shifted_sums(const float *row, const float *row0, size_t n, float *sum, float *sq);
 void dim_column_normalize(const float *x, const float *mean, const float *r, size_t n, float w, float b,
-                          float *xhat, float *out);
-void dim_scaled_column_sums(const float *dy, const float *xhat, size_t n, float w, float *g, float *sum_g,
-                            float *sum_gx);
-void dim_column_centred_scale(float *g, const float *xhat, const float *r, const float *mean_g,
+                          float *out);
+void dim_scaled_column_sums(const float *dy, const float *x, const float *mean, const float *r, size_t n, float w,
+                            float *g, float *sum_g, float *sum_gx);
+void dim_column_centred_scale(float *g, const float *x, const float *mean, const float *r, const float *mean_g,
                               const float *mean_gx, size_t n);
+void dim_normalized_row_sums(const float *dy, const float *x, const float *mean, const float *r, size_t n,
+                             double *sums);
 
 // 1 when no x[i] is infinite or NaN.
 int dim_all_finite(const float *x, size_t n);

@@ -10,10 +10,13 @@ public final class LayerNorm {
     public let weight: Parameter, bias: Parameter
     public let output = Tensor([0])
     public let gradInput = Tensor([0])
-    private let xhat = Tensor([0])
+    /// The last forward's input (the head's residual, kept until its next forward) and its
+    /// per-position mean and 1/std: backward recomputes xhat from them with forward's float
+    /// operations rather than storing it (a pass over the activation less).
+    private var input: Tensor?
+    private let means = Tensor([0])
     private let invStd = Tensor([0])
-    /// Per-position scratch: forward keeps the means and the shifted sums of squares there,
-    /// backward the sums of g and of g * xhat.
+    /// Per-position scratch: forward's shifted sums of squares, backward's sums of g and g * xhat.
     private let columnSums = Tensor([0])
     private let columnSecondSums = Tensor([0])
 
@@ -27,11 +30,11 @@ public final class LayerNorm {
     public func forward(_ x: Tensor) -> Tensor {
         let m = x.count / channels
         output.resize(x.shape)
-        xhat.resize(x.shape)
-        for t in [columnSums, columnSecondSums, invStd] { t.resize([m], zero: true) }
+        input = x
+        for t in [means, columnSecondSums, invStd] { t.resize([m], zero: true) }
         let C = channels, invC = 1 / Float(C), eps = eps
-        let x0 = x.data, mean = columnSums.data, sq = columnSecondSums.data, r = invStd.data
-        let w = weight.value.data, b = bias.value.data, xh = xhat.data, out = output.data
+        let x0 = x.data, mean = means.data, sq = columnSecondSums.data, r = invStd.data
+        let w = weight.value.data, b = bias.value.data, out = output.data
         // Positions are independent: several threads take ranges of them through every pass.
         parallelRanges(m, grain: parallelGrain(floatsPerItem: 3 * C)) { js in
             let (j0, n) = (js.lowerBound, js.count)
@@ -44,8 +47,7 @@ public final class LayerNorm {
                 r[j] = 1 / (variance + eps).squareRoot()
             }
             for c in 0..<C {
-                dim_column_normalize(x0 + c * m + j0, mean + j0, r + j0, n, w[c], b[c], xh + c * m + j0,
-                                     out + c * m + j0)
+                dim_column_normalize(x0 + c * m + j0, mean + j0, r + j0, n, w[c], b[c], out + c * m + j0)
             }
         }
         return output
@@ -53,26 +55,28 @@ public final class LayerNorm {
 
     @discardableResult
     public func backward(_ dy: Tensor) -> Tensor {
+        guard let input else { preconditionFailure("LayerNorm.backward before forward") }
         let m = dy.count / channels
         let C = channels
         gradInput.resize(dy.shape)
         let w = weight.value.data, dw = weight.grad.data, db = bias.grad.data
-        columnSums.zeroFill()
+        columnSums.resize([m], zero: true)
         columnSecondSums.zeroFill()
-        let sumG = columnSums.data, sumGX = columnSecondSums.data, r = invStd.data
-        let xh = xhat.data, dx = gradInput.data, invC = 1 / Float(C)
+        let sumG = columnSums.data, sumGX = columnSecondSums.data, r = invStd.data, mean = means.data
+        let x = input.data, dx = gradInput.data, invC = 1 / Float(C)
         // Positions are independent in dx: several threads take ranges of them.
         parallelRanges(m, grain: parallelGrain(floatsPerItem: 4 * C)) { js in
             let (j0, n) = (js.lowerBound, js.count)
             // Pass 1: g = dy * w; column sums of g and g * xhat.
             for c in 0..<C {
-                dim_scaled_column_sums(dy.data + c * m + j0, xh + c * m + j0, n, w[c], dx + c * m + j0, sumG + j0,
-                                       sumGX + j0)
+                dim_scaled_column_sums(dy.data + c * m + j0, x + c * m + j0, mean + j0, r + j0, n, w[c],
+                                       dx + c * m + j0, sumG + j0, sumGX + j0)
             }
             for j in js { sumG[j] *= invC; sumGX[j] *= invC }
             // Pass 2: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)).
             for c in 0..<C {
-                dim_column_centred_scale(dx + c * m + j0, xh + c * m + j0, r + j0, sumG + j0, sumGX + j0, n)
+                dim_column_centred_scale(dx + c * m + j0, x + c * m + j0, mean + j0, r + j0, sumG + j0, sumGX + j0,
+                                         n)
             }
         }
         // dw and db sum over every position of the local batch: one channel's whole row per call,
@@ -81,7 +85,7 @@ public final class LayerNorm {
         parallelRanges(C, grain: parallelGrain(floatsPerItem: 2 * m)) { cs in
             withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { sums in
                 for c in cs {
-                    dim_masked_sums(dy.data + c * m, nil, xh + c * m, nil, m, sums.baseAddress!)  // sums of dy, dy * xhat
+                    dim_normalized_row_sums(dy.data + c * m, x + c * m, mean, r, m, sums.baseAddress!)  // dy, dy * xhat
                     db[c] += Float(sums[0]); dw[c] += Float(sums[1])
                 }
             }
