@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// Writes one line to standard error.
 public func printError(_ message: String) {
@@ -75,13 +76,26 @@ public func relativeDifference<C: Collection>(_ reference: C, _ other: C) -> Dou
 /// zero, a gradient entry at rounding level that Adam turns into a +-lr step) moves a few entries
 /// of a tensor by a lot; an error in what is computed moves most of them.
 public func trimmedRelativeDifference(_ reference: [Double], _ other: [Double], fraction: Double) -> Double {
-    precondition(reference.count == other.count, "trimmedRelativeDifference: \(reference.count) vs \(other.count) values")
-    guard fraction > 0, !reference.isEmpty else { return relativeDifference(reference, other) }
+    relativeDifferences(reference, other, trim: fraction).trimmed
+}
+
+/// relativeDifference (`every`) and trimmedRelativeDifference (`trimmed`) of two tensors at once,
+/// in C (checkpoint diff's tensors have 4M entries, and the checks run debug builds).
+public func relativeDifferences(_ reference: [Double], _ other: [Double], trim fraction: Double)
+    -> (every: Double, trimmed: Double) {
+    precondition(reference.count == other.count, "relativeDifferences: \(reference.count) vs \(other.count) values")
+    guard !reference.isEmpty else { return (0, 0) }
+    var squares = [Double](repeating: 0, count: reference.count)
+    var sums = [0.0, 0.0]
+    squares.withUnsafeMutableBufferPointer { dim_squared_differences(reference, other, reference.count, $0.baseAddress!, &sums) }
+    let norm = max(sums[1].squareRoot(), 1e-30)
+    let every = sums[0].squareRoot() / norm
+    guard fraction > 0, !every.isNaN else { return (every, every) }
     let left = min(reference.count - 1, Int((fraction * Double(reference.count)).rounded(.up)))
-    let squares = zip(reference, other).map { ($0 - $1) * ($0 - $1) }.sorted()
-    let d = squares[..<(squares.count - left)].reduce(0, +)
-    let r = reference.reduce(0) { $0 + $1 * $1 }
-    return d.squareRoot() / max(r.squareRoot(), 1e-30)
+    let d = squares.withUnsafeMutableBufferPointer {
+        dim_sum_of_smallest($0.baseAddress!, $0.count, $0.count - left)
+    }
+    return (every, d.squareRoot() / norm)
 }
 
 /// One JSON object on one line, keys sorted (so equal values give equal text): every record the

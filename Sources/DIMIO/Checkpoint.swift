@@ -350,9 +350,8 @@ public struct CheckpointComparison {
             let (y, sy): ([Double], [Int]) = try fb.read(key)
             guard sx == sy else { throw DIMError("'\(key)': shapes \(sx) and \(sy) differ") }
             if x != y { identical = false }
-            let e = relativeDifference(x, y)
+            let (e, t) = relativeDifferences(x, y, trim: trim)
             if e > untrimmed.0 { untrimmed = (e, name) }
-            let t = trim > 0 ? trimmedRelativeDifference(x, y, fraction: trim) : e
             if t > worst.0 { worst = (t, name) }
         }
         return Group(name: group, identical: identical, worst: worst.0, worstTensor: worst.1,
