@@ -21,47 +21,61 @@ typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
 #define SELECT(mask, a, b) ((v8f)((((v8i)(a)) & (mask)) | (((v8i)(b)) & ~(mask))))
 #define HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
 
+// The helpers below work on `lanes` vectors at once, statement by statement (`lanes` is a
+// constant after inlining): one vector's e^x is a chain of ~30 dependent operations, and with a
+// single chain per loop iteration the core runs out of scheduler entries before it runs out of
+// FMA units (Zen 3: 1.4-1.6 ns per softplus score alone, 1.0 with four chains interleaved). Each
+// vector's arithmetic is the same as alone, so the results do not change by a bit.
+#define EACH for (int q = 0; q < lanes; q++)
+#define INTERLEAVE 4
+
 // e^x in place for x <= 0 (Cephes' expf: x = n ln2 + r, degree-6 polynomial for e^r, 2^n into the
 // exponent bits). Relative error below 2e-7; x below -87.3 gives 0 (never a subnormal).
-INLINE void exp_nonpositive(v8f *xp) {
-    v8i underflow = *xp < SPLAT(-87.3f);
-    v8f x = SELECT(underflow, SPLAT(-87.3f), *xp);
+INLINE void exp_nonpositive(v8f *xp, const int lanes) {
     const v8f magic = SPLAT(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-    v8f shifted = x * SPLAT(1.44269504f) + magic;
-    v8f n = shifted - magic;
-    v8f r = x - n * SPLAT(0.693359375f) + n * SPLAT(2.12194440e-4f);
-    v8f p = SPLAT(1.9875691500e-4f);
-    p = p * r + SPLAT(1.3981999507e-3f);
-    p = p * r + SPLAT(8.3334519073e-3f);
-    p = p * r + SPLAT(4.1665795894e-2f);
-    p = p * r + SPLAT(1.6666665459e-1f);
-    p = p * r + SPLAT(5.0000001201e-1f);
-    p = p * (r * r) + r + SPLAT(1.0f);
-    v8i e = (((v8i)shifted) - 0x4B400000 + 127) << 23;
-    *xp = SELECT(underflow, SPLAT(0.0f), p * (v8f)e);
+    v8i underflow[INTERLEAVE], e[INTERLEAVE];
+    v8f x[INTERLEAVE], shifted[INTERLEAVE], n[INTERLEAVE], r[INTERLEAVE], p[INTERLEAVE];
+    EACH underflow[q] = xp[q] < SPLAT(-87.3f);
+    EACH x[q] = SELECT(underflow[q], SPLAT(-87.3f), xp[q]);
+    EACH shifted[q] = x[q] * SPLAT(1.44269504f) + magic;
+    EACH n[q] = shifted[q] - magic;
+    EACH r[q] = x[q] - n[q] * SPLAT(0.693359375f) + n[q] * SPLAT(2.12194440e-4f);
+    EACH p[q] = SPLAT(1.9875691500e-4f) * r[q] + SPLAT(1.3981999507e-3f);
+    EACH p[q] = p[q] * r[q] + SPLAT(8.3334519073e-3f);
+    EACH p[q] = p[q] * r[q] + SPLAT(4.1665795894e-2f);
+    EACH p[q] = p[q] * r[q] + SPLAT(1.6666665459e-1f);
+    EACH p[q] = p[q] * r[q] + SPLAT(5.0000001201e-1f);
+    EACH p[q] = p[q] * (r[q] * r[q]) + r[q] + SPLAT(1.0f);
+    EACH e[q] = (((v8i)shifted[q]) - 0x4B400000 + 127) << 23;
+    EACH xp[q] = SELECT(underflow[q], SPLAT(0.0f), p[q] * (v8f)e[q]);
 }
 
 // softplus(x) and sigmoid(x): e = e^-|x|, softplus = max(x, 0) + log1p(e), log1p(e) = 2 atanh(s)
 // with s = e/(2+e) <= 1/3 (a series in s^2, relative error < 2e-8); sigmoid = 1/(1+e) or e/(1+e).
-INLINE void softplus_sigmoid(const v8f *xp, v8f *softplus, v8f *sigmoid) {
-    v8f x = *xp;
-    v8i negative = x < SPLAT(0.0f);
-    v8f e = (v8f)(((v8i)x) | (v8i){INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
-                                      INT32_MIN});  // -|x|
-    exp_nonpositive(&e);
-    v8f one_e = SPLAT(1.0f) + e, two_e = SPLAT(2.0f) + e;
-    v8f reciprocal = SPLAT(1.0f) / (two_e * one_e);  // one division for both quotients
-    v8f s = e * one_e * reciprocal, s2 = s * s;
-    v8f q = SPLAT(1.0f / 13);
-    q = q * s2 + SPLAT(1.0f / 11);
-    q = q * s2 + SPLAT(1.0f / 9);
-    q = q * s2 + SPLAT(1.0f / 7);
-    q = q * s2 + SPLAT(1.0f / 5);
-    q = q * s2 + SPLAT(1.0f / 3);
-    q = q * s2 + SPLAT(1.0f);
-    *softplus = SELECT(negative, SPLAT(0.0f), x) + SPLAT(2.0f) * s * q;
-    v8f inverse = two_e * reciprocal;
-    *sigmoid = SELECT(negative, e * inverse, inverse);
+INLINE void softplus_sigmoid(const v8f *xp, v8f *softplus, v8f *sigmoid, const int lanes) {
+    const v8i sign_bit = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
+    v8i negative[INTERLEAVE];
+    v8f e[INTERLEAVE], one_e[INTERLEAVE], two_e[INTERLEAVE], reciprocal[INTERLEAVE], s[INTERLEAVE],
+        s2[INTERLEAVE], p[INTERLEAVE];
+    EACH negative[q] = xp[q] < SPLAT(0.0f);
+    EACH e[q] = (v8f)(((v8i)xp[q]) | sign_bit);  // -|x|
+    exp_nonpositive(e, lanes);
+    EACH one_e[q] = SPLAT(1.0f) + e[q];
+    EACH two_e[q] = SPLAT(2.0f) + e[q];
+    EACH reciprocal[q] = SPLAT(1.0f) / (two_e[q] * one_e[q]);  // one division for both quotients
+    EACH s[q] = e[q] * one_e[q] * reciprocal[q];
+    EACH s2[q] = s[q] * s[q];
+    EACH p[q] = SPLAT(1.0f / 13) * s2[q] + SPLAT(1.0f / 11);
+    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 9);
+    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 7);
+    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 5);
+    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 3);
+    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f);
+    EACH softplus[q] = SELECT(negative[q], SPLAT(0.0f), xp[q]) + SPLAT(2.0f) * s[q] * p[q];
+    EACH {
+        v8f inverse = two_e[q] * reciprocal[q];
+        sigmoid[q] = SELECT(negative[q], e[q] * inverse, inverse);
+    }
 }
 
 // The last n % 8 values go through the same vector code, padded (so the tail is computed exactly
