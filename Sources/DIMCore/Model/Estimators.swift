@@ -169,13 +169,19 @@ func infoNCELoss(_ s: RankScores, _ layout: ScoreLayout, maskValue: Double, _ gr
     var rowWeight = [Double](repeating: 0, count: R)
     s.gradPositives.update(repeating: 0, count: cols)
     for i in 0..<R {
-        for c in layout.positiveColumns(row: i) {
-            let t = lse[i] - Double(s.positives[c])
-            loss += softplus(t) * w
-            let weight = sigmoid(t) * w
-            s.gradPositives[c] = Float(-weight * gradScale)
-            rowWeight[i] += weight
+        // t = LSE_i - u over the row's positives, then softplus(t) summed and sigmoid(t) in place
+        // (the vector kernel: as scalar Double calls these cost as much as all the negatives).
+        let span = layout.positiveColumns(row: i)
+        guard !span.isEmpty else { continue }
+        let t = s.gradPositives + span.lowerBound
+        for (k, c) in span.enumerated() { t[k] = Float(lse[i] - Double(s.positives[c])) }
+        loss += softplusSum(t, count: span.count, sign: 1, gradScale: 1, grad: t) * w
+        var sigmoids = 0.0
+        for k in 0..<span.count {
+            sigmoids += Double(t[k])
+            t[k] = Float(-Double(t[k]) * w * gradScale)
         }
+        rowWeight[i] = sigmoids * w
     }
     comm.allreduceSum(&rowWeight, count: R)
     _ = sumOverRowBlocks(layout) { rows in

@@ -12,7 +12,8 @@ import CKernels
 public var estimatorKernelISA: String { String(cString: dim_kernels_isa()) }
 
 /// Over `x[0..<count]`: writes `gradScale * sigmoid(sign * x)` into `grad` and returns the sum of
-/// softplus(sign * x). sign = +1 is JSD's negative term, -1 its positive term.
+/// softplus(sign * x). sign = +1 is JSD's negative term, -1 its positive term. `grad` may be `x`
+/// itself (each vector is read before its result is written).
 @inline(__always)
 public func softplusSum(_ x: UnsafePointer<Float>, count: Int, sign: Float, gradScale: Float,
                         grad: UnsafeMutablePointer<Float>) -> Double {
