@@ -297,13 +297,24 @@ static size_t narrow_nn_width(size_t n) {
     }
 }
 
+static size_t narrow_nn_panel(size_t n) {
+    switch (pick_isa()) {
+    case 2: return narrow_nn_panel_avx512(n);
+    case 1: return narrow_nn_panel_avx2(n);
+    default: return narrow_nn_panel_baseline(n);
+    }
+}
+
 size_t dim_narrow_nn_packed_count(size_t n, size_t k) { return k * narrow_nn_width(n); }
 
 void dim_narrow_nn_pack(size_t n, size_t k, const float *b, size_t ldb, float *packed) {
-    size_t width = narrow_nn_width(n);
-    for (size_t t = 0; t < k; t++) {
-        memcpy(packed + t * width, b + t * ldb, n * sizeof(float));
-        memset(packed + t * width + n, 0, (width - n) * sizeof(float));
+    size_t width = narrow_nn_width(n), panel = narrow_nn_panel(n);
+    for (size_t j0 = 0; j0 < width; j0 += panel) {
+        size_t real = n > j0 ? (n - j0 < panel ? n - j0 : panel) : 0;  // columns of B in this panel
+        for (size_t t = 0; t < k; t++, packed += panel) {
+            memcpy(packed, b + t * ldb + j0, real * sizeof(float));
+            memset(packed + real, 0, (panel - real) * sizeof(float));
+        }
     }
 }
 

@@ -8,8 +8,8 @@ typedef float KERNEL(nwv) __attribute__((vector_size(4 * NARROW_LANES), aligned(
 #define NW_LOAD(p) ({ NWV v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define NW_LANES NARROW_LANES
 
-// NN tile: rows [0, R) of A times the JV vectors of packed B starting at bp (row stride bs floats),
-// into C columns [0, cols) (cols <= JV * lanes).
+// NN tile: rows [0, R) of A times the JV vectors of a panel of packed B starting at bp (row stride
+// bs floats), into C columns [0, cols) (cols <= JV * lanes).
 NW_INLINE void KERNEL(nw_nn_tile)(const int R, const int JV, size_t k, const float *restrict a, size_t lda,
                                   const float *restrict bp, size_t bs, int beta, float *restrict c, size_t ldc,
                                   size_t cols) {
@@ -42,18 +42,32 @@ TARGET static size_t KERNEL(narrow_nn_width)(size_t n) {
     return nvec * NW_LANES;
 }
 
-// C[m, n] (+)= A[m, k] B[k, n]; bp is B with rows of narrow_nn_width(n) floats (zeros past n).
+// Columns per panel of packed B: the register tile's width (JV vectors, as chosen below). B is
+// packed panel by panel, each [k, panel] contiguous, so that a tile streams its B in memory
+// order (rows of the whole width, 256 bytes apart at 64 columns, cost the AVX2 kernel 15-20% on a
+// Zen 3: docs/results.md, 2026-12-06 (8)).
+TARGET static size_t KERNEL(narrow_nn_panel)(size_t n) {
+#if NARROW_LANES == 16
+    return KERNEL(narrow_nn_width)(n);  // one tile spans every column (JV = nvec <= 4)
+#else
+    return KERNEL(narrow_nn_width)(n) == NW_LANES ? NW_LANES : 2 * NW_LANES;
+#endif
+}
+
+// C[m, n] (+)= A[m, k] B[k, n]; bp is B packed in panels of narrow_nn_panel(n) columns, each
+// [k, panel] (zeros past n).
 TARGET static void KERNEL(narrow_nn)(size_t m, size_t n, size_t k, const float *restrict a, size_t lda,
                                      const float *restrict bp, int beta, float *restrict c, size_t ldc) {
-    const size_t nvec = (n + NW_LANES - 1) / NW_LANES, bs = KERNEL(narrow_nn_width)(n);
+    const size_t nvec = (n + NW_LANES - 1) / NW_LANES;
 #define NW_NN_ROWS(R, JV)                                                                                   \
     for (size_t i = 0; i < m;) {                                                                            \
         size_t rows = m - i >= (R) ? (R) : 1;                                                               \
         for (size_t v0 = 0; v0 < nvec; v0 += (JV)) {                                                        \
             size_t cols = n - v0 * NW_LANES < (JV) * NW_LANES ? n - v0 * NW_LANES : (JV) * NW_LANES;          \
-            if (rows == (R)) KERNEL(nw_nn_tile)((R), (JV), k, a + i * lda, lda, bp + v0 * NW_LANES, bs, beta, \
+            const float *panel = bp + v0 / (JV) * k * ((JV) * NW_LANES);                                     \
+            if (rows == (R)) KERNEL(nw_nn_tile)((R), (JV), k, a + i * lda, lda, panel, (JV) * NW_LANES, beta,   \
                                                 c + i * ldc + v0 * NW_LANES, ldc, cols);                    \
-            else KERNEL(nw_nn_tile)(1, (JV), k, a + i * lda, lda, bp + v0 * NW_LANES, bs, beta,             \
+            else KERNEL(nw_nn_tile)(1, (JV), k, a + i * lda, lda, panel, (JV) * NW_LANES, beta,             \
                                     c + i * ldc + v0 * NW_LANES, ldc, cols);                                \
         }                                                                                                   \
         i += rows;                                                                                          \

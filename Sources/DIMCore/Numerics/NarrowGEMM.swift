@@ -5,7 +5,8 @@ import CKernels
 /// narrow one, A of at least `narrowGEMMMinimumA` floats: the encoder's fc layer forward (NN, n
 /// <= 64) and input gradient (TN, n <= `narrowTNColumns`); n is the rank's images. OpenBLAS
 /// repacks A on every such call; these read it once. Measured against OpenBLAS in the step on a
-/// Zen 5, n = 8, 32, 64 (docs/results.md, 2026-12-06). Returns false for every other GEMM.
+/// Zen 5, n = 8, 32, 64, and the NN kernel on a Zen 3 (docs/results.md, 2026-12-06 (7), (8)).
+/// Returns false for every other GEMM.
 ///
 /// Each entry of C is one ordered sum over k, so a column's bits do not depend on the other
 /// columns (a rank computes exactly what one process computes for its images) nor on how rows
