@@ -9,9 +9,10 @@ export OPENBLAS_NUM_THREADS=1
 swift build --build-tests
 swift test --skip-build 2>&1 | tee /tmp/dim-dist-swift-test.log
 # The C kernels on the other instruction sets this CPU can run (each variant must give the same
-# Adam step and finiteness answer bit for bit, and the estimators their finite-difference gradients).
+# Adam step and finiteness answer bit for bit, the estimators their finite-difference gradients,
+# and the narrow GEMMs OpenBLAS's products with column-invariant bits).
 for isa in avx2 baseline; do
-  DIM_KERNELS=$isa swift test --skip-build --filter "AdamKernelTests|FiniteCheckTests|EstimatorGradientTests" \
+  DIM_KERNELS=$isa swift test --skip-build --filter "AdamKernelTests|FiniteCheckTests|EstimatorGradientTests|NarrowGEMMTests" \
     2>&1 | tee /tmp/dim-dist-kernels-$isa.log | grep -E "Executed .* tests" | tail -1
   grep -q "with 0 failures" /tmp/dim-dist-kernels-$isa.log
 done
