@@ -119,8 +119,10 @@ func jsdLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Float, _ comm:
 
 /// infoNCE's normaliser of each row: log-sum-exp over its negatives on every rank plus its P
 /// own-image entries at `maskValue` (a max allreduce, then a sum allreduce of the shifted sums).
+/// Returns the rows' maxima and log-sum-exps, and leaves e^(u - max) of every negative in `exps`
+/// (0 at the positives), from which the gradient is a scaling per row.
 private func rowLogSumExp(u: UnsafePointer<Float>, _ layout: ScoreLayout, maskValue: Double,
-                          _ comm: Communicator) -> [Double] {
+                          exps: UnsafeMutablePointer<Float>, _ comm: Communicator) -> (max: [Double], lse: [Double]) {
     let R = layout.rowCount, cols = layout.columns, P = layout.P
     var rowMax = [Double](repeating: maskValue, count: R)
     rowMax.withUnsafeMutableBufferPointer { rowMax in
@@ -142,8 +144,9 @@ private func rowLogSumExp(u: UnsafePointer<Float>, _ layout: ScoreLayout, maskVa
             for i in rows {
                 var s = 0.0
                 forEachSpan(row: i, layout) { span, positive in
-                    if !positive { s += expSum(u + i * cols + span.lowerBound, count: span.count,
-                                               shift: Float(rowMax[i])) }
+                    let offset = i * cols + span.lowerBound
+                    if positive { (exps + offset).update(repeating: 0, count: span.count); return }
+                    s += expSum(u + offset, count: span.count, shift: Float(rowMax[i]), grad: exps + offset)
                 }
                 rowSum[i] = s
             }
@@ -151,7 +154,7 @@ private func rowLogSumExp(u: UnsafePointer<Float>, _ layout: ScoreLayout, maskVa
         }
     }
     comm.allreduceSum(&rowSum, count: R)
-    return (0..<R).map { rowMax[$0] + log(rowSum[$0] + Double(P) * exp(maskValue - rowMax[$0])) }
+    return (rowMax, (0..<R).map { rowMax[$0] + log(rowSum[$0] + Double(P) * exp(maskValue - rowMax[$0])) })
 }
 
 /// infoNCE: for each anchor (row i, its positive patch l), softplus(LSE_i - G_i . L_{i,l}), where
@@ -161,7 +164,7 @@ private func rowLogSumExp(u: UnsafePointer<Float>, _ layout: ScoreLayout, maskVa
 func infoNCELoss(_ s: RankScores, _ layout: ScoreLayout, maskValue: Double, _ gradScale: Double,
                  _ comm: Communicator) -> Double {
     let R = layout.rowCount, cols = layout.columns
-    let lse = rowLogSumExp(u: s.u, layout, maskValue: maskValue, comm)
+    let (rowMax, lse) = rowLogSumExp(u: s.u, layout, maskValue: maskValue, exps: s.grad, comm)
     // Positives live with the rank that owns row i's image; their sigmoid weights, summed per
     // row, scale the softmax over that row's negatives on every rank.
     let w = 1 / layout.anchorCount
@@ -184,17 +187,10 @@ func infoNCELoss(_ s: RankScores, _ layout: ScoreLayout, maskValue: Double, _ gr
         rowWeight[i] = sigmoids * w
     }
     comm.allreduceSum(&rowWeight, count: R)
-    _ = sumOverRowBlocks(layout) { rows in
-        for i in rows {
-            let scale = Float(rowWeight[i] * gradScale)
-            forEachSpan(row: i, layout) { span, positive in
-                let offset = i * cols + span.lowerBound
-                if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
-                _ = expSum(s.u + offset, count: span.count, shift: Float(lse[i]), gradScale: scale,
-                           grad: s.grad + offset)
-            }
-        }
-        return 0
+    // The negatives' gradient, weight_i e^(u - LSE_i): e^(u - max_i), already in grad (0 at the
+    // positives), times weight_i e^(max_i - LSE_i) <= weight_i.
+    for i in 0..<R {
+        scale(s.grad + i * cols, count: cols, by: Float(rowWeight[i] * gradScale * exp(rowMax[i] - lse[i])))
     }
     return comm.sum(loss)
 }
@@ -217,20 +213,27 @@ func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Fl
     let shift = comm.max(Double(m))
     var positives = 0.0
     for c in 0..<cols { positives += Double(s.positives[c]) }
+    // e^(u - shift) of every negative stays in the gradient buffers (0 elsewhere): the gradient
+    // is that times one factor per set, known once the sums are.
     let negatives = sumOverRowBlocks(layout) { rows in
         var sum = 0.0
         for i in rows {
             forEachSpan(row: i, layout) { span, positive in
-                if !positive { sum += expSum(s.u + i * cols + span.lowerBound, count: span.count, shift: Float(shift)) }
+                let offset = i * cols + span.lowerBound
+                if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
+                sum += expSum(s.u + offset, count: span.count, shift: Float(shift), grad: s.grad + offset)
             }
         }
         return sum
     }
     var columnNegatives = 0.0
-    if let x = s.columns {
+    if let x = s.columns, let gx = s.gradColumns {
         for j in 0..<layout.n {
-            forEachColumnSpan(image: j, layout) { columnNegatives += expSum(x + j * R + $0.lowerBound, count: $0.count,
-                                                                            shift: Float(shift)) }
+            (gx + j * R).update(repeating: 0, count: R)
+            forEachColumnSpan(image: j, layout) {
+                let offset = j * R + $0.lowerBound
+                columnNegatives += expSum(x + offset, count: $0.count, shift: Float(shift), grad: gx + offset)
+            }
         }
     }
     // Sums of e^(u - shift) over the row and column negatives, sum of u over positives.
@@ -241,29 +244,8 @@ func donskerVaradhanLoss(_ s: RankScores, _ layout: ScoreLayout, _ gradScale: Fl
     let mix = rowW * sums[0] + colW * sums[2]  // the negatives' mean of e^(u - shift)
     let posW = 1 / layout.positiveCount
     s.gradPositives.update(repeating: Float(-posW) * gradScale, count: cols)
-    // d/du of log(mix) is weight e^(u - shift) / mix = e^(u - shift - log(mix / weight)); that shift
-    // is at least the largest u of its set, as expSum needs.
-    let rowShift = Float(shift + log(mix / rowW))
-    _ = sumOverRowBlocks(layout) { rows in
-        for i in rows {
-            forEachSpan(row: i, layout) { span, positive in
-                let offset = i * cols + span.lowerBound
-                if positive { (s.grad + offset).update(repeating: 0, count: span.count); return }
-                _ = expSum(s.u + offset, count: span.count, shift: rowShift, gradScale: gradScale,
-                           grad: s.grad + offset)
-            }
-        }
-        return 0
-    }
-    if let x = s.columns, let gx = s.gradColumns {
-        let columnShift = Float(shift + log(mix / colW))
-        for j in 0..<layout.n {
-            (gx + j * R).update(repeating: 0, count: R)
-            forEachColumnSpan(image: j, layout) {
-                let offset = j * R + $0.lowerBound
-                _ = expSum(x + offset, count: $0.count, shift: columnShift, gradScale: gradScale, grad: gx + offset)
-            }
-        }
-    }
+    // d/du of log(mix) is weight e^(u - shift) / mix, weight the set's (rowW or colW).
+    scale(s.grad, count: R * cols, by: gradScale * Float(rowW / mix))
+    if let gx = s.gradColumns { scale(gx, count: layout.n * R, by: gradScale * Float(colW / mix)) }
     return -sums[1] * posW + shift + log(mix)
 }

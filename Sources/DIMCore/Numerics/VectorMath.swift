@@ -1,4 +1,5 @@
 import CKernels
+import CBLAS
 
 /// The estimators' elementwise work over contiguous spans of a score row: softplus with its
 /// sigmoid, max, sum of exp. The kernels are C (Sources/CKernels): float32 vectors of 8, compiled
@@ -33,4 +34,10 @@ public func maximum(_ x: UnsafePointer<Float>, count: Int, initial: Float) -> Fl
 public func expSum(_ x: UnsafePointer<Float>, count: Int, shift: Float, gradScale: Float = 1,
                    grad: UnsafeMutablePointer<Float>? = nil) -> Double {
     dim_exp_sum(x, count, shift, gradScale, grad)
+}
+
+/// x[0..<count] *= a.
+@inline(__always)
+public func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by a: Float) {
+    cblas_sscal(Int32(count), a, x, 1)
 }
