@@ -70,17 +70,13 @@ public func relativeDifference<C: Collection>(_ reference: C, _ other: C) -> Dou
     return d.squareRoot() / max(r.squareRoot(), 1e-30)
 }
 
-/// relativeDifference with the `fraction` of entries that differ most left out of the numerator
-/// (at least one entry when fraction > 0). What `checkpoint diff --trim` compares: a result that
-/// depends on rounding at a few points of a non-smooth function (a ReLU input within rounding of
-/// zero, a gradient entry at rounding level that Adam turns into a +-lr step) moves a few entries
-/// of a tensor by a lot; an error in what is computed moves most of them.
-public func trimmedRelativeDifference(_ reference: [Double], _ other: [Double], fraction: Double) -> Double {
-    relativeDifferences(reference, other, trim: fraction).trimmed
-}
-
-/// relativeDifference (`every`) and trimmedRelativeDifference (`trimmed`) of two tensors at once,
-/// in C (checkpoint diff's tensors have 4M entries, and the checks run debug builds).
+/// relativeDifference over every entry (`every`) and with the `fraction` of entries that differ
+/// most left out of the numerator (`trimmed`; at least one entry when fraction > 0), in C
+/// (checkpoint diff's tensors have 4M entries, and the checks run debug builds). The trimmed
+/// number is what `checkpoint diff --trim` compares: a result that depends on rounding at a few
+/// points of a non-smooth function (a ReLU input within rounding of zero, a gradient entry at
+/// rounding level that Adam turns into a +-lr step) moves a few entries of a tensor by a lot; an
+/// error in what is computed moves most of them.
 public func relativeDifferences(_ reference: [Double], _ other: [Double], trim fraction: Double)
     -> (every: Double, trimmed: Double) {
     precondition(reference.count == other.count, "relativeDifferences: \(reference.count) vs \(other.count) values")

@@ -322,7 +322,7 @@ public struct CheckpointComparison {
 
     /// `ignoring`: tensor names (in any group) left out of the verdict, such as
     /// `LossConfig.zeroGradientParameters`. `trim`: the fraction of each tensor's entries that
-    /// differ most left out of its difference (trimmedRelativeDifference).
+    /// differ most left out of its difference (relativeDifferences).
     public static func compare(_ a: String, _ b: String, ignoring: Set<String> = [],
                                trim: Double = 0) throws -> CheckpointComparison {
         let fa = try HDF5File(a), fb = try HDF5File(b)

@@ -21,7 +21,7 @@ final class TrimmedDifferenceTests: XCTestCase {
             for b in [tied, smooth, a] {
                 for fraction in [0.0, 0.001, 0.02, 0.3, 0.49] {
                     let want = bySorting(a, b, fraction: fraction)
-                    let got = trimmedRelativeDifference(a, b, fraction: fraction)
+                    let got = relativeDifferences(a, b, trim: fraction).trimmed
                     XCTAssertEqual(got, want, accuracy: 1e-12 * max(want, 1e-30),
                                    "count \(count) fraction \(fraction)")
                     XCTAssertEqual(relativeDifferences(a, b, trim: fraction).every, relativeDifference(a, b))
@@ -34,9 +34,9 @@ final class TrimmedDifferenceTests: XCTestCase {
         let a = [Double](repeating: 1, count: 100)
         var b = a
         b[37] = 5  // one entry far off: trimmed at 1%, counted at 0
-        XCTAssertEqual(trimmedRelativeDifference(a, b, fraction: 0.01), 0)
-        XCTAssertEqual(trimmedRelativeDifference(a, b, fraction: 0), 0.4, accuracy: 1e-12)
+        XCTAssertEqual(relativeDifferences(a, b, trim: 0.01).trimmed, 0)
+        XCTAssertEqual(relativeDifferences(a, b, trim: 0).trimmed, 0.4, accuracy: 1e-12)
         b[3] = .nan
-        XCTAssertTrue(trimmedRelativeDifference(a, b, fraction: 0.01).isNaN)
+        XCTAssertTrue(relativeDifferences(a, b, trim: 0.01).trimmed.isNaN)
     }
 }
