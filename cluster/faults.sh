@@ -9,10 +9,16 @@
 #  c. twenty kill -9 at random moments (a random rank, rank 0 while it writes a checkpoint among
 #     them): after every fault `latest` names a complete, verified checkpoint; the finished run
 #     equals the uninterrupted one.
+#  e. a rank on the second host killed in its first 100 ms, six times (start-up: MPI_Init, reading
+#     the data, resuming): every attempt ends and the supervisor resumes. About one such kill in
+#     twenty wedges that host's Open MPI daemon and mpirun never exits after reporting the abort;
+#     the supervisor kills it --kill-after seconds later (launch/elastic.sh).
 #  d. the second host's link down for good: the supervisor (--hosts, --min-hosts 1) finds it
 #     unreachable, drops it and finishes on the first host's 2 ranks with the same global batch;
 #     the result equals a run resumed at 2 ranks from the same checkpoint.
 # Prints: faults injected, jobs recovered, checkpoints corrupted (must be 0), steps lost per fault.
+# A supervised job still running after $DEADLINE seconds (default 900) is a hang: the suite shows
+# what is still running and fails, rather than leaving CI to its own timeout.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -36,13 +42,24 @@ supervise() {  # $1 name [more train options]: runs the job under the supervisor
   local name="$1"; shift
   "$root/launch/elastic.sh" --max-restarts 30 --kill-after 20 --log "$work/$name.elastic" -- \
     "$here/run.sh" -np 4 "${train[@]}" "$@" --out "$work/$name" > "$work/$name.log" 2>&1 &
-  sup=$!
+  sup=$! sup_name=$name sup_started=$(date +%s)
+}
+# Fails, showing what still runs, once the supervised job has run $DEADLINE seconds.
+check_deadline() {
+  (( $(date +%s) - sup_started <= ${DEADLINE:-900} )) && return 0
+  echo "faults: FAILED, $sup_name still running after ${DEADLINE:-900} s (a hang); its supervisor's log, its output and the processes:"
+  tail -5 "$work/$sup_name.elastic" | cut -c1-300; tail -15 "$work/$sup_name.log" | cut -c1-300
+  ps -eo pid,ppid,stat,etime,wchan:24,args --forest | grep -E "elastic|mpirun|orted|dim-dist" | grep -v grep | cut -c1-200
+  pkill -KILL -P "$sup" 2>/dev/null; kill -KILL "$sup" 2>/dev/null
+  exit 1
 }
 latest_step() { local f; f=$(cat "$work/$1/checkpoints/latest" 2>/dev/null) || { echo 0; return; }; f=${f#ckpt-}; echo $((10#${f%.h5})); }
 wait_for_step() { for _ in $(seq 1 1200); do (( $(latest_step "$1") >= $2 )) && return 0; sleep 0.05; done; return 1; }
-ranks_on() {
+ranks_on() {  # live dim-dist processes in host $1's namespace (not zombies a wedged daemon keeps)
   for p in $(ip netns pids "$1" 2>/dev/null); do
-    if [[ "$(cat /proc/$p/comm 2>/dev/null)" == dim-dist ]]; then echo "$p"; fi
+    if [[ "$(cat /proc/$p/comm 2>/dev/null)" == dim-dist && "$(awk '{print $3}' /proc/$p/stat 2>/dev/null)" != Z ]]; then
+      echo "$p"
+    fi
   done
   return 0
 }
@@ -52,7 +69,7 @@ rank0() {
   done
   return 0
 }
-part() { [[ ",${PARTS:-a,b,c,d}," == *",$1,"* ]]; }
+part() { [[ ",${PARTS:-a,b,c,e,d}," == *",$1,"* ]]; }
 restarts() { local n; n=$(grep -c restarting "$work/$1.elastic" 2>/dev/null) || true; echo "${n:-0}"; }
 verify_latest() {
   [[ -f "$work/$1/checkpoints/latest" ]] || return 0   # killed before the first checkpoint: nothing to check
@@ -62,6 +79,7 @@ verify_latest() {
 }
 finish() {  # $1 name [$2 reference run]: waits for the supervisor, checks the result against the uninterrupted run
   local status=0 reference="${2:-straight}"
+  while kill -0 "$sup" 2>/dev/null; do check_deadline; sleep 1; done
   wait "$sup" || status=$?
   (( status == 0 )) || { echo "faults: FAILED, $1 did not finish (status $status)"; cat "$work/$1.elastic"; exit 1; }
   "$bin" checkpoint diff "$work/$reference" "$work/$1" --tolerance 0 > "$work/diff.log" \
@@ -131,6 +149,7 @@ echo "== c. twenty kill -9 at random moments"
 supervise kills --steps 4000
 injected=0 during_write=0
 while (( injected < ${KILLS:-20} )) && kill -0 "$sup" 2>/dev/null; do
+  check_deadline
   sleep "0.$(( RANDOM % 9 + 1 ))"; sleep $(( RANDOM % 3 ))
   if (( injected % 4 == 3 )); then
     # Rank 0 while it writes a checkpoint (its temporary file exists).
@@ -145,7 +164,7 @@ while (( injected < ${KILLS:-20} )) && kill -0 "$sup" 2>/dev/null; do
   kill -KILL "$victim" 2>/dev/null || continue
   injected=$((injected + 1)); faults=$((faults + 1))
   # Wait for the supervisor to notice, then check the checkpoint it will resume from.
-  for _ in $(seq 1 600); do if (( $(restarts kills) >= injected )); then break; fi; sleep 0.1; done
+  for _ in $(seq 1 600); do if (( $(restarts kills) >= injected )) || ! kill -0 "$sup" 2>/dev/null; then break; fi; sleep 0.1; done
   verify_latest kills
 done
 (( injected >= ${KILLS:-20} )) || { echo "faults: FAILED, the run ended after $injected of ${KILLS:-20} kills"; exit 1; }
@@ -154,6 +173,27 @@ recovered=$((recovered + $(restarts kills)))
 lost+=($(count_lost kills))
 echo "  $injected kills ($during_write of them rank 0 while a checkpoint file was being written); resumed every time;" \
      "the finished run equals the uninterrupted one"
+fi
+
+if part e; then
+echo "== e. a rank on dimh1 killed during start-up, ${STARTUP_KILLS:-6} times"
+supervise startup
+injected=0
+while (( injected < ${STARTUP_KILLS:-6} )) && kill -0 "$sup" 2>/dev/null; do
+  check_deadline
+  victim=$(ranks_on dimh1 | shuf -n1)
+  [[ -n "$victim" ]] || { sleep 0.01; continue; }
+  sleep "0.0$(( RANDOM % 10 ))"
+  kill -KILL "$victim" 2>/dev/null || continue
+  injected=$((injected + 1)); faults=$((faults + 1))
+  for _ in $(seq 1 600); do if (( $(restarts startup) >= injected )) || ! kill -0 "$sup" 2>/dev/null; then break; fi; sleep 0.1; done
+done
+(( injected >= ${STARTUP_KILLS:-6} )) || { echo "faults: FAILED, the run ended after $injected of ${STARTUP_KILLS:-6} kills"; exit 1; }
+finish startup
+recovered=$((recovered + $(restarts startup)))
+wedged=$(grep -c "launcher is still running" "$work/startup.elastic" || true)
+echo "  $injected kills during start-up; resumed every time ($wedged of them after mpirun reported the abort but" \
+     "did not exit: killed by the supervisor); the finished run equals the uninterrupted one"
 fi
 
 if part d; then
