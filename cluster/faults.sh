@@ -13,6 +13,8 @@
 #     the data, resuming): every attempt ends and the supervisor resumes. About one such kill in
 #     twenty wedges that host's Open MPI daemon and mpirun never exits after reporting the abort;
 #     the supervisor kills it --kill-after seconds later (launch/elastic.sh).
+#  f. SIGSTOP of a rank on the second host during start-up (MPI_Init, reading the data, the
+#     heartbeat's set-up): the start-up watchdog ends the job within the deadline; resumed and equal.
 #  d. the second host's link down for good: the supervisor (--hosts, --min-hosts 1) finds it
 #     unreachable, drops it and finishes on the first host's 2 ranks with the same global batch;
 #     the result equals a run resumed at 2 ranks from the same checkpoint.
@@ -69,7 +71,7 @@ rank0() {
   done
   return 0
 }
-part() { [[ ",${PARTS:-a,b,c,e,d}," == *",$1,"* ]]; }
+part() { [[ ",${PARTS:-a,b,c,e,f,d}," == *",$1,"* ]]; }
 restarts() { local n; n=$(grep -c restarting "$work/$1.elastic" 2>/dev/null) || true; echo "${n:-0}"; }
 verify_latest() {
   [[ -f "$work/$1/checkpoints/latest" ]] || return 0   # killed before the first checkpoint: nothing to check
@@ -194,6 +196,20 @@ recovered=$((recovered + $(restarts startup)))
 wedged=$(grep -c "launcher is still running" "$work/startup.elastic" || true)
 echo "  $injected kills during start-up; resumed every time ($wedged of them after mpirun reported the abort but" \
      "did not exit: killed by the supervisor); the finished run equals the uninterrupted one"
+fi
+
+if part f; then
+echo "== f. SIGSTOP of a rank on dimh1 during start-up"
+supervise startstop
+victim=""
+for _ in $(seq 1 3000); do victim=$(ranks_on dimh1 | sed -n 1p); [[ -n "$victim" ]] && break; sleep 0.01; done
+[[ -n "$victim" ]] || { echo "faults: FAILED, no rank appeared on dimh1"; exit 1; }
+sleep "0.$(( RANDOM % 5 ))"
+kill -STOP "$victim"; t0=$(date +%s); faults=$((faults + 1))
+(( $(latest_step startstop) == 0 )) || { echo "faults: FAILED, the job was past start-up when stopped"; exit 1; }
+await_watchdog startstop "$t0"
+kill -CONT "$victim" 2>/dev/null; kill -KILL "$victim" 2>/dev/null || true
+conclude startstop
 fi
 
 if part d; then

@@ -9,6 +9,11 @@ import DIMCore
 /// naming the step, the phase, the collective it waits in and (from rank 0's heartbeats) the ranks
 /// that went silent. Rank 0 reports first; the others wait a little longer, so that the line
 /// that names the silent ranks is the one printed. The last complete checkpoint is not touched.
+///
+/// Start-up counts as step 0's time, from this object's creation: before `start` (MPI_Init,
+/// reading the data, building the model, the heartbeat's set-up) `guardStartup` watches it with
+/// a thread of its own that ends only this process, since there may be no communicator yet; the
+/// launcher then ends the others.
 public final class Watchdog: CollectiveObserver {
     public enum Phase: Int32 {
         case startup = 0, data, forwardBackward, gradientAllreduce, optimizer, control, checkpoint
@@ -37,6 +42,8 @@ public final class Watchdog: CollectiveObserver {
     private var durations: [Double] = []
     private var heartbeat: Heartbeat?
     private var running = false
+    private var started = false
+    private var startupStage = "start-up"
 
     /// `timeout`: the deadline for one step in seconds; nil derives it as max(`floor`, 20 x the
     /// median of the recent step times).
@@ -44,10 +51,46 @@ public final class Watchdog: CollectiveObserver {
         self.fixedTimeout = timeout; self.floor = floor
     }
 
+    /// Until `start` has set up the heartbeat: past the deadline, prints one line naming the rank
+    /// (from the launcher's environment) and the stage (`startupStage`), and exits with
+    /// `exitStatus`. A rank stopped or cut off during start-up otherwise leaves the others waiting
+    /// in MPI_Init or the first collective for ever. For jobs of several ranks only.
+    public func guardStartup() {
+        let environment = ProcessInfo.processInfo.environment
+        let rank = ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"]
+            .compactMap { environment[$0] }.first ?? "?"
+        let thread = Thread { [weak self] in
+            while let self {
+                let limit = self.deadline
+                self.lock.lock()
+                let (done, stage, began, inCollective) = (self.started, self.startupStage, self.stepStart, self.collective)
+                self.lock.unlock()
+                if done { return }
+                let waited = monotonicSeconds() - began
+                if waited > limit {
+                    var line = "dim-dist: watchdog on rank \(rank): start-up has made no progress for \(Int(waited)) s "
+                        + "(deadline \(Int(limit)) s), in \(stage)"
+                    if let c = inCollective { line += ", inside \(c.name) of \(c.count)" }
+                    printError(line + "; ending this rank (the launcher ends the others)")
+                    fflush(stdout)
+                    _exit(Self.exitStatus)
+                }
+                usleep(250_000)
+            }
+        }
+        thread.name = "dim-dist start-up watchdog"
+        thread.start()
+    }
+
+    /// What start-up is doing, for `guardStartup`'s line ("MPI_Init", "reading the data", ...).
+    public func startup(_ stage: String) { lock.lock(); startupStage = stage; lock.unlock() }
+
     /// Collective (the heartbeat's set-up). Starts the thread; a single process needs none.
     public func start(comm: Communicator) {
+        defer { lock.lock(); started = true; lock.unlock() }
         guard comm.size > 1, !running else { return }
         self.comm = comm
+        startup("the heartbeat's set-up")
         heartbeat = Heartbeat(comm: comm)
         running = true
         let thread = Thread { [weak self] in

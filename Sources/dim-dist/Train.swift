@@ -3,6 +3,7 @@ import ArgumentParser
 import DIMCore
 import DIMIO
 import DIMTrain
+import DIMMPI
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,7 +54,7 @@ struct Train: ParsableCommand {
     var timeBudget: Double?
     @Option(help: ArgumentHelp(
         "End the job when a step makes no progress for this long (e.g. 10m, 90s).",
-        discussion: "Default: max(10 minutes, 20 x the median step time). The message names the step, the collective and the silent ranks."),
+        discussion: "Default: max(10 minutes, 20 x the median step time). Start-up (MPI_Init, reading the data, resuming) counts as step 0. The message names the step, the collective and the silent ranks."),
         transform: parseDuration)
     var stepTimeout: Double?
     @Option(help: ArgumentHelp("Gradient allreduce in fp32 or bf16.",
@@ -88,7 +89,12 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let watchdog = Watchdog(timeout: stepTimeout)
+        if MPICommunicator.launchedWithSeveralRanks {
+            watchdog.startup("MPI_Init")
+            watchdog.guardStartup()
+        }
         let comm = try makeCommunicator(observer: watchdog)
+        watchdog.startup("reading the data and building the model")
         do {
             try train(comm, watchdog: watchdog)
         } catch let stop as ExitCode {
