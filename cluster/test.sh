@@ -2,7 +2,7 @@
 # Multi-node checks on the emulated cluster (run by launch/test.sh when root):
 #  - 2 hosts x 2 ranks over TCP: the distributed equivalence and checkpoint tests;
 #  - the fault test (a rank killed on one host, then --resume auto);
-#  - the fault suite (cluster/faults.sh: watchdog, supervisor, twenty kills).
+#  - the fault suite (cluster/faults.sh: watchdog, supervisor, twenty kills, start-up faults).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -17,5 +17,5 @@ grep -q "with 0 failures" /tmp/dim-dist-cluster.log
 "$here/down.sh"
 echo "== fault test"
 "$here/fault-test.sh"
-echo "== fault suite (stalled rank, dead link, twenty kills; supervised)"
+echo "== fault suite (stalled rank, dead link, twenty kills, start-up kills and stop; supervised)"
 "$here/faults.sh"
