@@ -73,6 +73,13 @@ rank0() {
 }
 part() { [[ ",${PARTS:-a,b,c,e,f,d}," == *",$1,"* ]]; }
 restarts() { local n; n=$(grep -c restarting "$work/$1.elastic" 2>/dev/null) || true; echo "${n:-0}"; }
+# Waits (at most 60 s) until $1's supervisor has logged $2 restarts, or has ended.
+await_restarts() {
+  for _ in $(seq 1 600); do
+    if (( $(restarts "$1") >= $2 )) || ! kill -0 "$sup" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+}
 verify_latest() {
   [[ -f "$work/$1/checkpoints/latest" ]] || return 0   # killed before the first checkpoint: nothing to check
   if ! "$bin" checkpoint inspect "$work/$1/checkpoints" --verify > "$work/verify.log" 2>&1; then
@@ -166,7 +173,7 @@ while (( injected < ${KILLS:-20} )) && kill -0 "$sup" 2>/dev/null; do
   kill -KILL "$victim" 2>/dev/null || continue
   injected=$((injected + 1)); faults=$((faults + 1))
   # Wait for the supervisor to notice, then check the checkpoint it will resume from.
-  for _ in $(seq 1 600); do if (( $(restarts kills) >= injected )) || ! kill -0 "$sup" 2>/dev/null; then break; fi; sleep 0.1; done
+  await_restarts kills "$injected"
   verify_latest kills
 done
 (( injected >= ${KILLS:-20} )) || { echo "faults: FAILED, the run ended after $injected of ${KILLS:-20} kills"; exit 1; }
@@ -188,7 +195,7 @@ while (( injected < ${STARTUP_KILLS:-6} )) && kill -0 "$sup" 2>/dev/null; do
   sleep "0.0$(( RANDOM % 10 ))"
   kill -KILL "$victim" 2>/dev/null || continue
   injected=$((injected + 1)); faults=$((faults + 1))
-  for _ in $(seq 1 600); do if (( $(restarts startup) >= injected )) || ! kill -0 "$sup" 2>/dev/null; then break; fi; sleep 0.1; done
+  await_restarts startup "$injected"
 done
 (( injected >= ${STARTUP_KILLS:-6} )) || { echo "faults: FAILED, the run ended after $injected of ${STARTUP_KILLS:-6} kills"; exit 1; }
 finish startup
