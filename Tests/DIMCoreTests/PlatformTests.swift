@@ -32,7 +32,7 @@ final class PlatformTests: XCTestCase {
         // The Xeon of the issue: OpenBLAS 0.3.21 fell back to its SSE3 kernels.
         XCTAssertEqual(BLASKernels.preferredCore(current: "Prescott", cpu: xeon), "Cooperlake")
         XCTAssertEqual(BLASKernels.preferredCore(current: "Haswell", cpu: xeon), "Cooperlake")
-        // Already the best: keep the library's choice (Zen 4 is detected as Cooperlake).
+        // Already the best: keep the library's choice.
         XCTAssertNil(BLASKernels.preferredCore(current: "Cooperlake", cpu: xeon))
         XCTAssertNil(BLASKernels.preferredCore(current: "SapphireRapids", cpu: xeon))
         XCTAssertEqual(BLASKernels.preferredCore(current: "Haswell", cpu: cpu(avx2: true, avx512: true, bf16: false)),
@@ -41,6 +41,32 @@ final class PlatformTests: XCTestCase {
                                                  cpu: cpu(avx2: true, avx512: false, bf16: false)), "Haswell")
         XCTAssertNil(BLASKernels.preferredCore(current: "Zen", cpu: cpu(avx2: true, avx512: false, bf16: false)))
         XCTAssertNil(BLASKernels.preferredCore(current: "Prescott", cpu: cpu(avx2: false, avx512: false, bf16: false)))
+    }
+
+    /// AMD: Zen 4 runs OpenBLAS's AVX2 kernels faster than the AVX-512 ones the library picks for it;
+    /// Zen 3 (the same family, no AVX-512) keeps `Zen`; Zen 5 (family 26) gets `Cooperlake`.
+    func testZen4GetsTheAVX2KernelsAndOtherAMDCoresKeepTheirs() {
+        func amd(family: Int, model: Int, avx512: Bool) -> CPUInfo {
+            CPUInfo(vendor: "AuthenticAMD", brand: "AMD EPYC", family: family, model: model, avx2FMA: true,
+                    avx512: avx512, avx512BF16: avx512)
+        }
+        let zen3 = amd(family: 25, model: 1, avx512: false), zen4 = amd(family: 25, model: 17, avx512: true)
+        let zen5 = amd(family: 26, model: 2, avx512: true)
+        XCTAssertTrue(zen4.isAMDZen4)
+        XCTAssertFalse(zen3.isAMDZen4)
+        XCTAssertFalse(zen5.isAMDZen4)
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Cooperlake", cpu: zen4), "Haswell")
+        XCTAssertEqual(BLASKernels.preferredCore(current: "SkylakeX", cpu: zen4), "Haswell")
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Prescott", cpu: zen4), "Haswell")
+        XCTAssertNil(BLASKernels.preferredCore(current: "Haswell", cpu: zen4))
+        XCTAssertNil(BLASKernels.preferredCore(current: "Zen", cpu: zen4))
+        XCTAssertNil(BLASKernels.preferredCore(current: "Zen", cpu: zen3))
+        XCTAssertNil(BLASKernels.preferredCore(current: "Cooperlake", cpu: zen5))
+        XCTAssertEqual(BLASKernels.preferredCore(current: "Haswell", cpu: zen5), "Cooperlake")
+        // The same family number on an Intel CPU means nothing of the kind.
+        let intel = CPUInfo(vendor: "GenuineIntel", brand: "x", family: 25, model: 17, avx2FMA: true, avx512: true,
+                            avx512BF16: true)
+        XCTAssertFalse(intel.isAMDZen4)
     }
 
     func testTheCoreInUseIsNamedWithHowItWasChosen() {

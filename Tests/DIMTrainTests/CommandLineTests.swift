@@ -1,18 +1,21 @@
 import Foundation
 import XCTest
 import DIMTestSupport
+import DIMCore
 import DIMIO
 import DIMTrain
 
 /// What a user sees from `dim-dist` itself for input it cannot train on.
 final class CommandLineTests: XCTestCase {
     /// Runs the built binary; returns its exit status and everything it printed.
-    func dimDist(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// `unset` names environment variables the child does not inherit.
+    func dimDist(_ arguments: [String], unset: [String] = []) throws -> (status: Int32, output: String) {
         let binary = checkoutRoot + "/.build/debug/dim-dist"
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = arguments
+        p.environment = ProcessInfo.processInfo.environment.filter { !unset.contains($0.key) }
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
@@ -177,5 +180,21 @@ extension CommandLineTests {
         XCTAssertGreaterThan(rows, 10, output)
         XCTAssertEqual(listed, work, accuracy: 0.01 + 0.01 * listed, output)
         XCTAssertTrue(output.contains("the step's GEMMs: ") && output.contains("% of the reference"), output)
+    }
+
+    /// The kernels a user gets without OPENBLAS_CORETYPE: the fastest kind for this CPU
+    /// (`BLASKernels.bestCore`), whatever the library picked, named in the log's `blas:` line, and
+    /// the header says when dim-dist overrode the library (it re-ran itself with the variable set).
+    func testALogNamesTheFastestKernelsForThisCPU() throws {
+        guard let best = BLASKernels.bestCore(for: .current) else { throw XCTSkip("no AVX2 on this CPU") }
+        let (status, output) = try dimDist(["bench", "--mi-units", "64", "--batch-size", "8", "--steps", "0",
+                                            "--warmup", "0"], unset: ["OPENBLAS_CORETYPE", "DIM_DIST_BLAS_PICKED"])
+        XCTAssertEqual(status, 0, output)
+        let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("blas: OpenBLAS core ") }, output)
+        let core = String(line.dropFirst("blas: OpenBLAS core ".count).prefix { $0 != " " })
+        XCTAssertEqual(BLASKernels.tier(ofCore: core), BLASKernels.tier(ofCore: best), String(line))
+        XCTAssertTrue(line.contains("(chosen by dim-dist for this CPU; OpenBLAS picked ")
+                      || line.contains("(detected by OpenBLAS)"), String(line))
+        if CPUInfo.current.isAMDZen4 { XCTAssertTrue(line.contains("Haswell (chosen by dim-dist"), String(line)) }
     }
 }

@@ -5,10 +5,11 @@ import CCPU
 /// OpenBLAS picks its kernels ("core") once, when the library loads, from the CPU models it knows.
 /// Debian's 0.3.21 does not know CPUs newer than itself and falls back to an older core: on an
 /// Intel Xeon (family 6 model 207) it chose the SSE3 `Prescott` kernels, 4-10x slower than
-/// `Cooperlake`. The library reads OPENBLAS_CORETYPE only at load time, so dim-dist compares the
-/// core in use with what the CPU supports and, when the library fell short, runs itself again
-/// once with the variable set (before MPI is initialised, so it works under mpirun and srun).
-/// A value the user set is always respected.
+/// `Cooperlake`. And the newest instructions are not always the fastest: on AMD Zen 4 it picks
+/// `Cooperlake`, whose AVX-512 kernels lose to its AVX2 ones there. The library reads
+/// OPENBLAS_CORETYPE only at load time, so dim-dist compares the core in use with the fastest for
+/// this CPU and, when they differ in kind, runs itself again once with the variable set (before
+/// MPI is initialised, so it works under mpirun and srun). A value the user set is always respected.
 public enum BLASKernels {
     /// Set by dim-dist before it re-executes itself: the core the library had picked.
     static let pickedVariable = "DIM_DIST_BLAS_PICKED"
@@ -26,22 +27,31 @@ public enum BLASKernels {
         }
     }
 
-    /// The best core this CPU can run (nil: nothing better than generic kernels).
+    /// The core with the fastest fp32 GEMMs on this CPU (nil: nothing better than generic kernels):
+    /// the newest instruction set it runs, except on Zen 4. Zen 4 executes a 512-bit instruction as
+    /// two 256-bit halves, so AVX-512 doubles no FMA rate there, and OpenBLAS's AVX2 kernels win:
+    /// on an EPYC of family 25 model 17, sgemm 2048x2048x4096 ran
+    /// 109-112 GFLOP/s with `Haswell` against 102-106 with `Cooperlake`, and the training step gave
+    /// 6-10% more images/s at 512, 1024 and 2048 MI units, on 1 and 2 ranks (docs/results.md,
+    /// 2026-12-07). Zen 5 and Intel's AVX-512 cores have full-width units: `Cooperlake` ran 2x
+    /// `Haswell` on a Zen 5 EPYC (2026-11-30).
     public static func bestCore(for cpu: CPUInfo) -> String? {
+        if cpu.isAMDZen4 { return "Haswell" }
         if cpu.avx512 && cpu.avx512BF16 { return "Cooperlake" }
         if cpu.avx512 { return "SkylakeX" }
         if cpu.avx2FMA { return "Haswell" }
         return nil
     }
 
-    /// The core to switch to, or nil to keep the library's choice.
+    /// The core to switch to, or nil to keep the library's choice (the same kind of kernels as the
+    /// best: `Zen` for `Haswell`, `SapphireRapids` for `Cooperlake`).
     public static func preferredCore(current: String, cpu: CPUInfo) -> String? {
-        guard let best = bestCore(for: cpu), tier(ofCore: best) > tier(ofCore: current) else { return nil }
+        guard let best = bestCore(for: cpu), tier(ofCore: best) != tier(ofCore: current) else { return nil }
         return best
     }
 
     /// Call first in main. Re-executes this program with OPENBLAS_CORETYPE set when the library
-    /// chose a core below the CPU's best and the user did not set one; returns otherwise.
+    /// chose another kind of core than the CPU's fastest and the user did not set one; returns otherwise.
     public static func ensureBestCore() {
         guard environment("OPENBLAS_CORETYPE") == nil, environment(pickedVariable) == nil,
               let better = preferredCore(current: core, cpu: .current) else { return }
@@ -100,7 +110,7 @@ public enum BLASKernels {
         }
         if environment("OPENBLAS_CORETYPE") != nil {
             if let better = preferredCore(current: core, cpu: cpu) {
-                return "\(core) (set by OPENBLAS_CORETYPE; this CPU can run \(better): "
+                return "\(core) (set by OPENBLAS_CORETYPE; \(better) is faster on this CPU: "
                     + "unset the variable for faster GEMMs)"
             }
             return "\(core) (set by OPENBLAS_CORETYPE)"

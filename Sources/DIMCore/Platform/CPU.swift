@@ -16,6 +16,10 @@ public struct CPUInfo: Equatable {
 
     public static let current = CPUInfo.read()
 
+    /// AMD Zen 4: family 25 (0x19) with AVX-512 (its other members, Zen 3, have none). Its AVX-512
+    /// units are 256 bits wide, which decides the BLAS kernels (`BLASKernels.bestCore`).
+    public var isAMDZen4: Bool { vendor == "AuthenticAMD" && family == 25 && avx512 }
+
     public init(vendor: String, brand: String, family: Int, model: Int, avx2FMA: Bool, avx512: Bool, avx512BF16: Bool) {
         self.vendor = vendor; self.brand = brand; self.family = family; self.model = model
         self.avx2FMA = avx2FMA; self.avx512 = avx512; self.avx512BF16 = avx512BF16
