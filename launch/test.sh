@@ -31,6 +31,15 @@ done
 echo "== equivalence through the CLI (launch/equivalence.sh)"
 bash launch/equivalence.sh 3e-5 --estimator jsd --alpha 0.5 --gamma 0.1
 bash launch/equivalence.sh 3e-5 --estimator nce --alpha 0.5 --gamma 0.1
+# ... and it can fail: gradients summed in bf16 (--grad-reduce bf16) are not equivalent at 3e-5,
+# and a step that misses the tolerance passes only as a near-tie np=1 itself shows.
+echo "== the CLI equivalence check refuses ranks that are not equivalent (--grad-reduce bf16)"
+if STEPS=1 bash launch/equivalence.sh 3e-5 --estimator nce --grad-reduce bf16 > /tmp/dim-dist-not-equivalent.log 2>&1; then
+  cat /tmp/dim-dist-not-equivalent.log; echo "test: equivalence.sh passed runs that are not equivalent" >&2; exit 1
+fi
+grep -q "NOT EQUIVALENT: np=2 step 1" /tmp/dim-dist-not-equivalent.log \
+  || { cat /tmp/dim-dist-not-equivalent.log; echo "test: equivalence.sh failed for another reason" >&2; exit 1; }
+echo "equivalence.sh refused --grad-reduce bf16 at 3e-5, as it should"
 echo "== eval utility under mpirun -np 2 against one process (launch/utility-check.sh)"
 bash launch/utility-check.sh .build/debug/dim-dist
 # The README's "Taking the encoder to PyTorch", kept true: a small checkpoint, its features from
@@ -76,6 +85,6 @@ for np in 2 4; do
   n=$(grep -cE "^Test Case '.*' passed" /tmp/dim-dist-mpi-$np.log || true)
   passed=$((passed + n / np))
 done
-passed=$((passed + cluster_cases + slurm_cases + 4))  # + the export, CLI equivalence, utility and supervisor checks
+passed=$((passed + cluster_cases + slurm_cases + 5))  # + the export, CLI equivalence (and its refusal), utility and supervisor checks
 echo "test: single-process XCTest cases; the multi-rank tests under mpirun -np 2, -np 4 and on 2 emulated hosts x 2 ranks; the cluster fault test and fault suite; the Slurm template under Slurm; the CLI equivalence, eval utility and supervisor checks; the export check"
 echo "$passed passed, 0 failed, $skipped skipped"

@@ -197,4 +197,31 @@ extension CommandLineTests {
                       || line.contains("(detected by OpenBLAS)"), String(line))
         if CPUInfo.current.isAMDZen4 { XCTAssertTrue(line.contains("Haswell (chosen by dim-dist"), String(line)) }
     }
+
+    /// Where dim-dist re-ran itself for other kernels, the process keeps its name (`ps`, `pkill
+    /// dim-dist` and the fault suite find ranks by it): exec'ing /proc/self/exe would call it "exe".
+    func testAProcessThatChoseOtherKernelsKeepsItsName() throws {
+        let binary = checkoutRoot + "/.build/debug/dim-dist"
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["bench", "--mi-units", "64", "--batch-size", "8", "--steps", "100000", "--warmup", "0"]
+        p.environment = ProcessInfo.processInfo.environment.filter { $0.key != "OPENBLAS_CORETYPE" }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        defer { p.terminate(); p.waitUntilExit() }
+        // The `blas:` line comes after any re-run: from then on the process is what users see.
+        var output = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !output.contains("blas: OpenBLAS core ") && Date() < deadline {
+            let data = pipe.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            output += String(decoding: data, as: UTF8.self)
+        }
+        XCTAssertTrue(output.contains("blas: OpenBLAS core "), output)
+        let comm = try String(contentsOfFile: "/proc/\(p.processIdentifier)/comm", encoding: .utf8)
+        XCTAssertEqual(comm.trimmingCharacters(in: .whitespacesAndNewlines), "dim-dist", output)
+    }
 }

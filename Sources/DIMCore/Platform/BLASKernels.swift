@@ -57,7 +57,11 @@ public enum BLASKernels {
               let better = preferredCore(current: core, cpu: .current) else { return }
         setenv("OPENBLAS_CORETYPE", better, 1)
         setenv(pickedVariable, core, 1)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // The program's own path, not /proc/self/exe: the kernel names a process after the file it
+        // executes, and `ps`, `pkill dim-dist` and the fault suite look for "dim-dist", not "exe".
+        var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        if readlink("/proc/self/exe", &path, Int(PATH_MAX)) > 0 { execv(path, CommandLine.unsafeArgv) }
+        execv("/proc/self/exe", CommandLine.unsafeArgv)  // e.g. the file was replaced since it started
         // Only reached when exec failed: go on with the library's kernels.
         printError("dim-dist: could not re-run with OPENBLAS_CORETYPE=\(better) (errno \(errno)); using \(core)")
         unsetenv("OPENBLAS_CORETYPE")
