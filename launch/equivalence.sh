@@ -27,7 +27,8 @@
 # one of those reruns misses the tolerance too and np = k is no further from np = 1 than twice
 # the furthest rerun: np = k lies within the spread of valid single-process results. An error in
 # the distributed path moves every step, where the reruns agree to ~1e-6, and still fails (CI
-# checks that with --grad-reduce bf16, which is not equivalent at 3e-5).
+# checks that with --grad-reduce bf16, which is not equivalent at 3e-5). ALT_CORES="A B" sets the
+# kernel sets rerun (as an AVX2-only CPU: ALT_CORES=SandyBridge).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tolerance=${1:?usage: equivalence.sh TOLERANCE [train options]}; shift
@@ -72,6 +73,7 @@ has avx && alternates+=(SandyBridge)
 has avx2 fma && alternates+=(Haswell)
 has avx512f avx512bw avx512vl avx512dq avx512cd && alternates+=(SkylakeX)
 has avx512f avx512bw avx512vl avx512dq avx512cd avx512_bf16 && alternates+=(Cooperlake)
+[[ -n ${ALT_CORES:-} ]] && read -r -a alternates <<< "$ALT_CORES"  # e.g. ALT_CORES=SandyBridge
 # near_tie K NPWORST: true when a rerun of step K on np=1 with other kernels also misses the
 # tolerance and NPWORST is at most twice the furthest rerun (reruns cached across np).
 near_tie() {

@@ -50,32 +50,28 @@ INLINE void exp_nonpositive(v8f *xp, const int lanes) {
     EACH xp[q] = SELECT(underflow[q], SPLAT(0.0f), p[q] * (v8f)e[q]);
 }
 
-// softplus(x) and sigmoid(x): e = e^-|x|, softplus = max(x, 0) + log1p(e), log1p(e) = 2 atanh(s)
-// with s = e/(2+e) <= 1/3 (a series in s^2, relative error < 2e-8); sigmoid = 1/(1+e) or e/(1+e).
+// softplus(x) and sigmoid(x): e = e^-|x| in (0, 1], softplus = max(x, 0) + log1p(e) with
+// log1p(e) = e + e^2 Q(e), Q of degree 7 fitted to (log1p(e) - e) / e^2 on [0, 1] for relative
+// error (softplus within 1.8e-7 relative over 2M values); sigmoid = 1/(1+e) or e/(1+e). One
+// division and eight FMAs after e^-|x|: the earlier 2 atanh(e / (2 + e)) series needed a
+// division of (2+e)(1+e) and four more products, 1.16 against 0.98 ns per score on a Zen 3.
 INLINE void softplus_sigmoid(const v8f *xp, v8f *softplus, v8f *sigmoid, const int lanes) {
     const v8i sign_bit = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
     v8i negative[INTERLEAVE];
-    v8f e[INTERLEAVE], one_e[INTERLEAVE], two_e[INTERLEAVE], reciprocal[INTERLEAVE], s[INTERLEAVE],
-        s2[INTERLEAVE], p[INTERLEAVE];
+    v8f e[INTERLEAVE], reciprocal[INTERLEAVE], poly[INTERLEAVE];
     EACH negative[q] = xp[q] < SPLAT(0.0f);
     EACH e[q] = (v8f)(((v8i)xp[q]) | sign_bit);  // -|x|
     exp_nonpositive(e, lanes);
-    EACH one_e[q] = SPLAT(1.0f) + e[q];
-    EACH two_e[q] = SPLAT(2.0f) + e[q];
-    EACH reciprocal[q] = SPLAT(1.0f) / (two_e[q] * one_e[q]);  // one division for both quotients
-    EACH s[q] = e[q] * one_e[q] * reciprocal[q];
-    EACH s2[q] = s[q] * s[q];
-    EACH p[q] = SPLAT(1.0f / 13) * s2[q] + SPLAT(1.0f / 11);
-    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 9);
-    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 7);
-    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 5);
-    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f / 3);
-    EACH p[q] = p[q] * s2[q] + SPLAT(1.0f);
-    EACH softplus[q] = SELECT(negative[q], SPLAT(0.0f), xp[q]) + SPLAT(2.0f) * s[q] * p[q];
-    EACH {
-        v8f inverse = two_e[q] * reciprocal[q];
-        sigmoid[q] = SELECT(negative[q], e[q] * inverse, inverse);
-    }
+    EACH reciprocal[q] = SPLAT(1.0f) / (SPLAT(1.0f) + e[q]);
+    EACH poly[q] = SPLAT(5.252544768e-3f) * e[q] + SPLAT(-2.953011543e-2f);
+    EACH poly[q] = poly[q] * e[q] + SPLAT(7.817708701e-2f);
+    EACH poly[q] = poly[q] * e[q] + SPLAT(-1.365177333e-1f);
+    EACH poly[q] = poly[q] * e[q] + SPLAT(1.909763813e-1f);
+    EACH poly[q] = poly[q] * e[q] + SPLAT(-2.484045774e-1f);
+    EACH poly[q] = poly[q] * e[q] + SPLAT(3.331888616e-1f);
+    EACH poly[q] = poly[q] * e[q] + SPLAT(-4.999952018e-1f);
+    EACH softplus[q] = SELECT(negative[q], SPLAT(0.0f), xp[q]) + ((e[q] * e[q]) * poly[q] + e[q]);
+    EACH sigmoid[q] = SELECT(negative[q], e[q] * reciprocal[q], reciprocal[q]);
 }
 
 // The last n % 8 values go through the same vector code, padded (so the tail is computed exactly

@@ -166,6 +166,12 @@ final class EstimatorGradientTests: XCTestCase {
             for i in 0..<count {
                 let s = 0.5 * sigmoid(Double(sign * x[i]))
                 XCTAssertEqual(Double(g[i]), s, accuracy: max(3e-7 * s, 1e-37), "sigmoid(\(sign * x[i]))")
+                // Each softplus alone (a one-value tail runs the same vector code), to 3e-7 relative;
+                // below float's smallest normal number (x < -87.3) the kernels give 0, never a subnormal.
+                var one: Float = 0
+                let value = softplusSum([x[i]], count: 1, sign: sign, gradScale: 1, grad: &one)
+                let exact = softplus(Double(sign * x[i]))
+                XCTAssertEqual(value, exact, accuracy: max(3e-7 * exact, Double(Float.leastNormalMagnitude)), "softplus(\(sign * x[i]))")
             }
         }
         let shifted = x.map { $0 / 10 }
