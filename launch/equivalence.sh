@@ -20,9 +20,9 @@
 # change the run; a new kernel should pass at several seeds (docs/design.md §6).
 #
 # A step beyond the tolerance can still be equivalent: where a ReLU input lies within rounding of
-# zero, np = 1 itself lands elsewhere when only its GEMM kernels change (seed 9, infoNCE, step 2:
-# np = 1 with OpenBLAS's SkylakeX kernels differs from np = 1 with its Haswell ones by 4.1e-4,
-# exactly as np = 2 and 4 do). Such a step is rerun on np = 1 with each other OpenBLAS kernel set
+# zero, np = 1 itself lands elsewhere when only its GEMM kernels change (seed 9, infoNCE, step 2
+# on a Zen 4: np = 1 with OpenBLAS's Cooperlake kernels differs from np = 1 with its Haswell ones
+# by 7.3e-4, as np = 2 and 4 do). Such a step is rerun on np = 1 with each other OpenBLAS kernel set
 # this CPU runs (SandyBridge, Haswell, SkylakeX, Cooperlake; OPENBLAS_CORETYPE) and passes when
 # one of those reruns misses the tolerance too and np = k is no further from np = 1 than twice
 # the furthest rerun: np = k lies within the spread of valid single-process results. An error in

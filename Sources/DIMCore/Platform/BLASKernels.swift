@@ -30,10 +30,9 @@ public enum BLASKernels {
     /// The core with the fastest fp32 GEMMs on this CPU (nil: nothing better than generic kernels):
     /// the newest instruction set it runs, except on Zen 4. Zen 4 executes a 512-bit instruction as
     /// two 256-bit halves, so AVX-512 doubles no FMA rate there, and OpenBLAS's AVX2 kernels win:
-    /// on an EPYC of family 25 model 17, sgemm 2048x2048x4096 ran
-    /// 109-112 GFLOP/s with `Haswell` against 102-106 with `Cooperlake`, and the training step gave
-    /// 6-10% more images/s at 512, 1024 and 2048 MI units, on 1 and 2 ranks (docs/results.md,
-    /// 2026-12-07). Zen 5 and Intel's AVX-512 cores have full-width units: `Cooperlake` ran 2x
+    /// on an EPYC of family 25 model 17, sgemm 2048x2048x4096 ran 108-112 GFLOP/s with `Haswell`
+    /// against 102-106 with `Cooperlake`, and the training step gave 4-10% more images/s at 512,
+    /// 1024 and 2048 MI units, on 1 and 2 ranks (docs/results.md, 2026-12-07). Zen 5 and Intel's AVX-512 cores have full-width units: `Cooperlake` ran 2x
     /// `Haswell` on a Zen 5 EPYC (2026-11-30).
     public static func bestCore(for cpu: CPUInfo) -> String? {
         if cpu.isAMDZen4 { return "Haswell" }
