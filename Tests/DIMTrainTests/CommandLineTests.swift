@@ -7,9 +7,9 @@ import DIMTrain
 
 /// What a user sees from `dim-dist` itself for input it cannot train on.
 final class CommandLineTests: XCTestCase {
-    /// Runs the built binary; returns its exit status and everything it printed.
-    /// `unset` names environment variables the child does not inherit.
-    func dimDist(_ arguments: [String], unset: [String] = []) throws -> (status: Int32, output: String) {
+    /// Starts the built binary, its output and errors into one pipe; `unset` names environment
+    /// variables the child does not inherit.
+    func start(_ arguments: [String], unset: [String] = []) throws -> (Process, Pipe) {
         let binary = checkoutRoot + "/.build/debug/dim-dist"
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
         let p = Process()
@@ -20,6 +20,12 @@ final class CommandLineTests: XCTestCase {
         p.standardOutput = pipe
         p.standardError = pipe
         try p.run()
+        return (p, pipe)
+    }
+
+    /// Runs the built binary; returns its exit status and everything it printed.
+    func dimDist(_ arguments: [String], unset: [String] = []) throws -> (status: Int32, output: String) {
+        let (p, pipe) = try start(arguments, unset: unset)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         return (p.terminationStatus, output)
@@ -201,16 +207,8 @@ extension CommandLineTests {
     /// Where dim-dist re-ran itself for other kernels, the process keeps its name (`ps`, `pkill
     /// dim-dist` and the fault suite find ranks by it): exec'ing /proc/self/exe would call it "exe".
     func testAProcessThatChoseOtherKernelsKeepsItsName() throws {
-        let binary = checkoutRoot + "/.build/debug/dim-dist"
-        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["bench", "--mi-units", "64", "--batch-size", "8", "--steps", "100000", "--warmup", "0"]
-        p.environment = ProcessInfo.processInfo.environment.filter { $0.key != "OPENBLAS_CORETYPE" }
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
+        let (p, pipe) = try start(["bench", "--mi-units", "64", "--batch-size", "8", "--steps", "100000",
+                                   "--warmup", "0"], unset: ["OPENBLAS_CORETYPE"])
         defer { p.terminate(); p.waitUntilExit() }
         // The `blas:` line comes after any re-run: from then on the process is what users see.
         var output = ""
