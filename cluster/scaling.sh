@@ -39,7 +39,7 @@ for rate in $rates; do
       | sed "s/}\$/,\"rate\":\"$rate\",\"hosts\":$hosts,\"kind\":\"collective\"}/" | tee -a "$measurements"
     # One full-model training step, 16 images per rank (weak scaling): time per step, time in
     # collectives, and how much of the gradient allreduce stayed exposed after the overlap.
-    "$here/run.sh" -np "$hosts" bench --batch-size $((16 * hosts)) --steps 2 --warmup 1 --json 2>/dev/null \
+    "$here/run.sh" -np "$hosts" bench --batch-size $((16 * hosts)) --steps 2 --warmup 1 --rounds 1 --json 2>/dev/null \
       | sed "s/^{/{\"rate\":\"$rate\",\"hosts\":$hosts,\"batch_per_rank\":16,/; s/\"kind\":\"bench\"/\"kind\":\"step\"/" \
       | tee -a "$measurements"
     "$here/down.sh" >/dev/null

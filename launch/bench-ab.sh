@@ -22,10 +22,10 @@ results=$(mktemp)
 measure() {  # $1 label, $2 binary, $3 ranks
   local out
   out=$(DIM_DIST="$2" OPENBLAS_NUM_THREADS=1 "$here/launch/local.sh" -np "$3" bench --batch-size "$batch" \
-        --estimator nce --mi-units "$units" --steps "$steps" --warmup 2 2>&1)
+        --estimator nce --mi-units "$units" --steps "$steps" --warmup 2 --rounds 1 2>&1)
   local rate share
   rate=$(grep -m1 -oE "^  [0-9.]+ images/s" <<<"$out" | grep -oE "[0-9.]+" | head -1)
-  share=$(grep -m1 -oE "whole step: [0-9.]+ GFLOP/s = [0-9.]+%" <<<"$out" | grep -oE "[0-9.]+%$")
+  share=$(grep -m1 -oE "whole step: [0-9.]+ GFLOP/s in the median step = [0-9.]+%" <<<"$out" | grep -oE "[0-9.]+%$")
   echo "  $1 np=$3: $rate images/s, whole step $share of sgemm"
   echo "$1 $3 $rate" >>"$results"
 }

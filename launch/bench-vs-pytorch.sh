@@ -40,7 +40,7 @@ results=$(mktemp)
 dim_rate() {  # $1 variant, $2 ranks, $3 precision
   local envs=(OPENBLAS_NUM_THREADS=1)
   [[ $1 == unset-coretype ]] && envs=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${envs[@]}")
-  local cmd=("$bin" bench --steps "$steps" --precision "$3" --mi-units "$units")
+  local cmd=("$bin" bench --steps "$steps" --rounds 1 --precision "$3" --mi-units "$units")
   (( $2 > 1 )) && cmd=(mpirun "${root_flags[@]}" -np "$2" -x OPENBLAS_NUM_THREADS "${cmd[@]}")
   env "${envs[@]}" "${cmd[@]}" 2>/dev/null | grep -m1 -E "^  [0-9.]+ images/s" | awk '{print $1}'
 }

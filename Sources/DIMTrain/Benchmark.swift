@@ -23,16 +23,38 @@ public struct BenchmarkResult {
     public var backwardEndSeconds = 0.0
     /// With `recordShapes`: per GEMM shape, calls and seconds per step, the most time first.
     public var gemmShapes: [(shape: GEMMShape, calls: Double, seconds: Double)] = []
+    /// The reference GEMM's rate (GFLOP/s) at the start of each round (every rank at once), and
+    /// every timed step's seconds.
+    public var references: [Double] = []
+    public var stepSeconds: [Double] = []
     public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
     public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
     /// The GEMMs' own rate: their FLOPs over the time spent inside them.
     public var gemmGflopsPerSecond: Double { gflopPerStep / gemmSecondsPerStep }
+    /// The median step's rate over the median reference's. On a shared VM single GEMM calls vary
+    /// by 10-30% from one second to the next (other tenants); a reference taken once, before the
+    /// steps, and compared with their mean drifts with that. Medians of both, the references
+    /// spread over the run, are what the same machine gives the step and the GEMM alike.
+    public var shareOfReference: Double { stepSeconds.isEmpty ? 0 : gflopPerStep / median(stepSeconds) / reference }
+    /// The median of the references (GFLOP/s).
+    public var reference: Double { median(references) }
 }
 
-/// `recordShapes`: also time the GEMM calls by shape (a dictionary update per call).
+/// The middle value (the mean of the two middle ones for an even count; 0 for none).
+public func median(_ values: [Double]) -> Double {
+    let v = values.sorted()
+    guard !v.isEmpty else { return 0 }
+    return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+}
+
+/// `rounds` rounds, each: the reference GEMM (`precision`'s 2048x2048x4096, every rank at once),
+/// `warmup` untimed steps (the reference evicted the step's data from the caches), `steps` timed
+/// steps: the references are spread over the run like the steps. `recordShapes`: also time the GEMM calls by shape (a dictionary update per call).
 public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
-                         gradientPrecision: GradientPrecision = .fp32, steps: Int, warmup: Int, comm: Communicator,
-                         recordShapes: Bool = false, log: (String) -> Void) throws -> BenchmarkResult {
+                         gradientPrecision: GradientPrecision = .fp32, steps: Int, warmup: Int, rounds: Int = 1,
+                         comm: Communicator, recordShapes: Bool = false,
+                         log: (String) -> Void) throws -> BenchmarkResult {
+    precondition(rounds >= 1, "runBenchmark: at least one round")
     let n = try localBatchSize(global: config.globalBatch, ranks: comm.size)
     let state = TrainingState(config: config, precision: precision)
     let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision)
@@ -54,36 +76,51 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
         stepStart = monotonicSeconds()
         announcement = 0
         try train.run(images: x)
-        exposed += sync.exposedSeconds
+        if recording { exposed += sync.exposedSeconds }
     }
-    for _ in 0..<warmup { try step() }
-    comm.barrier()
-    model.timer.enabled = true
+    // The step's counters add up over the rounds' timed steps only: what the warm-up steps and the
+    // reference add to them is put back.
     model.timer.reset()
-    exposed = 0
-    recording = true
     comm.communicationSeconds = 0
     FlopCounter.reset()
     FlopCounter.shapes = recordShapes ? [:] : nil
     defer { FlopCounter.shapes = nil }
-    let t0 = monotonicSeconds()
-    for s in 0..<steps {
-        try step()
-        if comm.isRoot { log("  step \(s + 1)/\(steps): \(fmt(monotonicSeconds() - t0, 2)) s") }
+    var elapsed = 0.0, references: [Double] = [], stepSeconds: [Double] = []
+    for round in 0..<rounds {
+        comm.barrier()
+        if steps > 0 { references.append(BLASKernels.measureGEMM(precision)) }
+        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.shapes, comm.communicationSeconds)
+        for _ in 0..<warmup { try step() }
+        (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.shapes, comm.communicationSeconds) = saved
+        comm.barrier()
+        model.timer.enabled = true
+        recording = true
+        let t0 = monotonicSeconds()
+        for s in 0..<steps {
+            try step()
+            stepSeconds.append(monotonicSeconds() - stepStart)
+            if comm.isRoot { log("  round \(round + 1) step \(s + 1)/\(steps): \(fmt(monotonicSeconds() - t0, 2)) s") }
+        }
+        comm.barrier()
+        let seconds = monotonicSeconds() - t0
+        elapsed += seconds
+        model.timer.enabled = false
+        recording = false
     }
-    comm.barrier()
-    let elapsed = monotonicSeconds() - t0
-    let phases = model.timer.order.map { ($0, model.timer.seconds[$0]! / Double(steps)) }
-    var result = BenchmarkResult(steps: steps, globalBatch: config.globalBatch, seconds: elapsed,
-                                 gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(steps),
-                                 gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(steps), phases: phases)
-    result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(steps)))
-    result.exposedAllreduceSeconds = exposed / Double(steps)
+    let timedSteps = steps * rounds
+    let phases = model.timer.order.map { ($0, model.timer.seconds[$0]! / Double(timedSteps)) }
+    var result = BenchmarkResult(steps: timedSteps, globalBatch: config.globalBatch, seconds: elapsed,
+                                 gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(timedSteps),
+                                 gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(timedSteps), phases: phases)
+    result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(timedSteps)))
+    result.exposedAllreduceSeconds = exposed / Double(timedSteps)
     result.parameterCount = model.params.count
-    result.gradientReady = ready.map { ($0.range, $0.seconds / Double(max(steps, 1))) }
-    result.backwardEndSeconds = backwardEnd / Double(max(steps, 1))
+    result.references = references
+    result.stepSeconds = stepSeconds
+    result.gradientReady = ready.map { ($0.range, $0.seconds / Double(max(timedSteps, 1))) }
+    result.backwardEndSeconds = backwardEnd / Double(max(timedSteps, 1))
     result.gemmShapes = (FlopCounter.shapes ?? [:])
-        .map { (shape: $0.key, calls: Double($0.value.calls) / Double(steps), seconds: $0.value.seconds / Double(steps)) }
+        .map { (shape: $0.key, calls: Double($0.value.calls) / Double(timedSteps), seconds: $0.value.seconds / Double(timedSteps)) }
         .sorted { $0.seconds > $1.seconds }
     // The same reduction alone and blocking, for how much of it the overlap hid.
     if comm.size > 1 { result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync) }
@@ -96,7 +133,8 @@ public struct BenchRecord: Codable {
     public var ranks: Int, threads: Int, globalBatch: Int, precision: String, gradReduce: String
     public var miUnits: Int, scoredRows: Int?, parameterCount: Int
     public var imagesPerS: Double, msPerStep: Double, gflopsPerRank: Double, gemmGflops: Double
-    public var referenceGemmGflops: Double
+    /// The median of the references, and the median step's share of it (BenchmarkResult).
+    public var referenceGemmGflops: Double, shareOfReference: Double
     public var exposedAllreduceMs: Double, blockingAllreduceMs: Double?
     public var estimatorKernels: String, estimatorNsPerScore: [String: Double], phaseMs: [String: Double]
     /// [first, end, ms]: gradients [first, end) of the flat buffer were final that many ms into the step.
@@ -108,7 +146,7 @@ public struct BenchRecord: Codable {
         case globalBatch = "global_batch", gradReduce = "grad_reduce", miUnits = "mi_units"
         case scoredRows = "scored_rows", parameterCount = "parameter_count", imagesPerS = "images_per_s"
         case msPerStep = "ms_per_step", gflopsPerRank = "gflops_per_rank", gemmGflops = "gemm_gflops"
-        case referenceGemmGflops = "reference_gemm_gflops", exposedAllreduceMs = "exposed_allreduce_ms"
+        case referenceGemmGflops = "reference_gemm_gflops", shareOfReference = "share_of_reference", exposedAllreduceMs = "exposed_allreduce_ms"
         case blockingAllreduceMs = "blocking_allreduce_ms", estimatorKernels = "estimator_kernels"
         case estimatorNsPerScore = "estimator_ns_per_score", phaseMs = "phase_ms"
         case gradientReady = "gradient_ready", backwardEndMs = "backward_end_ms"
@@ -122,6 +160,7 @@ public struct BenchRecord: Codable {
         imagesPerS = r.imagesPerSecond; msPerStep = r.seconds / Double(r.steps) * 1000
         gflopsPerRank = r.gflopsPerSecond; gemmGflops = r.gemmGflopsPerSecond
         self.referenceGemmGflops = referenceGemmGflops
+        shareOfReference = r.shareOfReference
         exposedAllreduceMs = r.exposedAllreduceSeconds * 1000
         blockingAllreduceMs = r.blockingAllreduceSeconds.map { $0 * 1000 }
         estimatorKernels = estimatorKernelISA

@@ -14,8 +14,14 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @Option(help: "Global batch size.") var batchSize = 64
-    @Option(help: "Timed steps.") var steps = 5
-    @Option(help: "Untimed warm-up steps.") var warmup = 1
+    @Option(help: "Timed steps (in each round).") var steps = 5
+    @Option(help: "Untimed warm-up steps (at the start of each round).") var warmup = 1
+    @Option(help: ArgumentHelp("Rounds of: the reference GEMM, the warm-up steps, the timed steps.",
+                               discussion: """
+        Each round's steps are compared with the reference measured just before them; the report \
+        gives the median and the range over rounds (a shared machine's speed drifts within minutes).
+        """))
+    var rounds = 3
     @Option(name: [.customLong("scored-rows"), .customLong("max-negatives")],
             help: "Bounded rows: score K sampled global vectors per step (as train --scored-rows).")
     var scoredRows: Int?
@@ -37,15 +43,15 @@ struct Bench: ParsableCommand {
         let config = try model.config(imageSize: nil, channels: nil)
         let loss = model.lossConfig()
         let machine = machineReport(comm: comm)
-        // The rate the step's GEMMs are compared with, and bf16's where the CPU has it.
-        let reference = BLASKernels.measureGEMM(model.precision, repeats: 3)
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        // bf16's rate where the CPU has it (the step's reference is measured in each round).
         let bf16Rate = Precision.bf16.unsupportedReason() == nil ? BLASKernels.measureGEMM(.bf16) : nil
         // With --json, stdout carries only the record; the header goes to stderr.
         let say: (String) -> Void = json ? { printError($0) } : { print($0) }
         if comm.isRoot {
             machine.forEach { say($0) }
             if let r = bf16Rate {
-                let fp32 = model.precision == .fp32 ? reference : BLASKernels.measureGEMM(.fp32)
+                let fp32 = BLASKernels.measureGEMM(.fp32)
                 say("bf16 GEMM 2048x2048x4096 (oneDNN): \(fmt(r, 1)) GFLOP/s = \(fmt(r / fp32, 2))x fp32")
             } else {
                 say("bf16 GEMM: not available on this CPU (no AVX512_BF16)")
@@ -59,9 +65,10 @@ struct Bench: ParsableCommand {
         var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
         training.scoredRows = scoredRows
         let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce, steps: steps,
-                                 warmup: warmup, comm: comm, recordShapes: gemmShapes, log: { _ in })
+                                 warmup: warmup, rounds: steps > 0 ? rounds : 1, comm: comm, recordShapes: gemmShapes, log: { _ in })
         // Every rank times the shapes alone at once, as the reference was measured.
         let alone = r.gemmShapes.map { BLASKernels.timeGEMM($0.shape, model.precision) }
+        let reference = r.reference
         // The estimators alone, on this rank's block of scores (rows x local patches).
         let rowsPerStep = min(scoredRows ?? batchSize, batchSize)
         let estimators = measureEstimators(rows: rowsPerStep, localBatch: batchSize / comm.size,
@@ -76,9 +83,9 @@ struct Bench: ParsableCommand {
                                            gradientPrecision: gradReduce,
                                            ranks: comm.size, estimators: estimators, referenceGemmGflops: reference)))
         } else {
-            printReport(r, estimators: estimators, threaded: threaded, reference: reference, ranks: comm.size,
+            printReport(r, estimators: estimators, threaded: threaded, ranks: comm.size,
                         scores: "\(rowsPerStep) x \(batchSize / comm.size * config.localPositions)")
-            if gemmShapes { printShapes(r, alone: alone, reference: reference) }
+            if gemmShapes && r.steps > 0 { printShapes(r, alone: alone, reference: reference) }
         }
     }
 
@@ -114,27 +121,35 @@ struct Bench: ParsableCommand {
 
     /// The human-readable report: rates, where the step's time goes, the overlap, the estimators.
     func printReport(_ r: BenchmarkResult, estimators: [(Estimator, Double)], threaded: [(Estimator, Double)]?,
-                     reference: Double, ranks: Int, scores: String) {
-        let perStep = r.seconds / Double(r.steps)
-        print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, "
-              + "\(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = "
-              + "\(fmt(r.gflopPerStep * Double(ranks) / Double(batchSize), 3)) GFLOP/image)")
-        print("  whole step: \(fmt(r.gflopsPerSecond, 1)) GFLOP/s = \(fmt(100 * r.gflopsPerSecond / reference, 1))% of the "
-              + "\(model.precision.rawValue) 2048x2048x4096 rate measured in this run (\(fmt(reference, 1)))")
-        print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = "
-            + "\(fmt(100 * r.gemmGflopsPerSecond / reference, 1))% of "
-              + "the \(model.precision.rawValue) 2048x2048x4096 rate (\(fmt(reference, 1))); "
-              + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
-        for (name, s) in r.phases {
-            print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
-        }
-        if let blocking = r.blockingAllreduceSeconds {
-            let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
-            let megabytes = Double((gradReduce == .bf16 ? 2 : 4) * r.parameterCount) / 1e6
-            print("  gradient allreduce (\(gradReduce.rawValue), \(fmt(megabytes, 1)) MB): "
-                + "\(fmt(blocking * 1000, 1)) ms alone; "
-                  + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
-                  + "(\(fmt(100 * hidden, 0))% hidden)")
+                     ranks: Int, scores: String) {
+        if r.steps > 0 {
+            let perStep = r.seconds / Double(r.steps)
+            print("  \(fmt(r.imagesPerSecond, 1)) images/s, \(fmt(perStep * 1000, 1)) ms/step, "
+                  + "\(fmt(r.gflopsPerSecond, 1)) GFLOP/s per rank (GEMM work \(fmt(r.gflopPerStep, 2)) GFLOP/step/rank = "
+                  + "\(fmt(r.gflopPerStep * Double(ranks) / Double(batchSize), 3)) GFLOP/image)")
+            let gemm = "\(model.precision.rawValue) 2048x2048x4096"
+            let stepRange = [r.stepSeconds.max()!, r.stepSeconds.min()!].map { fmt(r.gflopPerStep / $0, 1) }
+            let refRange = [r.references.min()!, r.references.max()!].map { fmt($0, 1) }
+            print("  whole step: \(fmt(r.gflopPerStep / median(r.stepSeconds), 1)) GFLOP/s in the median step = "
+                  + "\(fmt(100 * r.shareOfReference, 1))% of the median \(gemm) rate (\(fmt(r.reference, 1))) "
+                  + "(steps \(stepRange.joined(separator: "-")), references \(refRange.joined(separator: "-")) "
+                  + "over \(r.references.count) round(s))")
+            print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = "
+                  + "\(fmt(100 * r.gemmGflopsPerSecond / r.reference, 1))% of the median \(gemm) rate; "
+                  + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
+            for (name, s) in r.phases {
+                print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
+            }
+            if let blocking = r.blockingAllreduceSeconds {
+                let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
+                let megabytes = Double((gradReduce == .bf16 ? 2 : 4) * r.parameterCount) / 1e6
+                print("  gradient allreduce (\(gradReduce.rawValue), \(fmt(megabytes, 1)) MB): "
+                    + "\(fmt(blocking * 1000, 1)) ms alone; "
+                      + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "
+                      + "(\(fmt(100 * hidden, 0))% hidden)")
+            }
+        } else {
+            print("  no timed steps (--steps 0): the estimators alone")
         }
         print("  estimators (\(estimatorKernelISA) kernels) on one thread, \(scores) scores: "
               + estimators.map { "\($0.0.rawValue) \(fmt($0.1, 2)) ns/score" }.joined(separator: ", "))
