@@ -113,13 +113,9 @@ public final class TrainStep {
         if let bad = terms.first(where: { !$0.1.isFinite }) {
             throw DIMError("step \(step + 1): the \(bad.0) loss is \(bad.1); \(untouched)")
         }
-        if !allFinite(state.model.params) || (priorMatching && !allFinite(state.model.discParams)) {
+        if !state.model.params.gradientsAreFinite() || (priorMatching && !state.model.discParams.gradientsAreFinite()) {
             throw DIMError("step \(step + 1): a gradient is NaN or infinite; \(untouched)")
         }
     }
 
-    private func allFinite(_ store: ParameterStore) -> Bool {
-        guard let g = store.grads else { return true }
-        return dim_all_finite(g, store.count) != 0
-    }
 }

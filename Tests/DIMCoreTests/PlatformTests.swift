@@ -334,6 +334,33 @@ final class FiniteCheckTests: XCTestCase {
             XCTAssertEqual(dim_all_finite(x, n), 1)
         }
     }
+
+    /// The store's check and zeroing, which split the flat buffer over the rank's threads: a bad
+    /// value in the first, a middle or the last piece is found, and every gradient is zeroed.
+    func testTheStoreChecksAndZeroesEveryPieceOnSeveralThreads() {
+        let before = blasThreads()
+        defer { setBLASThreads(before) }
+        for threads in [1, 2, 3] {
+            setBLASThreads(threads)
+            let store = ParameterStore()
+            _ = store.declare("w", [5, 100_003], .zeros)  // several grains of 64 K floats, ragged
+            _ = store.declare("b", [7], .zeros)
+            store.allocate(seed: 0)
+            let g = store.grads!, n = store.count
+            for i in 0..<n { g[i] = Float(i % 11) - 5 }
+            XCTAssertTrue(store.gradientsAreFinite())
+            for i in [0, n / 3, n / 2 + 1, n - 1] {
+                for bad in [Float.nan, .infinity, -.infinity] {
+                    let keep = g[i]
+                    g[i] = bad
+                    XCTAssertFalse(store.gradientsAreFinite(), "\(threads) thread(s), grads[\(i)] = \(bad)")
+                    g[i] = keep
+                }
+            }
+            store.zeroGrads()
+            XCTAssertTrue((0..<n).allSatisfy { g[$0] == 0 }, "\(threads) thread(s)")
+        }
+    }
 }
 
 final class LearningRateScheduleTests: XCTestCase {

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// How a parameter starts before any checkpoint or reference file overwrites it.
 public enum Initializer {
@@ -94,7 +95,26 @@ public final class ParameterStore {
         }
     }
 
-    public func zeroGrads() { grads?.update(repeating: 0, count: count) }
+    /// Zeroes every gradient (on the rank's threads: at one rank per node with many threads a
+    /// serial pass over the whole buffer would be a fixed cost the rest of the step does not pay).
+    public func zeroGrads() {
+        guard let g = grads else { return }
+        parallelRanges(count, grain: parallelGrain(floatsPerItem: 1)) { r in
+            (g + r.lowerBound).update(repeating: 0, count: r.count)
+        }
+    }
+
+    /// True when no gradient is NaN or infinite (the divergence guard), checked on the rank's threads.
+    public func gradientsAreFinite() -> Bool {
+        guard let g = grads else { return true }
+        let lock = NSLock()
+        var finite = true
+        parallelRanges(count, grain: parallelGrain(floatsPerItem: 1)) { r in
+            let ok = dim_all_finite(g + r.lowerBound, r.count) != 0
+            if !ok { lock.lock(); finite = false; lock.unlock() }
+        }
+        return finite
+    }
 
     public var names: [String] { parameters.map(\.name) }
 

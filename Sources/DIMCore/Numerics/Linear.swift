@@ -74,13 +74,15 @@ public final class Linear {
     }
 }
 
-/// y[r, :] += b[r]
+/// y[r, :] += b[r], rows on the rank's threads.
 @inline(__always)
 func addRowBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let row = y + r * cols
-        let v = b[r]
-        for j in 0..<cols { row[j] += v }
+    parallelRanges(rows, grain: parallelGrain(floatsPerItem: cols)) { rs in
+        for r in rs {
+            let row = y + r * cols
+            let v = b[r]
+            for j in 0..<cols { row[j] += v }
+        }
     }
 }
 

@@ -163,8 +163,7 @@ public final class FineTuning {
         var sums = [local.loss, Double(local.correct)]
         comm.allreduceSum(&sums, count: 2)
         watchdog?.enter(.optimizer)
-        let grads = classifier.params.grads!
-        guard sums[0].isFinite, dim_all_finite(grads, classifier.params.count) != 0 else {
+        guard sums[0].isFinite, classifier.params.gradientsAreFinite() else {
             throw DIMError("fine-tuning step \(step + 1): the loss or a gradient is not finite (rate \(rate)); "
                 + "stopping")
         }
