@@ -35,7 +35,9 @@ public struct BenchmarkResult {
     /// by 10-30% from one second to the next (other tenants); a reference taken once, before the
     /// steps, and compared with their mean drifts with that. Medians of both, the references
     /// spread over the run, are what the same machine gives the step and the GEMM alike.
-    public var shareOfReference: Double { stepSeconds.isEmpty ? 0 : gflopPerStep / median(stepSeconds) / reference }
+    public var shareOfReference: Double {
+        stepSeconds.isEmpty ? 0 : gflopPerStep / median(stepSeconds) / reference
+    }
     /// The median of the references (GFLOP/s).
     public var reference: Double { median(references) }
 }
@@ -49,7 +51,8 @@ public func median(_ values: [Double]) -> Double {
 
 /// `rounds` rounds, each: the reference GEMM (`precision`'s 2048x2048x4096, every rank at once),
 /// `warmup` untimed steps (the reference evicted the step's data from the caches), `steps` timed
-/// steps: the references are spread over the run like the steps. `recordShapes`: also time the GEMM calls by shape (a dictionary update per call).
+/// steps: the references are spread over the run like the steps. `recordShapes`: also time the
+/// GEMM calls by shape (a dictionary update per call).
 public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                          gradientPrecision: GradientPrecision = .fp32, steps: Int, warmup: Int, rounds: Int = 1,
                          comm: Communicator, recordShapes: Bool = false,
@@ -120,7 +123,8 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     result.gradientReady = ready.map { ($0.range, $0.seconds / Double(max(timedSteps, 1))) }
     result.backwardEndSeconds = backwardEnd / Double(max(timedSteps, 1))
     result.gemmShapes = (FlopCounter.shapes ?? [:])
-        .map { (shape: $0.key, calls: Double($0.value.calls) / Double(timedSteps), seconds: $0.value.seconds / Double(timedSteps)) }
+        .map { (shape: $0.key, calls: Double($0.value.calls) / Double(timedSteps),
+                seconds: $0.value.seconds / Double(timedSteps)) }
         .sorted { $0.seconds > $1.seconds }
     // The same reduction alone and blocking, for how much of it the overlap hid.
     if comm.size > 1 { result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync) }
@@ -146,7 +150,8 @@ public struct BenchRecord: Codable {
         case globalBatch = "global_batch", gradReduce = "grad_reduce", miUnits = "mi_units"
         case scoredRows = "scored_rows", parameterCount = "parameter_count", imagesPerS = "images_per_s"
         case msPerStep = "ms_per_step", gflopsPerRank = "gflops_per_rank", gemmGflops = "gemm_gflops"
-        case referenceGemmGflops = "reference_gemm_gflops", shareOfReference = "share_of_reference", exposedAllreduceMs = "exposed_allreduce_ms"
+        case referenceGemmGflops = "reference_gemm_gflops", shareOfReference = "share_of_reference"
+        case exposedAllreduceMs = "exposed_allreduce_ms"
         case blockingAllreduceMs = "blocking_allreduce_ms", estimatorKernels = "estimator_kernels"
         case estimatorNsPerScore = "estimator_ns_per_score", phaseMs = "phase_ms"
         case gradientReady = "gradient_ready", backwardEndMs = "backward_end_ms"

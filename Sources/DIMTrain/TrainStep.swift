@@ -1,6 +1,5 @@
 import Foundation
 import DIMCore
-import CKernels
 
 /// One training step, the only one in the program: `dim-dist train` (Trainer), `dim-dist bench`
 /// (runBenchmark) and every equivalence, resume and fault test run this code.
@@ -113,9 +112,9 @@ public final class TrainStep {
         if let bad = terms.first(where: { !$0.1.isFinite }) {
             throw DIMError("step \(step + 1): the \(bad.0) loss is \(bad.1); \(untouched)")
         }
-        if !state.model.params.gradientsAreFinite() || (priorMatching && !state.model.discParams.gradientsAreFinite()) {
+        let model = state.model
+        if !model.params.gradientsAreFinite() || (priorMatching && !model.discParams.gradientsAreFinite()) {
             throw DIMError("step \(step + 1): a gradient is NaN or infinite; \(untouched)")
         }
     }
-
 }

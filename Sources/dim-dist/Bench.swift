@@ -16,10 +16,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Global batch size.") var batchSize = 64
     @Option(help: "Timed steps (in each round).") var steps = 5
     @Option(help: "Untimed warm-up steps (at the start of each round).") var warmup = 1
-    @Option(help: ArgumentHelp("Rounds of: the reference GEMM, the warm-up steps, the timed steps.",
+    @Option(help: ArgumentHelp("Rounds of: one reference GEMM call, the warm-up steps, the timed steps.",
                                discussion: """
-        Each round's steps are compared with the reference measured just before them; the report \
-        gives the median and the range over rounds (a shared machine's speed drifts within minutes).
+        The report rates the median step against the median reference call and prints the range \
+        of both (a shared machine's speed drifts within seconds).
         """))
     var rounds = 3
     @Option(name: [.customLong("scored-rows"), .customLong("max-negatives")],
@@ -65,7 +65,8 @@ struct Bench: ParsableCommand {
         var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
         training.scoredRows = scoredRows
         let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce, steps: steps,
-                                 warmup: warmup, rounds: steps > 0 ? rounds : 1, comm: comm, recordShapes: gemmShapes, log: { _ in })
+                                 warmup: warmup, rounds: steps > 0 ? rounds : 1, comm: comm,
+                                 recordShapes: gemmShapes, log: { _ in })
         // Every rank times the shapes alone at once, as the reference was measured.
         let alone = r.gemmShapes.map { BLASKernels.timeGEMM($0.shape, model.precision) }
         let reference = r.reference

@@ -1,7 +1,6 @@
 import Foundation
 import DIMCore
 import DIMIO
-import CKernels
 
 /// The fine-tuning protocol of Newell & Deng, "How Useful is Self-Supervised Pretraining for
 /// Visual Tasks?" (CVPR 2020; princeton-vl/selfstudy): the whole network trained with Adam, the
