@@ -89,6 +89,8 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     FlopCounter.shapes = recordShapes ? [:] : nil
     defer { FlopCounter.shapes = nil }
     var elapsed = 0.0, references: [Double] = [], stepSeconds: [Double] = []
+    // Without timed steps there is nothing to rate: one round of warm-up, no reference.
+    let rounds = steps > 0 ? rounds : 1
     for round in 0..<rounds {
         comm.barrier()
         if steps > 0 { references.append(BLASKernels.measureGEMM(precision)) }

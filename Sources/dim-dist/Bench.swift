@@ -65,7 +65,7 @@ struct Bench: ParsableCommand {
         var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
         training.scoredRows = scoredRows
         let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce, steps: steps,
-                                 warmup: warmup, rounds: steps > 0 ? rounds : 1, comm: comm,
+                                 warmup: warmup, rounds: rounds, comm: comm,
                                  recordShapes: gemmShapes, log: { _ in })
         // Every rank times the shapes alone at once, as the reference was measured.
         let alone = r.gemmShapes.map { BLASKernels.timeGEMM($0.shape, model.precision) }
