@@ -100,7 +100,14 @@ wait_for() {  # wait_for JOB STATE... (up to 5 minutes)
     for want in "$@"; do [[ $s == "$want" ]] && return 0; done
     sleep 1
   done
-  echo "slurm-test: job $job is $(state "$job"), wanted $*"; cat "$work"/*.out 2> /dev/null | tail -20; return 1
+  echo "slurm-test: job $job is $(state "$job"), wanted $*"; diagnose "$job"; return 1
+}
+diagnose() {  # what a failed check needs to be understood: the job, its output, the daemons' logs
+  scontrol show job "$1" 2> /dev/null | sed 's/^/   job: /'
+  for f in "$work"/*.out; do echo "   --- $f (last 20 lines)"; tail -20 "$f"; done
+  for f in "$work"/log/slurmctld.log "$work"/log/slurmd.log; do
+    echo "   --- $f (last 40 lines)"; tail -40 "$f" 2> /dev/null
+  done
 }
 steps_in() { grep -c "^epoch .* step " "$1" 2> /dev/null || true; }
 
@@ -110,15 +117,15 @@ job=$(sbatch --parsable "${sizes[@]}" --job-name=cancel --output="$work/cancel.o
 wait_for "$job" RUNNING
 for _ in $(seq 120); do (( $(steps_in cancel.out) >= 3 )) && break; sleep 0.5; done
 seen=$(steps_in cancel.out)
-(( seen >= 3 )) || { echo "slurm-test: no step lines in the output file while the job runs"; cat cancel.out; exit 1; }
+(( seen >= 3 )) || { echo "slurm-test: no step lines in the output file while the job runs"; diagnose "$job"; exit 1; }
 (( seen < 200 )) || { echo "slurm-test: $seen step lines at once"; exit 1; }
 echo "   $seen step lines in the output file while the job ran"
 scancel "$job"
 wait_for "$job" CANCELLED
 sleep 5  # a requeue would show by now
 [[ $(state "$job") == CANCELLED && $(restarts "$job") == 0 ]] || {
-  echo "slurm-test: after scancel the job is $(state "$job") with $(restarts "$job") restarts"; cat cancel.out; exit 1; }
-grep -q "received: stopping after step" cancel.out || { echo "slurm-test: no checkpoint on the way out"; cat cancel.out; exit 1; }
+  echo "slurm-test: after scancel the job is $(state "$job") with $(restarts "$job") restarts"; diagnose "$job"; exit 1; }
+grep -q "received: stopping after step" cancel.out || { echo "slurm-test: no checkpoint on the way out"; diagnose "$job"; exit 1; }
 echo "   CANCELLED, restarts 0; $(grep -c '^checkpoint:' cancel.out) checkpoint(s) written on the way out"
 
 echo "== 3. preemption: USR1 -> checkpoint, exit 75, requeue, resume; equal to an uninterrupted run"
@@ -129,12 +136,21 @@ wait_for "$job" RUNNING
 for _ in $(seq 240); do (( $(steps_in preempt.out) >= 5 )) && break; sleep 0.25; done
 scancel --signal=USR1 --batch "$job"
 for _ in $(seq 300); do (( $(restarts "$job") >= 1 )) && break; sleep 1; done
-(( $(restarts "$job") >= 1 )) || { echo "slurm-test: the job was not requeued"; cat preempt.out; exit 1; }
+(( $(restarts "$job") >= 1 )) || { echo "slurm-test: the job was not requeued"; diagnose "$job"; exit 1; }
 stopped=$(grep -o "stopping after step [0-9]*" preempt.out | head -1)
 echo "   requeued after '$stopped' (state $(state "$job"))"
-scontrol update JobId="$job" StartTime=now 2> /dev/null || true  # Slurm holds a requeued job ~2 minutes
+# Slurm holds a requeued job about two minutes (until the old incarnation's credential expires); the
+# test starts it at once, but only once the old incarnation is gone: its slurmstepd exits after its
+# batch completion reached slurmctld, and the node is idle again. Slurm tells the two incarnations'
+# completions apart only by node, so on one node a completion still in flight when the new incarnation
+# starts may be taken for the new one's (the likely cause of one CI run's FAILED job, whose second run
+# printed nothing).
+gone() { ! pgrep -f "slurmstepd: \[$job\." > /dev/null && [[ $(sinfo -h -o %T) == idle ]]; }
+for _ in $(seq 120); do gone && break; sleep 0.5; done
+gone || { echo "slurm-test: the first incarnation never ended"; diagnose "$job"; exit 1; }
+scontrol update JobId="$job" StartTime=now 2> /dev/null || true
 wait_for "$job" COMPLETED
-grep -q "resumed from" preempt.out || { echo "slurm-test: the requeued job did not resume"; cat preempt.out; exit 1; }
+grep -q "resumed from" preempt.out || { echo "slurm-test: the requeued job did not resume"; diagnose "$job"; exit 1; }
 echo "   the requeued job resumed ($(grep -o 'resumed from [^:]*: step [0-9]*' preempt.out | tail -1)) and completed"
 srun --mpi=pmix "${sizes[@]}" env OPENBLAS_NUM_THREADS=1 dim-dist train "${model[@]}" --steps $total \
   --out "$work/straight" > straight.log 2>&1 || { cat straight.log; exit 1; }
