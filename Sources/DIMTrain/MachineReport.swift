@@ -15,7 +15,7 @@ public func machineReport(comm: Communicator) -> [String] {
     var lines = [
         "cpu: \(CPUInfo.current.summary)",
         "blas: OpenBLAS core \(BLASKernels.choice), \(blasThreads()) thread(s) per rank "
-            + "(from \(BLASKernels.threadSource)); "
+            + "(from \(BLASKernels.threadSource); \(BLASIdleThreads.setting)); "
             + "subnormals \(FloatingPointEnvironment.subnormalsFlushed ? "flushed to zero" : "kept (slow on Intel)")",
     ]
     let rates = (0..<comm.size).map { Double(all[2 * $0]) }

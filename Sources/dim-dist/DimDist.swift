@@ -15,12 +15,14 @@ struct DimDist: ParsableCommand {
     /// buffer: under mpirun, srun, `> log` or nohup, progress arrived ~66 lines at a time);
     /// subnormals flushed on this thread (and so on every thread started later), and the best
     /// BLAS kernels for this CPU (which may run the program again, once, with OPENBLAS_CORETYPE
-    /// set), and BLAS threads for the CPUs this rank was given.
+    /// set), BLAS threads for the CPUs this rank was given, and idle BLAS threads that sleep
+    /// instead of spinning beside the passes between GEMMs (BLASIdleThreads).
     static func main() {
         setvbuf(stdout, nil, _IOLBF, 0)
         FloatingPointEnvironment.flushSubnormalsToZero()
         BLASKernels.ensureBestCore()
         BLASKernels.chooseThreads()
+        BLASIdleThreads.letIdleThreadsSleep()
         main(nil)
     }
 }

@@ -222,6 +222,54 @@ final class ThreadChoiceTests: XCTestCase {
 }
 
 /// The vectorised Adam kernel performs exactly the scalar rule's operations: bit-identical results
+
+/// Idle BLAS threads (BLASIdleThreads): 20 ms after a GEMM on 2 threads, OpenBLAS's own thread is
+/// still running with the library's spin (2^28 cycles, 0.05-0.1 s), which shows that the probe
+/// sees a spinning thread, and asleep with dim-dist's 2^12.
+final class BLASIdleThreadTests: XCTestCase {
+    func testIdleThreadsSleepSoonAfterAGEMM() throws {
+        let before = blasThreads()
+        setBLASThreads(2)
+        defer {
+            setBLASThreads(before)
+            BLASIdleThreads.apply(exponent: BLASIdleThreads.defaultExponent)  // what dim-dist runs with
+        }
+        let n = 512
+        let a = [Float](repeating: 0.5, count: n * n)
+        var c = [Float](repeating: 0, count: n * n)
+        // The states of the threads that the pool starts with the given spin, 20 ms after a GEMM.
+        func poolThreadStates(spinExponent: Int) throws -> [Character] {
+            let ready = BLASIdleThreads.apply(exponent: spinExponent)
+            try XCTSkipUnless(ready, "this BLAS library lacks openblas_read_env or blas_thread_shutdown_")
+            let earlier = Set(threadStates().keys)
+            c.withUnsafeMutableBufferPointer { cb in
+                sgemm(m: n, n: n, k: n, a: a, lda: n, b: a, ldb: n, c: cb.baseAddress!, ldc: n)
+            }
+            usleep(20_000)
+            return threadStates().filter { !earlier.contains($0.key) }.map(\.value)
+        }
+        let spinning = try poolThreadStates(spinExponent: 28)
+        XCTAssertFalse(spinning.isEmpty, "the next GEMM did not start OpenBLAS's thread pool again")
+        XCTAssertTrue(spinning.contains("R"), "with a 2^28-cycle spin: \(spinning)")
+        let sleeping = try poolThreadStates(spinExponent: BLASIdleThreads.defaultExponent)
+        XCTAssertFalse(sleeping.isEmpty, "the next GEMM did not start OpenBLAS's thread pool again")
+        XCTAssertEqual(Set(sleeping), ["S"], "with dim-dist's spin: \(sleeping)")
+    }
+
+    /// Thread id -> state letter (R running or runnable, S sleeping, ...) of this process's threads.
+    private func threadStates() -> [String: Character] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        var states: [String: Character] = [:]
+        for id in ids {
+            // "tid (name) S ...": the state follows the last ')' (a name may contain one).
+            guard let stat = try? String(contentsOfFile: "/proc/self/task/\(id)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let rest = stat[stat.index(after: close)...].drop { $0 == " " }
+            if let state = rest.first { states[id] = state }
+        }
+        return states
+    }
+}
 /// (so checkpoints, resumes and every rank agree whatever the CPU's instruction set).
 final class AdamKernelTests: XCTestCase {
     func testKernelIsBitIdenticalToTheScalarRule() {

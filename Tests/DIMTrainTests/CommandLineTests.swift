@@ -193,11 +193,13 @@ extension CommandLineTests {
 
     /// The kernels a user gets without OPENBLAS_CORETYPE: the fastest kind for this CPU
     /// (`BLASKernels.bestCore`), whatever the library picked, named in the log's `blas:` line, and
-    /// the header says when dim-dist overrode the library (it re-ran itself with the variable set).
+    /// the header says when dim-dist overrode the library (it re-ran itself with the variable set),
+    /// and that idle BLAS threads sleep (BLASIdleThreads; its test shows that they do).
     func testALogNamesTheFastestKernelsForThisCPU() throws {
         guard let best = BLASKernels.bestCore(for: .current) else { throw XCTSkip("no AVX2 on this CPU") }
         let (status, output) = try dimDist(["bench", "--mi-units", "64", "--batch-size", "8", "--steps", "0",
-                                            "--warmup", "0"], unset: ["OPENBLAS_CORETYPE", "DIM_DIST_BLAS_PICKED"])
+                                            "--warmup", "0"],
+                                           unset: ["OPENBLAS_CORETYPE", "DIM_DIST_BLAS_PICKED", "OPENBLAS_THREAD_TIMEOUT"])
         XCTAssertEqual(status, 0, output)
         let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("blas: OpenBLAS core ") }, output)
         let core = String(line.dropFirst("blas: OpenBLAS core ".count).prefix { $0 != " " })
@@ -205,6 +207,8 @@ extension CommandLineTests {
         XCTAssertTrue(line.contains("(chosen by dim-dist for this CPU; OpenBLAS picked ")
                       || line.contains("(detected by OpenBLAS)"), String(line))
         if CPUInfo.current.isAMDZen4 { XCTAssertTrue(line.contains("Haswell (chosen by dim-dist"), String(line)) }
+        XCTAssertTrue(line.contains("idle threads sleep after 2^\(BLASIdleThreads.defaultExponent) cycles (set by dim-dist)"),
+                      String(line))
     }
 
     /// Where dim-dist re-ran itself for other kernels, the process keeps its name (`ps`, `pkill
