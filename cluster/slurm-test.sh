@@ -141,10 +141,10 @@ stopped=$(grep -o "stopping after step [0-9]*" preempt.out | head -1)
 echo "   requeued after '$stopped' (state $(state "$job"))"
 # Slurm holds a requeued job about two minutes (until the old incarnation's credential expires); the
 # test starts it at once, but only once the old incarnation is gone: its slurmstepd exits after its
-# batch completion reached slurmctld, and the node is idle again. Slurm tells the two incarnations'
-# completions apart only by node, so on one node a completion still in flight when the new incarnation
-# starts may be taken for the new one's (the likely cause of one CI run's FAILED job, whose second run
-# printed nothing).
+# batch completion reached slurmctld, and the node is idle again. Slurm's source (an older version)
+# tells the two incarnations' completions apart only by node, so on one node a completion still in
+# flight when the new incarnation starts may be taken for the new one's (the likely cause of one CI
+# run's FAILED job, whose second run printed nothing).
 gone() { ! pgrep -f "slurmstepd: \[$job\." > /dev/null && [[ $(sinfo -h -o %T) == idle ]]; }
 for _ in $(seq 120); do gone && break; sleep 0.5; done
 gone || { echo "slurm-test: the first incarnation never ended"; diagnose "$job"; exit 1; }
