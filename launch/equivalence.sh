@@ -101,6 +101,7 @@ for np in 2 4; do
   echo "== np=$np against np=1 ($*), each of $steps steps from np=1's state: checkpoint diff --tolerance $tolerance"
   for ((k = 1; k <= steps; k++)); do
     step "$np" "np$np-$k" "$k" "$@"
+    ((k == 1)) && grep -m1 '^gradients:' "$work/np$np-1.log"  # how the ranks summed the gradients
     echo "step $k:"
     report=$(diff_step "$(checkpoint np1 "$k")" "$(checkpoint "np$np-$k" "$k")") && ok=1 || ok=0
     echo "$report"

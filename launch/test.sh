@@ -31,6 +31,11 @@ done
 echo "== equivalence through the CLI (launch/equivalence.sh)"
 bash launch/equivalence.sh 3e-5 --estimator jsd --alpha 0.5 --gamma 0.1
 bash launch/equivalence.sh 3e-5 --estimator nce --alpha 0.5 --gamma 0.1
+# The fc weights' gradients from gathered factors (the default between hosts; forced here on one).
+bash launch/equivalence.sh 3e-5 --estimator jsd --alpha 0.5 --gamma 0.1 --fc-grad-reduce factors \
+  | tee /tmp/dim-dist-fc-factors.log
+grep -q "fc weights from factors gathered over ranks" /tmp/dim-dist-fc-factors.log \
+  || { echo "test: --fc-grad-reduce factors was not used" >&2; exit 1; }
 # ... and it can fail: gradients summed in bf16 (--grad-reduce bf16) are not equivalent at 3e-5,
 # and a step that misses the tolerance passes only as a near-tie np=1 itself shows.
 echo "== the CLI equivalence check refuses ranks that are not equivalent (--grad-reduce bf16)"

@@ -14,6 +14,8 @@ static inline MPI_Errhandler dim_MPI_ERRORS_RETURN(void) { return MPI_ERRORS_RET
 static inline MPI_Status *dim_MPI_STATUS_IGNORE(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Datatype dim_MPI_UINT16(void) { return MPI_UINT16_T; }
 static inline MPI_Op dim_MPI_OP_NULL(void) { return MPI_OP_NULL; }
+static inline MPI_Info dim_MPI_INFO_NULL(void) { return MPI_INFO_NULL; }
+static inline int dim_MPI_COMM_TYPE_SHARED(void) { return MPI_COMM_TYPE_SHARED; }
 
 // Sum of bfloat16 values (stored as uint16): each pair is added in float and rounded back to the
 // nearest bf16 (ties to even). A user-defined MPI operation, for --grad-reduce bf16.

@@ -8,6 +8,8 @@ import Foundation
 public protocol Communicator: AnyObject {
     var rank: Int { get }
     var size: Int { get }
+    /// Machines the ranks run on (ranks on one host share its memory; between hosts, a network).
+    var hosts: Int { get }
 
     /// In-place elementwise sum over ranks.
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
@@ -108,6 +110,7 @@ public final class SingleProcess: Communicator {
     public init() {}
     public var rank: Int { 0 }
     public var size: Int { 1 }
+    public var hosts: Int { 1 }
     public var communicationSeconds: Double = 0
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}

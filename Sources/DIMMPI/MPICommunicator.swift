@@ -9,6 +9,7 @@ import DIMCore
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
+    public private(set) var hosts = 1
     public var communicationSeconds: Double = 0
     private let world: MPI_Comm
     /// Told about every collective (the training watchdog).
@@ -38,6 +39,21 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_rank(world, &r)
         MPI_Comm_size(world, &s)
         rank = Int(r); size = Int(s)
+        hosts = countHosts()
+    }
+
+    /// The ranks that are first in their shared-memory group (MPI_COMM_TYPE_SHARED: one per
+    /// host), counted over all ranks.
+    private func countHosts() -> Int {
+        guard size > 1 else { return 1 }
+        var local: MPI_Comm? = nil
+        var localRank: Int32 = 0
+        timed("MPI_Comm_split_type (shared memory)", 0) {
+            MPI_Comm_split_type(world, dim_MPI_COMM_TYPE_SHARED(), Int32(rank), dim_MPI_INFO_NULL(), &local)
+        }
+        MPI_Comm_rank(local, &localRank)
+        MPI_Comm_free(&local)
+        return Swift.max(1, Int(sum(localRank == 0 ? 1 : 0)))
     }
 
     /// Open MPI settings this program starts with unless the environment already has them (mpirun

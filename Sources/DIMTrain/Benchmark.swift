@@ -9,13 +9,20 @@ public struct BenchmarkResult {
     public var seconds: Double
     public var gflopPerStep: Double   // this rank's GEMM work
     public var gemmSecondsPerStep: Double   // time inside GEMM calls
+    /// GEMM work that repeats other ranks' (the fc weight gradients from gathered factors): in
+    /// the GEMM calls' time and rate, not in the step's work.
+    public var repeatedGflopPerStep = 0.0
+    /// Whether the fc weights' gradients came from gathered factors (FCGradientReduce).
+    public var gathersFCFactors = false
     public var phases: [(String, Double)]  // seconds per step
     /// Per step: the wait for the gradient allreduce after backward (overlapped with it).
     public var exposedAllreduceSeconds = 0.0
     /// The same allreduce alone and blocking (nil on one rank).
     public var blockingAllreduceSeconds: Double?
-    /// Floats in the gradient allreduce.
+    /// The model's parameters.
     public var parameterCount = 0
+    /// Gradients in the allreduce (all but those backward sums itself).
+    public var allreducedCount = 0
     /// When backward announced gradients final (GradientSync starts their allreduce): per
     /// announcement, the slice of the flat buffer and the mean seconds since the step began; and
     /// when backward ended. cluster/scaling_model.py replays them.
@@ -30,7 +37,7 @@ public struct BenchmarkResult {
     public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
     public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
     /// The GEMMs' own rate: their FLOPs over the time spent inside them.
-    public var gemmGflopsPerSecond: Double { gflopPerStep / gemmSecondsPerStep }
+    public var gemmGflopsPerSecond: Double { (gflopPerStep + repeatedGflopPerStep) / gemmSecondsPerStep }
     /// The median step's rate over the median reference's. On a shared VM single GEMM calls vary
     /// by 10-30% from one second to the next (other tenants); a reference taken once, before the
     /// steps, and compared with their mean drifts with that. Medians of both, the references
@@ -54,13 +61,14 @@ public func median(_ values: [Double]) -> Double {
 /// steps: the references are spread over the run like the steps. `recordShapes`: also time the
 /// GEMM calls by shape (a dictionary update per call).
 public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
-                         gradientPrecision: GradientPrecision = .fp32, steps: Int, warmup: Int, rounds: Int = 1,
-                         comm: Communicator, recordShapes: Bool = false,
+                         gradientPrecision: GradientPrecision = .fp32, fcGradientReduce: FCGradientReduce = .auto,
+                         steps: Int, warmup: Int, rounds: Int = 1, comm: Communicator, recordShapes: Bool = false,
                          log: (String) -> Void) throws -> BenchmarkResult {
     precondition(rounds >= 1, "runBenchmark: at least one round")
     let n = try localBatchSize(global: config.globalBatch, ranks: comm.size)
     let state = TrainingState(config: config, precision: precision)
-    let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision)
+    let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision,
+                          fcGradientReduce: fcGradientReduce)
     let model = state.model, sync = train.sync
     let x = randomImages(config.model, localBatch: n, rank: comm.rank)
     var exposed = 0.0, stepStart = 0.0, announcement = 0, recording = false
@@ -94,9 +102,11 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     for round in 0..<rounds {
         comm.barrier()
         if steps > 0 { references.append(BLASKernels.measureGEMM(precision)) }
-        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.shapes, comm.communicationSeconds)
+        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.repeatedFlops, FlopCounter.shapes,
+                     comm.communicationSeconds)
         for _ in 0..<warmup { try step() }
-        (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.shapes, comm.communicationSeconds) = saved
+        (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.repeatedFlops, FlopCounter.shapes,
+         comm.communicationSeconds) = saved
         comm.barrier()
         model.timer.enabled = true
         recording = true
@@ -115,8 +125,11 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     let timedSteps = steps * rounds
     let phases = model.timer.order.map { ($0, model.timer.seconds[$0]! / Double(timedSteps)) }
     var result = BenchmarkResult(steps: timedSteps, globalBatch: config.globalBatch, seconds: elapsed,
-                                 gflopPerStep: FlopCounter.gemmFlops / 1e9 / Double(timedSteps),
+                                 gflopPerStep: (FlopCounter.gemmFlops - FlopCounter.repeatedFlops) / 1e9
+                                     / Double(timedSteps),
                                  gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(timedSteps), phases: phases)
+    result.repeatedGflopPerStep = FlopCounter.repeatedFlops / 1e9 / Double(timedSteps)
+    result.gathersFCFactors = train.gathersFCFactors
     result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(timedSteps)))
     result.exposedAllreduceSeconds = exposed / Double(timedSteps)
     result.parameterCount = model.params.count
@@ -129,7 +142,11 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                 seconds: $0.value.seconds / Double(timedSteps)) }
         .sorted { $0.seconds > $1.seconds }
     // The same reduction alone and blocking, for how much of it the overlap hid.
-    if comm.size > 1 { result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync) }
+    let summed = train.gradientsSummedByBackward
+    result.allreducedCount = model.params.count - summed.reduce(0) { $0 + $1.count }
+    if comm.size > 1 {
+        result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync, summedByBackward: summed)
+    }
     return result
 }
 
@@ -188,13 +205,14 @@ func randomImages(_ config: ModelConfig, localBatch n: Int, rank: Int) -> Tensor
     return x
 }
 
-/// The best of three blocking allreduces of a store's gradients.
-func timeBlockingAllreduce(_ store: ParameterStore, sync: GradientSync) -> Double {
+/// The best of three blocking allreduces of a store's gradients (those the step allreduces).
+func timeBlockingAllreduce(_ store: ParameterStore, sync: GradientSync, summedByBackward: [Range<Int>]) -> Double {
     var best = Double.infinity
     for _ in 0..<3 {
         sync.comm.barrier()
         let t = monotonicSeconds()
-        sync.allreduce(store)
+        sync.begin(store, summedByBackward: summedByBackward)
+        sync.finish()
         best = min(best, monotonicSeconds() - t)
     }
     return best

@@ -32,16 +32,30 @@ public final class TrainStep {
     public var onPhase: ((Watchdog.Phase) -> Void)?
     /// This rank's columns of the step's prior sample, `[globalDim, localBatch]`.
     public let priorSample = Tensor([0])
+    /// Whether backward computes the fc blocks' weight gradients from factors gathered over ranks
+    /// (FCGradientReduce, resolved for this run's ranks and hosts) instead of allreducing them.
+    public let gathersFCFactors: Bool
 
     /// `sync` defaults to a GradientSync over `comm` in `gradientPrecision`; a test may pass its
     /// own (small buckets, or a sum over ranks the model does not see).
     public init(config: TrainConfig, state: TrainingState, comm: Communicator,
-                gradientPrecision: GradientPrecision = .fp32, sync: GradientSync? = nil) {
+                gradientPrecision: GradientPrecision = .fp32, fcGradientReduce: FCGradientReduce = .auto,
+                sync: GradientSync? = nil) {
         precondition(state.config == config, "TrainStep: the state was built for another configuration")
         self.config = config
         self.state = state
         self.comm = comm
         self.sync = sync ?? GradientSync(comm: comm, precision: gradientPrecision)
+        gathersFCFactors = fcGradientReduce.gathersFactors(comm: comm, globalBatch: config.globalBatch,
+                                                           outputs: config.model.fcUnits,
+                                                           inputs: config.model.flatFeatures)
+    }
+
+    /// The slices of the model's gradients that backward sums over ranks itself (the fc weights,
+    /// with gathered factors); the allreduce leaves them out.
+    public var gradientsSummedByBackward: [Range<Int>] {
+        guard gathersFCFactors else { return [] }
+        return state.model.fcBlocks.map { parameterRange(from: $0.fc.weight, through: $0.fc.weight) }
     }
 
     /// Whether this run matches Y to the prior (the discriminator and its Adam exist and train).
@@ -55,13 +69,14 @@ public final class TrainStep {
         let model = state.model, step = state.step
         onPhase?(.forwardBackward)
         if priorMatching { fillPriorSample(step: step) }
-        sync.begin(model.params)
+        sync.begin(model.params, summedByBackward: gradientsSummedByBackward)
         let announce: (Range<Int>) -> Void = { [sync, onGradientsFinal] range in
             sync.gradientsFinal(range)
             onGradientsFinal?(range)
         }
         let losses = model.forwardBackward(images, priorSample: priorMatching ? priorSample : nil,
-                                           rows: config.rowSelection, step: step, comm: comm, gradientsFinal: announce)
+                                           rows: config.rowSelection, step: step, comm: comm,
+                                           gatherFCFactors: gathersFCFactors, gradientsFinal: announce)
         onPhase?(.gradientAllreduce)
         model.timer.start()
         sync.finish()

@@ -19,6 +19,8 @@ public final class Trainer {
         public var precision = Precision.fp32
         /// How gradients travel in the allreduce (not part of the checkpointed configuration).
         public var gradientPrecision = GradientPrecision.fp32
+        /// How the fc weights' gradients are summed over ranks (not checkpointed either).
+        public var fcGradientReduce = FCGradientReduce.auto
         /// Stop after this many seconds of training (checked every step, decided by all ranks
         /// together) and write a final checkpoint; nil: run to totalSteps.
         public var timeLimit: Double? = nil
@@ -69,7 +71,8 @@ public final class Trainer {
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config, precision: options.precision)
         if let k = config.scoredRows, k < 2 { throw DIMError("--scored-rows must be at least 2") }
-        step = TrainStep(config: config, state: state, comm: comm, gradientPrecision: options.gradientPrecision)
+        step = TrainStep(config: config, state: state, comm: comm, gradientPrecision: options.gradientPrecision,
+                         fcGradientReduce: options.fcGradientReduce)
         runLog = RunLog(config: config, run: RunDirectory(path: options.outDirectory), totalSteps: options.totalSteps,
                         batchesPerEpoch: reader.batchesPerEpoch, comm: comm, quiet: options.quiet)
         step.onPhase = watchdog.map { w in { w.enter($0) } }
@@ -212,6 +215,11 @@ public final class Trainer {
             + "\(config.loss.estimator.rawValue), global batch \(config.globalBatch) on \(comm.size) rank(s) "
             + "(\(reader.localBatch) per rank), \(data.count) images = \(reader.batchesPerEpoch) steps/epoch, "
             + "steps \(state.step)..<\(options.totalSteps)")
+        if comm.size > 1 {
+            let fc = step.gathersFCFactors ? "from factors gathered over ranks" : "in the allreduce"
+            runLog.message("gradients: \(options.gradientPrecision.rawValue) allreduce over \(comm.size) ranks on "
+                + "\(comm.hosts) host(s); fc weights \(fc) (--fc-grad-reduce \(options.fcGradientReduce.rawValue))")
+        }
     }
 
     /// One small collective decides, for every rank at once, whether to stop (a signal, the time

@@ -26,6 +26,8 @@ struct Bench: ParsableCommand {
             help: "Bounded rows: score K sampled global vectors per step (as train --scored-rows).")
     var scoredRows: Int?
     @Option(help: "Gradient allreduce in fp32 or bf16 (as train --grad-reduce).") var gradReduce: GradientPrecision = .fp32
+    @Option(help: "fc weights' gradients: auto, allreduce or factors (as train --fc-grad-reduce).")
+    var fcGradReduce: FCGradientReduce = .auto
     @Flag(help: "Time the collectives (allreduce, allgather, reduce-scatter) over message sizes instead.") var collectives = false
     @Option(help: "Message sizes in bytes for --collectives, comma-separated.") var sizes = "4096,65536,1048576,8388608,58720256"
     @Option(help: "Repetitions per size for --collectives.") var repeats = 20
@@ -64,7 +66,8 @@ struct Bench: ParsableCommand {
         }
         var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
         training.scoredRows = scoredRows
-        let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce, steps: steps,
+        let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce,
+                                 fcGradientReduce: fcGradReduce, steps: steps,
                                  warmup: warmup, rounds: rounds, comm: comm,
                                  recordShapes: gemmShapes, log: { _ in })
         // Every rank times the shapes alone at once, as the reference was measured.
@@ -135,6 +138,10 @@ struct Bench: ParsableCommand {
                   + "\(fmt(100 * r.shareOfReference, 1))% of the median \(gemm) rate (\(fmt(r.reference, 1))) "
                   + "(steps \(stepRange.joined(separator: "-")), references \(refRange.joined(separator: "-")) "
                   + "over \(r.references.count) round(s))")
+            if r.gathersFCFactors {
+                print("  fc weights' gradients from factors gathered over ranks: \(fmt(r.repeatedGflopPerStep, 2)) "
+                      + "GFLOP/step/rank repeat other ranks' work (in the GEMM calls' rate, not in the step's)")
+            }
             print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = "
                   + "\(fmt(100 * r.gemmGflopsPerSecond / r.reference, 1))% of the median \(gemm) rate; "
                   + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
@@ -143,7 +150,7 @@ struct Bench: ParsableCommand {
             }
             if let blocking = r.blockingAllreduceSeconds {
                 let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)
-                let megabytes = Double((gradReduce == .bf16 ? 2 : 4) * r.parameterCount) / 1e6
+                let megabytes = Double((gradReduce == .bf16 ? 2 : 4) * r.allreducedCount) / 1e6
                 print("  gradient allreduce (\(gradReduce.rawValue), \(fmt(megabytes, 1)) MB): "
                     + "\(fmt(blocking * 1000, 1)) ms alone; "
                       + "overlapped with backward, \(fmt(r.exposedAllreduceSeconds * 1000, 1)) ms stayed exposed "

@@ -60,6 +60,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Gradient allreduce in fp32 or bf16.",
                                discussion: "bf16 sends half the bytes; each sum step rounds to bf16 (about 2^-9 relative)."))
     var gradReduce: GradientPrecision = .fp32
+    @Option(help: ArgumentHelp("How the fc weights' gradients are summed over ranks: auto, allreduce, or factors.",
+                               discussion: "factors: every rank gathers dL/dh and the fc input from all ranks (1/12.8 of the weight's bytes at batch 64) and computes the global batch's gradient itself. auto: factors when the ranks span several hosts."))
+    var fcGradReduce: FCGradientReduce = .auto
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
     @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10
     @Option(help: ArgumentHelp("Write a checkpoint every N steps, or every so long: 30m, 2h, 600s (0: only at the end).",
@@ -140,6 +143,7 @@ struct Train: ParsableCommand {
         opts.resume = resume
         opts.precision = model.precision
         opts.gradientPrecision = gradReduce
+        opts.fcGradientReduce = fcGradReduce
         opts.timeLimit = timeLimit
         if let budget = timeBudget {
             try fitToBudget(budget, config: &cfg, options: &opts, trainImages: trainImages, started: started,
@@ -207,3 +211,4 @@ extension Train {
 enum ScheduleName: String, ExpressibleByArgument, CaseIterable { case constant, cosine }
 
 extension GradientPrecision: ExpressibleByArgument {}
+extension FCGradientReduce: ExpressibleByArgument {}

@@ -8,7 +8,7 @@ import DIMTestSupport
 final class GradientSyncTests: XCTestCase {
     /// A store of a few tensors whose gradient i on rank r is (r + 1) * (i % 5 + 1), so the sum over
     /// 3 ranks is 6 * (i % 5 + 1) (exact in bf16 too), and summing twice would show.
-    func reduce(precision: GradientPrecision, announce: [Range<Int>]) -> [[Float]] {
+    func reduce(precision: GradientPrecision, announce: [Range<Int>], summedByBackward: [Range<Int>] = []) -> [[Float]] {
         InProcessGroup.run(ranks: 3) { comm in
             let store = ParameterStore()
             for (k, n) in [300, 40, 700, 5, 900].enumerated() { _ = store.declare("p\(k)", [n], .zeros) }
@@ -17,7 +17,7 @@ final class GradientSyncTests: XCTestCase {
             let sync = GradientSync(comm: comm, precision: precision, bf16MinimumTensor: 100)
             sync.bucketFloats = 256
             sync.minimumBucketFloats = 200
-            sync.begin(store)
+            sync.begin(store, summedByBackward: summedByBackward)
             for r in announce { sync.gradientsFinal(r) }
             sync.finish()
             return Array(UnsafeBufferPointer(start: store.grads!, count: store.count))
@@ -38,6 +38,25 @@ final class GradientSyncTests: XCTestCase {
                 let ranks = reduce(precision: precision, announce: announce)
                 for r in ranks.indices {
                     // The first wrong value, not two 1945-value arrays.
+                    let wrong = ranks[r].indices.first { ranks[r][$0] != expected[$0] }
+                    XCTAssertNil(wrong, "\(precision), announced \(announce), rank \(r): value \(wrong ?? 0) is "
+                                 + "\(wrong.map { ranks[r][$0] } ?? 0), expected \(wrong.map { expected[$0] } ?? 0)")
+                }
+            }
+        }
+    }
+
+    /// Slices backward summed itself (FCGradientReduce.factors) keep this rank's values; the rest
+    /// is summed once, whatever is announced.
+    func testSlicesSummedByBackwardAreLeftOut() {
+        let summed = [340..<1040, 1500..<1600]
+        for precision in GradientPrecision.allCases {
+            for announce in [[], [1045..<1945, 340..<1040, 300..<340, 0..<300], [0..<1945]] {
+                let ranks = reduce(precision: precision, announce: announce, summedByBackward: summed)
+                for r in ranks.indices {
+                    let expected = (0..<1945).map { i in
+                        Float((summed.contains { $0.contains(i) } ? r + 1 : 6) * (i % 5 + 1))
+                    }
                     let wrong = ranks[r].indices.first { ranks[r][$0] != expected[$0] }
                     XCTAssertNil(wrong, "\(precision), announced \(announce), rank \(r): value \(wrong ?? 0) is "
                                  + "\(wrong.map { ranks[r][$0] } ?? 0), expected \(wrong.map { expected[$0] } ?? 0)")

@@ -7,19 +7,21 @@ import DIMCore
 /// Reductions add the ranks' values in rank order, so results are deterministic.
 public final class InProcessGroup {
     public let size: Int
+    public let hosts: Int
     private let condition = NSCondition()
     private var arrived = 0, generation = 0
     fileprivate var slots: [UnsafeRawPointer?]
 
-    private init(size: Int) {
+    private init(size: Int, hosts: Int) {
         self.size = size
+        self.hosts = hosts
         slots = Array(repeating: nil, count: size)
     }
 
     /// Runs `body` on `ranks` threads, each with its rank's communicator; returns the results in
-    /// rank order once every rank has finished.
-    public static func run<T>(ranks: Int, _ body: @escaping (Communicator) -> T) -> [T] {
-        let group = InProcessGroup(size: ranks)
+    /// rank order once every rank has finished. `hosts`: what the communicators report.
+    public static func run<T>(ranks: Int, hosts: Int = 1, _ body: @escaping (Communicator) -> T) -> [T] {
+        let group = InProcessGroup(size: ranks, hosts: hosts)
         let results = ResultSlots<T>(count: ranks)
         let done = DispatchGroup()
         for r in 0..<ranks {
@@ -37,8 +39,8 @@ public final class InProcessGroup {
 
     /// The same for a body that throws: the first rank's error (in rank order) is rethrown. The
     /// body must fail the same way on every rank (as DIM's collective errors do), or the others wait.
-    public static func run<T>(ranks: Int, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
-        try run(ranks: ranks) { comm in Result { try body(comm) } }.map { try $0.get() }
+    public static func run<T>(ranks: Int, hosts: Int = 1, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
+        try run(ranks: ranks, hosts: hosts) { comm in Result { try body(comm) } }.map { try $0.get() }
     }
 
     fileprivate func barrier() {
@@ -67,6 +69,8 @@ private final class ResultSlots<T>: @unchecked Sendable {
 public final class InProcessCommunicator: Communicator {
     public let rank: Int
     public var size: Int { group.size }
+    /// As `InProcessGroup.run` was told (the ranks pretend to be spread over that many machines).
+    public var hosts: Int { group.hosts }
     public var communicationSeconds: Double = 0
     private let group: InProcessGroup
 

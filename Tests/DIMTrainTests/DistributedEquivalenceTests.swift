@@ -60,14 +60,14 @@ struct EquivalenceFixture {
     /// (the test model's are small).
     func trainStep(_ loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, localOnly: Bool = false,
                    precision: Precision = .fp32, gradientPrecision: GradientPrecision = .fp32,
-                   update: TrainStep.Update = .adam) -> TrainStep {
+                   fcGradient: FCGradientReduce = .auto, update: TrainStep.Update = .adam) -> TrainStep {
         let config = trainConfig(loss, scoredRows: scoredRows,
                                  globalBatch: localOnly ? globalBatch / comm.size : globalBatch)
         let sync = GradientSync(comm: comm, precision: gradientPrecision, bf16MinimumTensor: 256)
         sync.bucketFloats = 256
         sync.minimumBucketFloats = 1
         let step = TrainStep(config: config, state: TrainingState(config: config, precision: precision),
-                             comm: localOnly ? SingleProcess() : comm, sync: sync)
+                             comm: localOnly ? SingleProcess() : comm, fcGradientReduce: fcGradient, sync: sync)
         step.update = update
         return step
     }
@@ -77,8 +77,11 @@ struct EquivalenceFixture {
     /// rather than weights after several steps, keeps the comparison about the gradients: with
     /// sampled rows a few steps of SGD turn float rounding into visible differences.
     func stepGradients(loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, step: Int = 0,
-                       gradientPrecision: GradientPrecision = .fp32) throws -> [Float] {
-        let train = trainStep(loss, comm: comm, scoredRows: scoredRows, gradientPrecision: gradientPrecision)
+                       gradientPrecision: GradientPrecision = .fp32,
+                       fcGradient: FCGradientReduce = .auto) throws -> [Float] {
+        let train = trainStep(loss, comm: comm, scoredRows: scoredRows, gradientPrecision: gradientPrecision,
+                              fcGradient: fcGradient)
+        precondition(fcGradient != .factors || comm.size == 1 || train.gathersFCFactors)
         train.state.step = step
         try train.run(images: images(step: step, comm: comm))
         let m = train.state.model
@@ -94,9 +97,11 @@ struct EquivalenceFixture {
     /// when only a few rows carry gradient) turns float rounding into a full step; plain SGD keeps
     /// the comparison about the gradients.
     func train(loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, localOnly: Bool = false,
-               precision: Precision = .fp32, update: TrainStep.Update = .adam) throws -> [Float] {
+               precision: Precision = .fp32, fcGradient: FCGradientReduce = .auto,
+               update: TrainStep.Update = .adam) throws -> [Float] {
         let train = trainStep(loss, comm: comm, scoredRows: scoredRows, localOnly: localOnly, precision: precision,
-                              update: update)
+                              fcGradient: fcGradient, update: update)
+        precondition(fcGradient != .factors || comm.size == 1 || localOnly || train.gathersFCFactors)
         for s in 0..<steps { try train.run(images: images(step: s, comm: comm)) }
         let m = train.state.model
         return Array(UnsafeBufferPointer(start: m.params.values!, count: m.params.count))
@@ -186,6 +191,21 @@ final class DistributedEquivalenceTests: XCTestCase {
             if comm.isRoot { print("bounded negatives K=3 of 8, np=\(comm.size) \(est.rawValue): worst relative "
                 + "gradient difference \(sci(worst.0)) (\(worst.1))") }
             XCTAssertLessThan(worst.0, 1e-4, "\(est): \(worst.1)")
+        }
+    }
+
+    /// --fc-grad-reduce factors through MPI: the fc weights' gradients (the encoder's and the
+    /// global-DIM critic's) from dL/dh and the fc input gathered over ranks, left out of the allreduce.
+    func testFCFactorsUnderMPIMatchOneProcess() throws {
+        let comm = try requireRanks()
+        for loss in [LossConfig(estimator: .nce), LossConfig(estimator: .jsd, beta: 1, alpha: 0.5, gamma: 0.1)] {
+            // SGD: Adam would divide a doubly counted gradient's scale out.
+            let distributed = try fixture.train(loss: loss, comm: comm, fcGradient: .factors, update: .sgd(rate: 0.005))
+            let reference = try fixture.train(loss: loss, comm: SingleProcess(), update: .sgd(rate: 0.005))
+            let (err, name) = worstDifference(reference, distributed, loss: loss)
+            if comm.isRoot { print("fc factors np=\(comm.size) \(loss.estimator.rawValue) alpha \(loss.alpha): worst "
+                + "relative difference \(sci(err)) (\(name))") }
+            XCTAssertLessThan(err, 1e-4, "fc factors, \(loss.estimator) on \(comm.size) ranks: \(name) differs by \(err)")
         }
     }
 
@@ -281,6 +301,58 @@ final class InProcessEquivalenceTests: XCTestCase {
         print("bf16 gradient allreduce, np=4: relative difference of the summed gradient \(sci(gradientError))")
         XCTAssertGreaterThan(gradientError, 0, "bf16 must round")
         XCTAssertLessThan(gradientError, 0x1p-8)
+    }
+
+    /// --fc-grad-reduce factors: every estimator and term (the critic has an fc block too) on 2 and
+    /// 4 ranks trains like one process, with Adam and with SGD. Fails if the fc weights' gradients
+    /// were only this rank's (factors not gathered) or counted twice (also allreduced: Adam alone
+    /// would not see that, since it divides a gradient's scale out).
+    func testFCFactorsMatchOneProcess() throws {
+        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .jsd, beta: 1,
+                alpha: 0.5, gamma: 0.1)]
+        for loss in losses {
+            for update in [TrainStep.Update.adam, .sgd(rate: 0.005)] {
+                let reference = try runner.train(loss: loss, comm: SingleProcess(), update: update)
+                for np in [2, 4] {
+                    let distributed = try InProcessGroup.run(ranks: np) { try self.runner.train(loss: loss, comm: $0,
+                            fcGradient: .factors, update: update) }
+                    for r in 1..<np { XCTAssertEqual(distributed[r], distributed[0], "rank \(r) differs from rank 0") }
+                    let (err, name) = fixture.worstDifference(reference, distributed[0], loss: loss)
+                    XCTAssertLessThan(err, 1e-4, "fc factors, \(loss.estimator) alpha \(loss.alpha), \(update), "
+                                      + "np=\(np): \(name) differs by \(err)")
+                }
+            }
+        }
+    }
+
+    /// One step's summed gradients are the same both ways, the fc weights included.
+    func testFCFactorsGiveTheAllreducedGradients() throws {
+        let loss = LossConfig(estimator: .jsd, beta: 1, alpha: 0.5, gamma: 0.1)
+        let byFactors = try InProcessGroup.run(ranks: 2) { try self.fixture.stepGradients(loss: loss, comm: $0,
+                fcGradient: .factors) }[0]
+        let allreduced = try InProcessGroup.run(ranks: 2) { try self.fixture.stepGradients(loss: loss, comm: $0,
+                fcGradient: .allreduce) }[0]
+        let (err, name) = fixture.worstDifference(allreduced, byFactors, loss: loss)
+        XCTAssertLessThan(err, 1e-5, "\(name) differs by \(err)")
+    }
+
+    /// auto gathers factors only when the ranks span hosts and the factors are small against the
+    /// weight (the encoder's fc: 1024 x 4096 at 32x32, 1024 x 2304 at 28x28).
+    func testFCGradientReduceChoosesFactorsBetweenHostsOnly() {
+        let choices = InProcessGroup.run(ranks: 2, hosts: 2) { comm in
+            [FCGradientReduce.auto.gathersFactors(comm: comm, globalBatch: 64, outputs: 1024, inputs: 4096),
+             FCGradientReduce.auto.gathersFactors(comm: comm, globalBatch: 64, outputs: 1024, inputs: 2304),
+             FCGradientReduce.auto.gathersFactors(comm: comm, globalBatch: 256, outputs: 1024, inputs: 4096),
+             FCGradientReduce.allreduce.gathersFactors(comm: comm, globalBatch: 64, outputs: 1024, inputs: 4096)]
+        }[0]
+        XCTAssertEqual(choices, [true, true, false, false])
+        let oneHost = InProcessGroup.run(ranks: 2, hosts: 1) { comm in
+            [FCGradientReduce.auto.gathersFactors(comm: comm, globalBatch: 64, outputs: 1024, inputs: 4096),
+             FCGradientReduce.factors.gathersFactors(comm: comm, globalBatch: 64, outputs: 1024, inputs: 4096)]
+        }[0]
+        XCTAssertEqual(oneHost, [false, true])
+        XCTAssertFalse(FCGradientReduce.factors.gathersFactors(comm: SingleProcess(), globalBatch: 64, outputs: 1024,
+                                                                inputs: 4096))
     }
 
     func testLocalOnlyTrainingIsNotEquivalent() throws {

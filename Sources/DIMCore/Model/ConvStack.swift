@@ -60,6 +60,8 @@ public final class FCBlock {
     public let norm: BatchNorm
     private let flat = Tensor([0])
     private let gradMap = Tensor([0])
+    /// With gathered factors: this rank's samples as rows, and every rank's (global batch order).
+    private let localRows = Tensor([0]), gradientRows = Tensor([0]), inputRows = Tensor([0])
     private var mapShape: [Int] = []
 
     public init(_ config: ModelConfig, params: ParameterStore, buffers: ParameterStore, prefix: String,
@@ -81,14 +83,35 @@ public final class FCBlock {
     public var output: Tensor { norm.output }
 
     /// From dL/d(output) to dL/d(map), `[C, N, H, W]`. The weight gradient is computed, and
-    /// announced final, before the input gradient, so its allreduce overlaps the rest.
-    public func backward(_ dOut: Tensor, comm: Communicator,
+    /// announced final, before the input gradient, so its allreduce overlaps the rest. With
+    /// `gatherFactors` (FCGradientReduce) the weight gradient is the global batch's, from the
+    /// factors of every rank: the caller leaves it out of the allreduce.
+    public func backward(_ dOut: Tensor, comm: Communicator, gatherFactors: Bool = false,
                          gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Tensor {
         let dh = norm.backward(dOut, comm: comm)
-        fc.backwardParameters(dh)
+        if gatherFactors && comm.size > 1 {
+            gatherRows(dh, into: gradientRows, comm: comm)
+            gatherRows(flat, into: inputRows, comm: comm)
+            fc.backwardParameters(outputGradientRows: gradientRows, inputRows: inputRows)
+            // The other ranks' samples are work this rank repeats (the benchmark does not count it as the step's).
+            let others = Double(gradientRows.shape[0] - dh.shape[1])
+            FlopCounter.repeatedFlops += 2 * Double(fc.outFeatures * fc.inFeatures) * others
+        } else {
+            fc.backwardParameters(dh)
+        }
         gradientsFinal(parameterRange(from: fc.weight, through: norm.bias))
         let dflat = fc.backwardInput(dh)
         unflattenMap(dflat, channels: mapShape[0], height: mapShape[2], width: mapShape[3], into: gradMap)
         return gradMap
+    }
+
+    /// `x` `[features, n]` on every rank -> `out` `[n * ranks, features]`: one row per sample, the
+    /// ranks' samples in rank order (the global batch's order).
+    private func gatherRows(_ x: Tensor, into out: Tensor, comm: Communicator) {
+        let features = x.shape[0], n = x.count / features
+        localRows.resize([n, features])
+        transpose(x.data, rows: features, cols: n, into: localRows.data)
+        out.resize([n * comm.size, features])
+        comm.allgather(localRows.data, count: n * features, into: out.data)
     }
 }

@@ -56,6 +56,10 @@ public final class DIMModel {
         discParams.allocate(seed: seed &+ 1)
     }
 
+    /// The fc blocks (the encoder's and the critic's): their weights' gradients are the ones
+    /// FCGradientReduce may compute from gathered factors.
+    public var fcBlocks: [FCBlock] { [encoder.fcBlock] + (globalDIM.map { [$0.fcBlock] } ?? []) }
+
     public var batchNorms: [BatchNorm] {
         var all = encoder.batchNorms + [localHead.norm, globalHead.norm]
         if let g = globalDIM { all += g.batchNorms }
@@ -73,10 +77,13 @@ public final class DIMModel {
     /// `step` choose the scored global vectors (RowSelection). Gradients are zeroed first; each
     /// term returns its unweighted loss and adds the gradient of its weighted loss.
     /// `gradientsFinal(range)` is told as backward goes which slices of `params`' gradients are
-    /// final (GradientSync reduces them while backward runs).
+    /// final (GradientSync reduces them while backward runs). `gatherFCFactors`: the fc blocks'
+    /// weight gradients (`fcBlocks`) are computed for the global batch from factors gathered over
+    /// ranks, so they are sums over ranks already (FCGradientReduce).
     @discardableResult
     public func forwardBackward(_ x: Tensor, priorSample: Tensor? = nil, rows: RowSelection = .all, step: Int = 0,
-                                comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Losses {
+                                comm: Communicator, gatherFCFactors: Bool = false,
+                                gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Losses {
         let lc = lossConfig
         precondition(!lc.priorMatching || priorSample != nil, "prior matching (gamma > 0) needs a prior sample")
         params.zeroGrads()
@@ -93,7 +100,7 @@ public final class DIMModel {
         // then the local MI head's long backward, which completes dL/dC; the conv blocks last.
         // Every sum into dL/dY and dL/dC happens in the same order as in a plain backward.
         if lc.globalDIM {
-            losses.global = globalTerm(rows: rows, step: step, comm: comm)
+            losses.global = globalTerm(rows: rows, step: step, comm: comm, gatherFCFactors: gatherFCFactors)
             gradientsFinal(params.range(ofPrefix: "gdim."))
             timer.mark("global DIM")
         }
@@ -104,7 +111,7 @@ public final class DIMModel {
             losses.prior = priorTerm(comm: comm)
             timer.mark("prior")
         }
-        encoder.backwardTop(gradY: gradY, comm: comm, gradientsFinal: gradientsFinal)
+        encoder.backwardTop(gradY: gradY, comm: comm, gatherFCFactors: gatherFCFactors, gradientsFinal: gradientsFinal)
         timer.mark("encoder fc backward")
         if lc.beta != 0 {
             add(localHead.backward(localScorer.gradL, comm: comm, gradientsFinal: gradientsFinal), into: gradC)
@@ -140,12 +147,12 @@ public final class DIMModel {
     }
 
     /// Global DIM: the critic scores (Y, whole local map) pairs.
-    private func globalTerm(rows: RowSelection, step: Int, comm: Communicator) -> Double {
+    private func globalTerm(rows: RowSelection, step: Int, comm: Communicator, gatherFCFactors: Bool) -> Double {
         guard let critic = globalDIM else { preconditionFailure("alpha > 0 needs the global-DIM critic") }
         let loss = critic.forward(localMap: encoder.localMap, Y: encoder.globalVector, estimator: lossConfig.estimator,
                                   rows: rows, step: step, weight: lossConfig.alpha, maskValue: lossConfig.nceMaskValue,
                                   training: true, comm: comm)
-        let (dC, dY) = critic.backward(comm: comm)
+        let (dC, dY) = critic.backward(comm: comm, gatherFCFactors: gatherFCFactors)
         add(dC, into: gradC)
         add(dY, into: gradY)
         return loss

@@ -43,10 +43,11 @@ public final class Encoder {
     /// output (kept for `backwardConvs`). It needs only dL/dY, so the model runs it before the
     /// local MI head's long backward: the fc weight (the encoder's largest tensor) is then final,
     /// and reduced, while that backward runs.
-    public func backwardTop(gradY: Tensor, comm: Communicator, gradientsFinal: (Range<Int>) -> Void = { _ in }) {
+    public func backwardTop(gradY: Tensor, comm: Communicator, gatherFCFactors: Bool = false,
+                            gradientsFinal: (Range<Int>) -> Void = { _ in }) {
         let dfc = head.backward(gradY)
         gradientsFinal(parameterRange(from: head.weight, through: head.bias ?? head.weight))
-        gradTop = fcBlock.backward(dfc, comm: comm, gradientsFinal: gradientsFinal)
+        gradTop = fcBlock.backward(dfc, comm: comm, gatherFactors: gatherFCFactors, gradientsFinal: gradientsFinal)
     }
 
     /// Backward through the conv blocks from the gradient `backwardTop` left, with dL/dC (when

@@ -34,11 +34,11 @@ public final class GlobalDIMCritic {
                               weight: weight, maskValue: maskValue, comm: comm)
     }
 
-    /// Returns (dL/dC, dL/dY): gradLocalMap and the y layer's gradInput.
-    public func backward(comm: Communicator) -> (gradLocalMap: Tensor, gradY: Tensor) {
+    /// Returns (dL/dC, dL/dY): gradLocalMap and the y layer's gradInput. `gatherFCFactors`: as FCBlock.
+    public func backward(comm: Communicator, gatherFCFactors: Bool = false) -> (gradLocalMap: Tensor, gradY: Tensor) {
         scorer.backward(comm: comm)
         let dY = yLayer.backward(scorer.gradG)
-        let dMap = fcBlock.backward(out.backward(scorer.gradL), comm: comm)
+        let dMap = fcBlock.backward(out.backward(scorer.gradL), comm: comm, gatherFactors: gatherFCFactors)
         gradLocalMap.copy(from: convStack.backward(dMap, inputGrad: true, comm: comm))
         return (gradLocalMap, dY)
     }

@@ -61,6 +61,16 @@ public final class Linear {
         if let b = bias { addRowSums(dy.data, rows: outFeatures, cols: m, into: b.grad.data) }
     }
 
+    /// dW += dy^T x over sample rows, `dy` `[M, out]` and `x` `[M, in]`: the weight gradient of
+    /// factors gathered from every rank (FCBlock), M being the global batch. For layers without bias.
+    public func backwardParameters(outputGradientRows dy: Tensor, inputRows x: Tensor) {
+        precondition(bias == nil, "Linear \(weight.name): gradient from gathered factors needs a layer without bias")
+        precondition(dy.count == dy.shape[0] * outFeatures && x.count == x.shape[0] * inFeatures
+                     && dy.shape[0] == x.shape[0], "Linear \(weight.name): factor rows do not match")
+        gemm(precision, transA: true, m: outFeatures, n: inFeatures, k: dy.shape[0], a: dy.data, lda: outFeatures,
+             b: x.data, ldb: inFeatures, beta: 1, c: weight.grad.data, ldc: inFeatures)
+    }
+
     /// The input half of backward: dL/dx in `gradInput`, or added into `accumulateInto`.
     @discardableResult
     public func backwardInput(_ dy: Tensor, accumulateInto: Tensor? = nil) -> Tensor {

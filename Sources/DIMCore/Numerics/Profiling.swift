@@ -18,6 +18,9 @@ public struct GEMMShape: Hashable, CustomStringConvertible {
 public enum FlopCounter {
     nonisolated(unsafe) public static var gemmFlops: Double = 0
     nonisolated(unsafe) public static var gemmSeconds: Double = 0
+    /// The part of `gemmFlops` that repeats another rank's work (FCBlock with gathered factors):
+    /// counted in the GEMM calls' rate, not in the step's work.
+    nonisolated(unsafe) public static var repeatedFlops: Double = 0
     /// Calls and seconds per shape, recorded while not nil (`dim-dist bench --gemm-shapes`).
     nonisolated(unsafe) public static var shapes: [GEMMShape: (calls: Int, seconds: Double)]?
 
@@ -31,7 +34,7 @@ public enum FlopCounter {
         }
     }
 
-    public static func reset() { gemmFlops = 0; gemmSeconds = 0 }
+    public static func reset() { gemmFlops = 0; gemmSeconds = 0; repeatedFlops = 0 }
 }
 
 /// Accumulates wall time per named phase of a training step (encoder, heads, scores and loss,
