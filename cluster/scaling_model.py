@@ -29,10 +29,11 @@ image, one rank per core, M scored rows per step (M = N, or min(N, K) with --sco
               6 * b * M * U / F_node + b * M * t_score / cores
   allreduce   every gradient (4 bytes, or 2 with --grad-reduce bf16) in buckets started as backward
               announces them final (GradientSync); only what is still in flight when backward
-              ends is exposed: a replay of GradientSync's rules (slices of >= 1 M values start,
-              4 M values per call, the rest at the end of backward) on the announcement times the
-              core record measured (`gradient_ready`), the network serving buckets one after the
-              other.
+              ends is exposed: a replay of GradientSync's rules between hosts (slices of >= 128 K
+              values start, 4 M values per call, the rest at the end of backward) on the
+              announcement times the core record measured (`gradient_ready`), the network serving
+              buckets one after the other. (The fc weights' gathered factors, FCGradientReduce, are
+              not modelled: at 256 images per node the global batch is too large for them.)
 The per-core rates come from the "core" records (bench on one core of this machine, the same run,
 one per MI-head width).
 """
@@ -75,7 +76,7 @@ def subtracting(taken, r):
     if lo < r[1]: out.append((lo, r[1]))
     return out
 
-def bucket_schedule(core, minimum=1 << 20, bucket=4 << 20):
+def bucket_schedule(core, minimum=1 << 17, bucket=4 << 20):
     """GradientSync's buckets as (fraction of the step when started, values), from the core record's
     announcements [first, end, ms] and the end of backward."""
     step_ms, count = core["ms_per_step"], core["parameter_count"]
