@@ -9,11 +9,9 @@ public struct BenchmarkResult {
     public var seconds: Double
     public var gflopPerStep: Double   // this rank's GEMM work
     public var gemmSecondsPerStep: Double   // time inside GEMM calls
-    /// GEMM work that repeats other ranks' (the fc weight gradients from gathered factors): in
-    /// the GEMM calls' time and rate, not in the step's work.
+    /// GEMM work that repeats other ranks' (the fc weight gradients from gathered factors,
+    /// FCGradientReduce; 0 without them): in the GEMM calls' time and rate, not in the step's work.
     public var repeatedGflopPerStep = 0.0
-    /// Whether the fc weights' gradients came from gathered factors (FCGradientReduce).
-    public var gathersFCFactors = false
     public var phases: [(String, Double)]  // seconds per step
     /// Per step: the wait for the gradient allreduce after backward (overlapped with it).
     public var exposedAllreduceSeconds = 0.0
@@ -129,7 +127,6 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                                      / Double(timedSteps),
                                  gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(timedSteps), phases: phases)
     result.repeatedGflopPerStep = FlopCounter.repeatedFlops / 1e9 / Double(timedSteps)
-    result.gathersFCFactors = train.gathersFCFactors
     result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(timedSteps)))
     result.exposedAllreduceSeconds = exposed / Double(timedSteps)
     result.parameterCount = model.params.count

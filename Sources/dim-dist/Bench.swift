@@ -138,7 +138,7 @@ struct Bench: ParsableCommand {
                   + "\(fmt(100 * r.shareOfReference, 1))% of the median \(gemm) rate (\(fmt(r.reference, 1))) "
                   + "(steps \(stepRange.joined(separator: "-")), references \(refRange.joined(separator: "-")) "
                   + "over \(r.references.count) round(s))")
-            if r.gathersFCFactors {
+            if r.repeatedGflopPerStep > 0 {
                 print("  fc weights' gradients from factors gathered over ranks: \(fmt(r.repeatedGflopPerStep, 2)) "
                       + "GFLOP/step/rank repeat other ranks' work (in the GEMM calls' rate, not in the step's)")
             }
