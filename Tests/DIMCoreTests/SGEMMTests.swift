@@ -1,0 +1,45 @@
+import XCTest
+@testable import DIMCore
+
+/// `sgemm` hands OpenBLAS C += A*B on a C it zeroed itself for beta = 0 (BLAS.swift): the result
+/// must still be the product alone, whatever C held, and nothing outside the m x n block may move.
+final class SGEMMTests: XCTestCase {
+    func testBetaZeroOverwritesItsBlockAndNothingElse() {
+        // Small shapes and ones above OpenBLAS's blocking (k > 256, m and n past one panel).
+        for (m, n, k) in [(3, 5, 7), (70, 33, 300), (130, 257, 64)] {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    let lda = transA ? m : k, ldb = transB ? k : n, ldc = n + 3
+                    let a = (0..<(m * k)).map { Float(($0 * 7) % 13) / 13 - 0.5 }
+                    let b = (0..<(k * n)).map { Float(($0 * 5) % 11) / 11 - 0.5 }
+                    var c = [Float](repeating: .nan, count: m * ldc)
+                    a.withUnsafeBufferPointer { ap in
+                        b.withUnsafeBufferPointer { bp in
+                            c.withUnsafeMutableBufferPointer { cp in
+                                sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: ap.baseAddress!, lda: lda,
+                                      b: bp.baseAddress!, ldb: ldb, beta: 0, c: cp.baseAddress!, ldc: ldc)
+                            }
+                        }
+                    }
+                    var worst = 0.0, padding = 0
+                    for i in 0..<m {
+                        for j in 0..<ldc {
+                            let got = c[i * ldc + j]
+                            if j >= n { if !got.isNaN { padding += 1 }; continue }
+                            var want = 0.0
+                            for t in 0..<k {
+                                let x = transA ? a[t * lda + i] : a[i * lda + t]
+                                let y = transB ? b[j * ldb + t] : b[t * ldb + j]
+                                want += Double(x) * Double(y)
+                            }
+                            worst = max(worst, Double(got).isNaN ? .infinity : abs(Double(got) - want))
+                        }
+                    }
+                    let label = "\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)x\(n)x\(k)"
+                    XCTAssertLessThan(worst, 1e-4, "\(label): C is not the product (what C held leaked in?)")
+                    XCTAssertEqual(padding, 0, "\(label): entries past column n were written")
+                }
+            }
+        }
+    }
+}
