@@ -28,21 +28,27 @@ public struct BenchmarkResult {
     public var backwardEndSeconds = 0.0
     /// With `recordShapes`: per GEMM shape, calls and seconds per step, the most time first.
     public var gemmShapes: [(shape: GEMMShape, calls: Double, seconds: Double)] = []
-    /// The reference GEMM's rate (GFLOP/s) at the start of each round (every rank at once), and
-    /// every timed step's seconds.
+    /// The reference GEMM's rate (GFLOP/s) before the first round and after each round (every
+    /// rank at once), and every timed step's seconds.
     public var references: [Double] = []
     public var stepSeconds: [Double] = []
+    /// Per round: its median step's rate, and its GEMM calls' rate, over the mean of the two
+    /// references around it.
+    public var roundShares: [Double] = []
+    public var roundGEMMShares: [Double] = []
     public var imagesPerSecond: Double { Double(globalBatch * steps) / seconds }
     public var gflopsPerSecond: Double { gflopPerStep * Double(steps) / seconds }
     /// The GEMMs' own rate: their FLOPs over the time spent inside them.
     public var gemmGflopsPerSecond: Double { (gflopPerStep + repeatedGflopPerStep) / gemmSecondsPerStep }
-    /// The median step's rate over the median reference's. On a shared VM single GEMM calls vary
-    /// by 10-30% from one second to the next (other tenants); a reference taken once, before the
-    /// steps, and compared with their mean drifts with that. Medians of both, the references
-    /// spread over the run, are what the same machine gives the step and the GEMM alike.
-    public var shareOfReference: Double {
-        stepSeconds.isEmpty ? 0 : gflopPerStep / median(stepSeconds) / reference
-    }
+    /// The step's rate as a share of the reference GEMM's on the same machine at the same time:
+    /// the median over rounds of (the round's median step) / (the references just before and
+    /// after it). On a shared VM the speed of both moves by 10-50% within a minute (other
+    /// tenants); a share of two medians taken over the whole run mixes slow and fast periods
+    /// (one run on a Zen 3 gave 106% for its GEMM calls), a share within a round of 1-2 s does
+    /// not, and the median over rounds drops the round a change of speed cut through.
+    public var shareOfReference: Double { median(roundShares) }
+    /// The GEMM calls' rate as a share of the reference's, likewise.
+    public var gemmShareOfReference: Double { median(roundGEMMShares) }
     /// The median of the references (GFLOP/s).
     public var reference: Double { median(references) }
 }
@@ -54,15 +60,16 @@ public func median(_ values: [Double]) -> Double {
     return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
 }
 
-/// `rounds` rounds, each: the reference GEMM (`precision`'s 2048x2048x4096, every rank at once),
-/// `warmup` untimed steps (the reference evicted the step's data from the caches), `steps` timed
-/// steps: the references are spread over the run like the steps. `recordShapes`: also time the
-/// GEMM calls by shape (a dictionary update per call).
+/// The reference GEMM (`precision`'s 2048x2048x4096, every rank at once), then `rounds` rounds,
+/// each: `warmup` untimed steps (the reference evicted the step's data from the caches), `steps`
+/// timed steps, the reference again. Each round's steps are rated against the references on
+/// either side, the machine of their own second (`BenchmarkResult.shareOfReference`).
+/// `recordShapes`: also time the GEMM calls by shape (a dictionary update per call).
 public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                          gradientPrecision: GradientPrecision = .fp32, fcGradientReduce: FCGradientReduce = .auto,
-                         steps: Int, warmup: Int, rounds: Int = 1, comm: Communicator, recordShapes: Bool = false,
-                         log: (String) -> Void) throws -> BenchmarkResult {
-    precondition(rounds >= 1, "runBenchmark: at least one round")
+                         steps: Int, warmup: Int, rounds roundCount: Int = 1, comm: Communicator,
+                         recordShapes: Bool = false, log: (String) -> Void) throws -> BenchmarkResult {
+    precondition(roundCount >= 1, "runBenchmark: at least one round")
     let n = try localBatchSize(global: config.globalBatch, ranks: comm.size)
     let state = TrainingState(config: config, precision: precision)
     let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision,
@@ -95,11 +102,12 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     FlopCounter.shapes = recordShapes ? [:] : nil
     defer { FlopCounter.shapes = nil }
     var elapsed = 0.0, references: [Double] = [], stepSeconds: [Double] = []
+    var rounds: [(medianStepSeconds: Double, gemmRate: Double, reference: Double)] = []
     // Without timed steps there is nothing to rate: one round of warm-up, no reference.
-    let rounds = steps > 0 ? rounds : 1
-    for round in 0..<rounds {
+    for round in 0..<(steps > 0 ? roundCount : 1) {
         comm.barrier()
-        if steps > 0 { references.append(BLASKernels.measureGEMM(precision)) }
+        // A round's reference before is the previous round's after.
+        if steps > 0 && references.isEmpty { references.append(BLASKernels.measureGEMM(precision)) }
         let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.repeatedFlops, FlopCounter.shapes,
                      comm.communicationSeconds)
         for _ in 0..<warmup { try step() }
@@ -108,19 +116,24 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
         comm.barrier()
         model.timer.enabled = true
         recording = true
-        let t0 = monotonicSeconds()
+        let t0 = monotonicSeconds(), gemmAtStart = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds)
         for s in 0..<steps {
             try step()
             stepSeconds.append(monotonicSeconds() - stepStart)
             if comm.isRoot { log("  round \(round + 1) step \(s + 1)/\(steps): \(fmt(monotonicSeconds() - t0, 2)) s") }
         }
         comm.barrier()
-        let seconds = monotonicSeconds() - t0
-        elapsed += seconds
+        elapsed += monotonicSeconds() - t0
         model.timer.enabled = false
         recording = false
+        if steps > 0 {
+            let before = references[references.count - 1], after = BLASKernels.measureGEMM(precision)
+            references.append(after)
+            let gemmRate = (FlopCounter.gemmFlops - gemmAtStart.0) / (FlopCounter.gemmSeconds - gemmAtStart.1) / 1e9
+            rounds.append((median(Array(stepSeconds.suffix(steps))), gemmRate, (before + after) / 2))
+        }
     }
-    let timedSteps = steps * rounds
+    let timedSteps = steps * rounds.count
     let phases = model.timer.order.map { ($0, model.timer.seconds[$0]! / Double(timedSteps)) }
     var result = BenchmarkResult(steps: timedSteps, globalBatch: config.globalBatch, seconds: elapsed,
                                  gflopPerStep: (FlopCounter.gemmFlops - FlopCounter.repeatedFlops) / 1e9
@@ -132,6 +145,8 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     result.parameterCount = model.params.count
     result.references = references
     result.stepSeconds = stepSeconds
+    result.roundShares = rounds.map { result.gflopPerStep / $0.medianStepSeconds / $0.reference }
+    result.roundGEMMShares = rounds.map { $0.gemmRate / $0.reference }
     result.gradientReady = ready.map { ($0.range, $0.seconds / Double(max(timedSteps, 1))) }
     result.backwardEndSeconds = backwardEnd / Double(max(timedSteps, 1))
     result.gemmShapes = (FlopCounter.shapes ?? [:])
@@ -153,7 +168,8 @@ public struct BenchRecord: Codable {
     public var ranks: Int, threads: Int, globalBatch: Int, precision: String, gradReduce: String
     public var miUnits: Int, scoredRows: Int?, parameterCount: Int
     public var imagesPerS: Double, msPerStep: Double, gflopsPerRank: Double, gemmGflops: Double
-    /// The median of the references, and the median step's share of it (BenchmarkResult).
+    /// The median of the references, and the step's share of the reference around it
+    /// (BenchmarkResult.shareOfReference).
     public var referenceGemmGflops: Double, shareOfReference: Double
     public var exposedAllreduceMs: Double, blockingAllreduceMs: Double?
     public var estimatorKernels: String, estimatorNsPerScore: [String: Double], phaseMs: [String: Double]

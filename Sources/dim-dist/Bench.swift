@@ -16,10 +16,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Global batch size.") var batchSize = 64
     @Option(help: "Timed steps (in each round).") var steps = 5
     @Option(help: "Untimed warm-up steps (at the start of each round).") var warmup = 1
-    @Option(help: ArgumentHelp("Rounds of: one reference GEMM call, the warm-up steps, the timed steps.",
+    @Option(help: ArgumentHelp("Rounds of: the warm-up steps, the timed steps, one reference GEMM call (one more before the first round).",
                                discussion: """
-        The report rates the median step against the median reference call and prints the range \
-        of both (a shared machine's speed drifts within seconds).
+        The report rates each round's median step against the reference calls on either side of \
+        it and prints the median over the rounds, with the ranges (a shared machine's speed drifts \
+        within seconds).
         """))
     var rounds = 3
     @Option(name: [.customLong("scored-rows"), .customLong("max-negatives")],
@@ -134,16 +135,17 @@ struct Bench: ParsableCommand {
             let gemm = "\(model.precision.rawValue) 2048x2048x4096"
             let stepRange = [r.stepSeconds.max()!, r.stepSeconds.min()!].map { fmt(r.gflopPerStep / $0, 1) }
             let refRange = [r.references.min()!, r.references.max()!].map { fmt($0, 1) }
+            let shareRange = [r.roundShares.min()!, r.roundShares.max()!].map { fmt(100 * $0, 1) }
             print("  whole step: \(fmt(r.gflopPerStep / median(r.stepSeconds), 1)) GFLOP/s in the median step = "
-                  + "\(fmt(100 * r.shareOfReference, 1))% of the median \(gemm) rate (\(fmt(r.reference, 1))) "
-                  + "(steps \(stepRange.joined(separator: "-")), references \(refRange.joined(separator: "-")) "
-                  + "over \(r.references.count) round(s))")
+                  + "\(fmt(100 * r.shareOfReference, 1))% of the \(gemm) rate around it (median of \(r.roundShares.count) "
+                  + "round(s): \(shareRange.joined(separator: "-"))%; steps \(stepRange.joined(separator: "-")), "
+                  + "references \(refRange.joined(separator: "-")) GFLOP/s)")
             if r.repeatedGflopPerStep > 0 {
                 print("  fc weights' gradients from factors gathered over ranks: \(fmt(r.repeatedGflopPerStep, 2)) "
                       + "GFLOP/step/rank repeat other ranks' work (in the GEMM calls' rate, not in the step's)")
             }
             print("  GEMM calls: \(fmt(r.gemmGflopsPerSecond, 1)) GFLOP/s = "
-                  + "\(fmt(100 * r.gemmGflopsPerSecond / r.reference, 1))% of the median \(gemm) rate; "
+                  + "\(fmt(100 * r.gemmShareOfReference, 1))% of the \(gemm) rate around them (median of rounds); "
                   + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
             for (name, s) in r.phases {
                 print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")

@@ -186,9 +186,9 @@ extension CommandLineTests {
         XCTAssertGreaterThan(rows, 10, output)
         XCTAssertEqual(listed, work, accuracy: 0.01 + 0.01 * listed, output)
         XCTAssertTrue(output.contains("the step's GEMMs: ") && output.contains("% of the reference"), output)
-        // Three rounds (the default), each with its reference call: the counts above are per
-        // timed step, the warm-up steps of rounds 2 and 3 left out.
-        XCTAssertTrue(output.contains(" over 3 round(s))"), output)
+        // Three rounds (the default), each rated against the reference calls on either side: the
+        // counts above are per timed step, the warm-up steps of rounds 2 and 3 left out.
+        XCTAssertTrue(output.contains("rate around it (median of 3 round(s): "), output)
     }
 
     /// The kernels a user gets without OPENBLAS_CORETYPE: the fastest kind for this CPU
