@@ -6,6 +6,7 @@ import DIMCore
 
 
 final class DatasetTests: XCTestCase {
+    @discardableResult
     func makeSynth(_ dir: String, train: Int = 96, size: Int = 28, channels: Int = 1,
                    shards: Int = 3) throws -> DatasetManifest {
         try SyntheticDataset.write(directory: dir, trainCount: train, testCount: 20, classes: 4, channels: channels,
@@ -88,8 +89,9 @@ final class DatasetTests: XCTestCase {
         // 6 RGB images 2x2 in HWC order; pixel value = channel index * 10 + image index.
         var bytes: [UInt8] = [0, 0, 8, 4, 0, 0, 0, 6, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3]
         for i in 0..<6 { for _ in 0..<4 { for c in 0..<3 { bytes.append(UInt8(c * 10 + i)) } } }
-        FileManager.default.createFile(atPath: img, contents: Data(bytes))
-        FileManager.default.createFile(atPath: lab, contents: Data([0, 0, 8, 1, 0, 0, 0, 6, 0, 1, 2, 0, 1, 2]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: img, contents: Data(bytes)), "could not write a test file")
+        XCTAssertTrue(FileManager.default.createFile(atPath: lab, contents: Data([0, 0, 8, 1, 0, 0, 0, 6, 0, 1, 2, 0, 1, 2])),
+                      "could not write a test file")
         let out = dir + "/ds"
         let m = try DatasetImporter.importDataset(name: "t", files: .init(train: ([img], [lab]), test: ([img], [lab])),
                                                   out: out, shards: 2, classNames: [], channelOrder: "RGB",
@@ -128,29 +130,35 @@ final class BadInputTests: XCTestCase {
         let labels = checkoutRoot + "/datasets/mnist/t10k-labels-idx1-ubyte.gz"
         let good = try Data(contentsOf: URL(fileURLWithPath: labels))
         let truncatedGz = dir + "/trunc.gz"
-        FileManager.default.createFile(atPath: truncatedGz, contents: good.prefix(good.count / 2))
+        XCTAssertTrue(FileManager.default.createFile(atPath: truncatedGz, contents: good.prefix(good.count / 2)),
+                      "could not write a test file")
         assertError(["trunc.gz", "truncated"]) { _ = try readIDX(truncatedGz) }
         let raw = dir + "/raw.idx"
-        FileManager.default.createFile(atPath: raw, contents: Data([0, 0, 8, 1, 0, 0, 0, 10, 1, 2, 3]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: raw, contents: Data([0, 0, 8, 1, 0, 0, 0, 10, 1, 2, 3])),
+                      "could not write a test file")
         assertError(["raw.idx", "truncated"]) { _ = try readIDX(raw) }
     }
 
     func testMistypedIDX() throws {
         let dir = temporaryDirectory()
         let f = dir + "/float.idx"
-        FileManager.default.createFile(atPath: f, contents: Data([0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: f, contents: Data([0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0])),
+                      "could not write a test file")
         assertError(["float.idx", "unsigned byte"]) { _ = try readIDX(f) }
         let g = dir + "/text.idx"
-        FileManager.default.createFile(atPath: g, contents: Data("hello world".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: g, contents: Data("hello world".utf8)),
+                      "could not write a test file")
         assertError(["text.idx", "not an IDX"]) { _ = try readIDX(g) }
     }
 
     func testImagesAndLabelsOfDifferentCounts() throws {
         let dir = temporaryDirectory()
         let img = dir + "/img.idx", lab = dir + "/lab.idx"
-        FileManager.default.createFile(atPath: img,
-                                       contents: Data([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 5, 6]))
-        FileManager.default.createFile(atPath: lab, contents: Data([0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: img,
+                                                     contents: Data([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 5, 6])),
+                      "could not write a test file")
+        XCTAssertTrue(FileManager.default.createFile(atPath: lab, contents: Data([0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2])),
+                      "could not write a test file")
         assertError(["img.idx", "2 images", "3 labels"]) { _ = try DatasetImporter.loadIDX(images: [img],
                 labels: [lab]) }
     }
@@ -188,7 +196,8 @@ final class BadInputTests: XCTestCase {
         let f = try HDF5File(dir + "/train-01.h5", mode: .create)
         try f.write("something_else", [Float(1), 2, 3])
         assertError(["train-01.h5", "images"]) { _ = try ShardedSplit(directory: dir, split: "train") }
-        FileManager.default.createFile(atPath: dir + "/train-01.h5", contents: Data("not hdf5".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/train-01.h5", contents: Data("not hdf5".utf8)),
+                      "could not write a test file")
         assertError(["train-01.h5", "not an HDF5 file"]) { _ = try ShardedSplit(directory: dir, split: "train") }
     }
 
@@ -197,7 +206,8 @@ final class BadInputTests: XCTestCase {
         assertError([dir, "missing manifest"]) { _ = try DatasetManifest.load(directory: dir) }
         assertError(["/nonexistent/x",
                      "no such dataset directory"]) { _ = try DatasetManifest.load(directory: "/nonexistent/x") }
-        FileManager.default.createFile(atPath: dir + "/manifest.json", contents: Data("{".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/manifest.json", contents: Data("{".utf8)),
+                      "could not write a test file")
         assertError([dir, "malformed manifest"]) { _ = try DatasetManifest.load(directory: dir) }
     }
 }

@@ -330,7 +330,8 @@ final class CheckpointTests: XCTestCase {
         }
         expectError(dir + "/nope.h5", ["nope.h5", "no such file"])
         let truncated = dir + "/truncated.h5"
-        FileManager.default.createFile(atPath: truncated, contents: bytes.prefix(bytes.count / 2))
+        XCTAssertTrue(FileManager.default.createFile(atPath: truncated, contents: bytes.prefix(bytes.count / 2)),
+                      "could not write a test file")
         expectError(truncated, ["truncated.h5"])
         // Corrupt tensor bytes: flip a run of bytes in the params data area.
         var corrupt = bytes
@@ -340,7 +341,8 @@ final class CheckpointTests: XCTestCase {
         let at = corrupt.range(of: needle)!.lowerBound
         for i in at..<(at + 16) { corrupt[i] ^= 0x5A }
         let corruptPath = dir + "/corrupt.h5"
-        FileManager.default.createFile(atPath: corruptPath, contents: corrupt)
+        XCTAssertTrue(FileManager.default.createFile(atPath: corruptPath, contents: corrupt),
+                      "could not write a test file")
         expectError(corruptPath, ["corrupt.h5", "corrupted"])
         // A different model width.
         var wider = run
@@ -351,7 +353,7 @@ final class CheckpointTests: XCTestCase {
         expectError(ckpt, ["ckpt-00000002.h5", "different dataset"], run: TinyRun(data: dir + "/data2"))
         // An unknown format version, and an interrupted write.
         let future = dir + "/future.h5"
-        FileManager.default.createFile(atPath: future, contents: bytes)
+        XCTAssertTrue(FileManager.default.createFile(atPath: future, contents: bytes), "could not write a test file")
         try HDF5File(future, mode: .readWrite).setAttribute("format", "dim-dist-checkpoint/9")
         expectError(future, ["future.h5", "unknown checkpoint format"])
         let partial = dir + "/partial.h5"

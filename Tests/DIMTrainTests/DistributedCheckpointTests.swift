@@ -77,7 +77,7 @@ final class DistributedCheckpointTests: XCTestCase {
     }
 
     func testResumeOnADifferentNumberOfRanks() throws {
-        let (dir, run, straight) = try straightAndHalfway()
+        let (dir, run, _) = try straightAndHalfway()
         // Saved by np ranks, resumed by one process.
         if comm.isRoot {
             let single = try run.trainer(out: dir + "/c", steps: 10, comm: SingleProcess(),

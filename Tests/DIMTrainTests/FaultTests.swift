@@ -16,7 +16,7 @@ final class FaultTests: XCTestCase {
         let dir = temporaryDirectory()
         try TinyRun.makeData(dir + "/data")
         let log = dir + "/log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: log, contents: nil), "could not write a test file")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["train", "--data", dir + "/data", "--steps", "1000000", "--batch-size", "8", "--log-every", "1",

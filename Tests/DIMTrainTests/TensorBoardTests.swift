@@ -22,7 +22,7 @@ final class TensorBoardTests: XCTestCase {
         var bytes = [UInt8](FileManager.default.contents(atPath: writer.path)!)
         bytes[bytes.count - 6] ^= 0x40
         let bad = dir + "/corrupt"
-        FileManager.default.createFile(atPath: bad, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: bad, contents: Data(bytes)), "could not write a test file")
         XCTAssertThrowsError(try readScalarEvents(bad)) { XCTAssertTrue("\($0)".contains("checksum"), "\($0)") }
     }
 

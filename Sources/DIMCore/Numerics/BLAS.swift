@@ -57,7 +57,7 @@ public func sgemm(
                                  beta: beta, c: c, ldc: ldc) {
         // OpenBLAS applies a beta other than 1 in a pass of its own before the product, and its
         // AVX2 cores (`Haswell`, `Zen`) do it with one scalar store per float: 2.2% of a training
-        // step on a Zen 3 (docs/results.md, 2026-12-07 (14)). Zeroing C here with vector stores
+        // step on a Zen 3 (docs/results.md, fourteenth session). Zeroing C here with vector stores
         // and asking for C += A*B skips that pass; the sums are the same.
         var libraryBeta = beta
         if beta == 0 {
