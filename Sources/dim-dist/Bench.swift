@@ -16,8 +16,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Global batch size.") var batchSize = 64
     @Option(help: "Timed steps (in each round).") var steps = 5
     @Option(help: "Untimed warm-up steps (at the start of each round).") var warmup = 1
-    @Option(help: ArgumentHelp("Rounds of: the warm-up steps, the timed steps, one reference GEMM call (one more before the first round).",
-                               discussion: """
+    @Option(help: ArgumentHelp(
+        "Rounds of: the warm-up steps, the timed steps, one reference GEMM call (one more before the first round).",
+        discussion: """
         The report rates each round's median step against the reference calls on either side of \
         it and prints the median over the rounds, with the ranges (a shared machine's speed drifts \
         within seconds).
