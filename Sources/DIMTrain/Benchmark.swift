@@ -127,7 +127,7 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
         model.timer.enabled = false
         recording = false
         if steps > 0 {
-            let before = references[references.count - 1], after = BLASKernels.measureGEMM(precision)
+            let before = references.last!, after = BLASKernels.measureGEMM(precision)
             references.append(after)
             let gemmRate = (FlopCounter.gemmFlops - gemmAtStart.0) / (FlopCounter.gemmSeconds - gemmAtStart.1) / 1e9
             rounds.append((median(Array(stepSeconds.suffix(steps))), gemmRate, (before + after) / 2))

@@ -61,7 +61,12 @@ struct Train: ParsableCommand {
                                discussion: "bf16 sends half the bytes; each sum step rounds to bf16 (about 2^-9 relative)."))
     var gradReduce: GradientPrecision = .fp32
     @Option(help: ArgumentHelp("How the fc weights' gradients are summed over ranks: auto, allreduce, or factors.",
-                               discussion: "factors: every rank gathers dL/dh and the fc input from all ranks (1/12.8 of the weight's bytes at batch 64) and computes the global batch's gradient itself. auto: factors when the ranks span several hosts and the factors are at most a quarter of the weight (a global batch up to 204 at 32x32); the log's gradients: line says which."))
+                               discussion: """
+        factors: every rank gathers dL/dh and the fc input from all ranks (1/12.8 of the weight's \
+        bytes at batch 64) and computes the global batch's gradient itself. auto: factors when the \
+        ranks span several hosts and the factors are at most a quarter of the weight (a global \
+        batch up to 204 at 32x32); the log's gradients: line says which.
+        """))
     var fcGradReduce: FCGradientReduce = .auto
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
     @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10

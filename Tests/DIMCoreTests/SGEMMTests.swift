@@ -5,13 +5,14 @@ import XCTest
 /// must still be the product alone, whatever C held, and nothing outside the m x n block may move.
 final class SGEMMTests: XCTestCase {
     func testBetaZeroOverwritesItsBlockAndNothingElse() {
-        // Small shapes and ones above OpenBLAS's blocking (k > 256, m and n past one panel).
-        for (m, n, k) in [(3, 5, 7), (70, 33, 300), (130, 257, 64)] {
+        // Small shapes, ones above OpenBLAS's blocking (k > 256, m and n past one panel), and k = 0
+        // (no product: BLAS would leave C as it was, `sgemm` zeroes it).
+        for (m, n, k) in [(3, 5, 7), (70, 33, 300), (130, 257, 64), (4, 6, 0)] {
             for transA in [false, true] {
                 for transB in [false, true] {
                     let lda = transA ? m : k, ldb = transB ? k : n, ldc = n + 3
-                    let a = (0..<(m * k)).map { Float(($0 * 7) % 13) / 13 - 0.5 }
-                    let b = (0..<(k * n)).map { Float(($0 * 5) % 11) / 11 - 0.5 }
+                    let a = (0..<max(m * k, 1)).map { Float(($0 * 7) % 13) / 13 - 0.5 }
+                    let b = (0..<max(k * n, 1)).map { Float(($0 * 5) % 11) / 11 - 0.5 }
                     var c = [Float](repeating: .nan, count: m * ldc)
                     a.withUnsafeBufferPointer { ap in
                         b.withUnsafeBufferPointer { bp in

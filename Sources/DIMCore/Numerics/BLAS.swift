@@ -49,7 +49,7 @@ public func sgemm(
     if m == 0 || n == 0 { return }
     if k == 0 {
         // BLAS leaves C untouched when K = 0 only if beta = 1; make the result well defined.
-        if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        if beta == 0 { zeroRows(c, rows: m, columns: n, stride: ldc) }
         return
     }
     let t0 = monotonicSeconds()
