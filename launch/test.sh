@@ -21,7 +21,7 @@ flags=(--oversubscribe -x OPENBLAS_NUM_THREADS -x SWIFT_BACKTRACE=enable=no)
 if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 for np in 2 4; do
   echo "== multi-rank tests, np=$np =="
-  mpirun "${flags[@]}" -np "$np" "$bin" DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests,DIMTrainTests.DistributedImportTests 2>&1 | tee /tmp/dim-dist-mpi-$np.log
+  mpirun "${flags[@]}" -np "$np" "$bin" DIMTrainTests.DistributedEquivalenceTests,DIMTrainTests.DistributedCheckpointTests,DIMTrainTests.DistributedImportTests,DIMTrainTests.DistributedBenchTests 2>&1 | tee /tmp/dim-dist-mpi-$np.log
   grep -q "with 0 failures" /tmp/dim-dist-mpi-$np.log
 done
 # np = 1, 2, 4 through `dim-dist train` under mpirun and `dim-dist checkpoint diff` (every tensor

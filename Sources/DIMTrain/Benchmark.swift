@@ -28,6 +28,9 @@ public struct BenchmarkResult {
     public var backwardEndSeconds = 0.0
     /// With `recordShapes`: per GEMM shape, calls and seconds per step, the most time first.
     public var gemmShapes: [(shape: GEMMShape, calls: Double, seconds: Double)] = []
+    /// With `collectiveTimes` (the communicator's observer): per kind of collective in the timed
+    /// steps, calls and seconds per step over the ranks (empty on one rank).
+    public var collectives: [CollectiveTimes.Line] = []
     /// The reference GEMM's rate (GFLOP/s) before the first round and after each round (every
     /// rank at once), and every timed step's seconds.
     public var references: [Double] = []
@@ -65,10 +68,12 @@ public func median(_ values: [Double]) -> Double {
 /// timed steps, the reference again. Each round's steps are rated against the references on
 /// either side, the machine of their own second (`BenchmarkResult.shareOfReference`).
 /// `recordShapes`: also time the GEMM calls by shape (a dictionary update per call).
+/// `collectiveTimes`: `comm`'s observer, if any, to time its collectives by kind.
 public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                          gradientPrecision: GradientPrecision = .fp32, fcGradientReduce: FCGradientReduce = .auto,
                          steps: Int, warmup: Int, rounds roundCount: Int = 1, comm: Communicator,
-                         recordShapes: Bool = false, log: (String) -> Void) throws -> BenchmarkResult {
+                         recordShapes: Bool = false, collectiveTimes: CollectiveTimes? = nil,
+                         log: (String) -> Void) throws -> BenchmarkResult {
     precondition(roundCount >= 1, "runBenchmark: at least one round")
     let n = try localBatchSize(global: config.globalBatch, ranks: comm.size)
     let state = TrainingState(config: config, precision: precision)
@@ -95,9 +100,11 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
         if recording { exposed += sync.exposedSeconds }
     }
     // The step's counters add up over the rounds' timed steps only: what the warm-up steps and the
-    // reference add to them is put back.
+    // reference add to them is put back. The time in collectives is taken over the timed steps
+    // alone: the barriers around them wait for the slowest rank's warm-up and reference GEMM.
     model.timer.reset()
-    comm.communicationSeconds = 0
+    var collectiveSeconds = 0.0
+    collectiveTimes?.reset()
     FlopCounter.reset()
     FlopCounter.shapes = recordShapes ? [:] : nil
     defer { FlopCounter.shapes = nil }
@@ -108,20 +115,22 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
         comm.barrier()
         // A round's reference before is the previous round's after.
         if steps > 0 && references.isEmpty { references.append(BLASKernels.measureGEMM(precision)) }
-        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.repeatedFlops, FlopCounter.shapes,
-                     comm.communicationSeconds)
+        let saved = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.repeatedFlops, FlopCounter.shapes)
         for _ in 0..<warmup { try step() }
-        (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.repeatedFlops, FlopCounter.shapes,
-         comm.communicationSeconds) = saved
+        (FlopCounter.gemmFlops, FlopCounter.gemmSeconds, FlopCounter.repeatedFlops, FlopCounter.shapes) = saved
         comm.barrier()
         model.timer.enabled = true
         recording = true
+        collectiveTimes?.enabled = true
         let t0 = monotonicSeconds(), gemmAtStart = (FlopCounter.gemmFlops, FlopCounter.gemmSeconds)
+        let collectivesAtStart = comm.communicationSeconds
         for s in 0..<steps {
             try step()
             stepSeconds.append(monotonicSeconds() - stepStart)
             if comm.isRoot { log("  round \(round + 1) step \(s + 1)/\(steps): \(fmt(monotonicSeconds() - t0, 2)) s") }
         }
+        collectiveSeconds += comm.communicationSeconds - collectivesAtStart
+        collectiveTimes?.enabled = false
         comm.barrier()
         elapsed += monotonicSeconds() - t0
         model.timer.enabled = false
@@ -140,7 +149,7 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                                      / Double(timedSteps),
                                  gemmSecondsPerStep: FlopCounter.gemmSeconds / Double(timedSteps), phases: phases)
     result.repeatedGflopPerStep = FlopCounter.repeatedFlops / 1e9 / Double(timedSteps)
-    result.phases.append(("(of which in collectives)", comm.communicationSeconds / Double(timedSteps)))
+    result.phases.append(("(of which in collectives)", collectiveSeconds / Double(timedSteps)))
     result.exposedAllreduceSeconds = exposed / Double(timedSteps)
     result.parameterCount = model.params.count
     result.references = references
@@ -153,6 +162,7 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
         .map { (shape: $0.key, calls: Double($0.value.calls) / Double(timedSteps),
                 seconds: $0.value.seconds / Double(timedSteps)) }
         .sorted { $0.seconds > $1.seconds }
+    if let times = collectiveTimes, comm.size > 1 { result.collectives = times.summary(steps: timedSteps, comm: comm) }
     // The same reduction alone and blocking, for how much of it the overlap hid.
     let summed = train.gradientsSummedByBackward
     result.allreducedCount = model.params.count - summed.reduce(0) { $0 + $1.count }

@@ -42,7 +42,8 @@ struct Bench: ParsableCommand {
     var gemmShapes = false
 
     func run() throws {
-        let comm = try makeCommunicator()
+        let collectiveTimes = CollectiveTimes()
+        let comm = try makeCommunicator(observer: collectiveTimes)
         if collectives { return try timeCollectives(comm) }
         let config = try model.config(imageSize: nil, channels: nil)
         let loss = model.lossConfig()
@@ -71,7 +72,7 @@ struct Bench: ParsableCommand {
         let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce,
                                  fcGradientReduce: fcGradReduce, steps: steps,
                                  warmup: warmup, rounds: rounds, comm: comm,
-                                 recordShapes: gemmShapes, log: { _ in })
+                                 recordShapes: gemmShapes, collectiveTimes: collectiveTimes, log: { _ in })
         // Every rank times the shapes alone at once, as the reference was measured.
         let alone = r.gemmShapes.map { BLASKernels.timeGEMM($0.shape, model.precision) }
         let reference = r.reference
@@ -150,6 +151,16 @@ struct Bench: ParsableCommand {
                   + "\(fmt(100 * r.gemmSecondsPerStep / perStep, 1))% of the step is in GEMMs")
             for (name, s) in r.phases {
                 print("    \(padRight(name, 28)) \(pad(fmt(s * 1000, 1), 9)) ms  \(pad(fmt(100 * s / perStep, 1), 5))%")
+            }
+            if !r.collectives.isEmpty {
+                // Waiting for a slower rank is spent inside the next blocking collective: the gap
+                // between the least and the most a rank spent is the ranks' imbalance, not the network.
+                print("  collectives by kind, per step: calls, ms on the mean rank (least-most rank; the first "
+                      + "rank to arrive waits for the others)")
+                for c in r.collectives {
+                    print("    \(padRight(c.name, 28)) \(pad(fmt(c.calls, 1), 6)) calls \(pad(fmt(c.meanSeconds * 1000, 1), 7)) ms "
+                          + "(\(fmt(c.leastSeconds * 1000, 1))-\(fmt(c.mostSeconds * 1000, 1)))")
+                }
             }
             if let blocking = r.blockingAllreduceSeconds {
                 let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)

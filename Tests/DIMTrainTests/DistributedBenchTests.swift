@@ -1,0 +1,42 @@
+import XCTest
+import DIMTestSupport
+import DIMCore
+import DIMMPI
+@testable import DIMTrain
+
+/// `dim-dist bench` under mpirun (.ci/run runs it with 2 and 4 ranks): what it says about the
+/// collectives. Single-process, it checks that one rank reports none.
+final class DistributedBenchTests: XCTestCase {
+    /// The step's "(of which in collectives)" covers the timed steps only (not the barriers
+    /// between rounds, which wait for the slowest rank's warm-up and reference GEMM), and the
+    /// breakdown by kind, timed by the communicator's observer, adds up to it on every rank; each
+    /// rank's own time per kind lies between the least and the most over the ranks.
+    func testCollectivesAreTimedByKindOverTheTimedStepsOnly() throws {
+        let times = CollectiveTimes()
+        let comm: Communicator = MPICommunicator.launchedWithSeveralRanks ? MPICommunicator(observer: times)
+            : SingleProcess()
+        let config = EquivalenceFixture().trainConfig(LossConfig(estimator: .jsd, beta: 1, alpha: 0.5, gamma: 0.1))
+        let r = try runBenchmark(config, steps: 2, warmup: 1, rounds: 2, comm: comm, collectiveTimes: times,
+                                 log: { _ in })
+        guard comm.size > 1 else {
+            XCTAssertTrue(r.collectives.isEmpty)
+            return
+        }
+        let inCollectives = try XCTUnwrap(r.phases.first { $0.0 == "(of which in collectives)" }).1
+        let byKind = times.byName.values.reduce(0) { $0 + $1.seconds } / Double(r.steps)
+        // The observer's clock starts just before the communicator's and stops just after it.
+        XCTAssertGreaterThanOrEqual(byKind, inCollectives, "rank \(comm.rank)")
+        XCTAssertLessThan(byKind - inCollectives, 20e-6 + 0.01 * inCollectives, "rank \(comm.rank)")
+        XCTAssertNil(times.byName["MPI_Barrier"], "rank \(comm.rank)")
+        // BatchNorm's moments are summed over ranks in every step; so are the losses.
+        let moments = try XCTUnwrap(r.collectives.first { $0.name == "MPI_Allreduce (sum, double)" })
+        XCTAssertGreaterThanOrEqual(moments.calls, 2)
+        for line in r.collectives {
+            let own = (times.byName[line.name]?.seconds ?? 0) / Double(r.steps)
+            XCTAssertLessThanOrEqual(line.leastSeconds, own * (1 + 1e-12), "\(line.name), rank \(comm.rank)")
+            XCTAssertGreaterThanOrEqual(line.mostSeconds, own * (1 - 1e-12), "\(line.name), rank \(comm.rank)")
+            XCTAssertLessThanOrEqual(line.leastSeconds, line.meanSeconds * (1 + 1e-12), line.name)
+            XCTAssertLessThanOrEqual(line.meanSeconds, line.mostSeconds * (1 + 1e-12), line.name)
+        }
+    }
+}
