@@ -75,7 +75,7 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                          recordShapes: Bool = false, collectiveTimes: CollectiveTimes? = nil,
                          log: (String) -> Void) throws -> BenchmarkResult {
     precondition(roundCount >= 1, "runBenchmark: at least one round")
-    let n = try localBatchSize(global: config.globalBatch, ranks: comm.size)
+    let n = try config.localBatch(ranks: comm.size)
     let state = TrainingState(config: config, precision: precision)
     let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision,
                           fcGradientReduce: fcGradientReduce)

@@ -30,6 +30,16 @@ public struct TrainConfig: Codable, Equatable {
         self.model = model; self.loss = loss; self.globalBatch = globalBatch
     }
 
+    /// The batch of each of `ranks` ranks, or why this configuration cannot train (train and bench
+    /// both ask before building anything): the model's widths, a global batch of at least 2 (DIM
+    /// needs negatives) that divides by the ranks, and at least 2 scored rows.
+    public func localBatch(ranks: Int) throws -> Int {
+        try model.validate()
+        guard globalBatch >= 2 else { throw DIMError("--batch-size must be at least 2 (DIM needs negatives)") }
+        if let k = scoredRows, k < 2 { throw DIMError("--scored-rows must be at least 2") }
+        return try localBatchSize(global: globalBatch, ranks: ranks)
+    }
+
     /// The configuration stored in a checkpoint (`path` names the file in the error).
     public init(checkpoint info: CheckpointFile.Info, path: String) throws {
         do { self = try TrainConfig(json: info.configJSON) } catch {

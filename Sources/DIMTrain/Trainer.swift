@@ -56,9 +56,7 @@ public final class Trainer {
     /// `watchdog` ends the job when a step stalls (it should also observe `comm`'s collectives).
     public init(config: TrainConfig, options: Options, comm: Communicator, watchdog: Watchdog? = nil) throws {
         self.config = config; self.options = options; self.comm = comm; self.watchdog = watchdog
-        try config.model.validate()
-        guard config.globalBatch >= 2 else { throw DIMError("--batch-size must be at least 2 (DIM needs negatives)") }
-        _ = try localBatchSize(global: config.globalBatch, ranks: comm.size)
+        _ = try config.localBatch(ranks: comm.size)
         data = try ShardedSplit(directory: options.dataDirectory, split: "train",
                                 verify: options.verifyData && comm.isRoot)
         let m = data.manifest
@@ -70,7 +68,6 @@ public final class Trainer {
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config, precision: options.precision)
-        if let k = config.scoredRows, k < 2 { throw DIMError("--scored-rows must be at least 2") }
         step = TrainStep(config: config, state: state, comm: comm, gradientPrecision: options.gradientPrecision,
                          fcGradientReduce: options.fcGradientReduce)
         runLog = RunLog(config: config, run: RunDirectory(path: options.outDirectory), totalSteps: options.totalSteps,

@@ -191,6 +191,20 @@ extension CommandLineTests {
         XCTAssertTrue(output.contains("rate around it (median of 3 round(s): "), output)
     }
 
+    /// `bench` on a configuration DIM cannot train (one image, no negatives; one scored row):
+    /// the error train gives, exit 1, no crash. Before TrainConfig.localBatch both crashed in the
+    /// estimators' preconditions.
+    func testBenchRefusesWhatTrainRefuses() throws {
+        for (arguments, message) in [(["--batch-size", "1"], "--batch-size must be at least 2"),
+                                     (["--batch-size", "8", "--scored-rows", "1"], "--scored-rows must be at least 2")] {
+            let (status, output) = try dimDist(["bench", "--mi-units", "16", "--steps", "1", "--rounds", "1"]
+                                               + arguments)
+            XCTAssertEqual(status, 1, output)
+            XCTAssertTrue(output.contains("Error: " + message), output)
+            XCTAssertFalse(output.contains("crashed") || output.contains("failure"), output)
+        }
+    }
+
     /// The kernels a user gets without OPENBLAS_CORETYPE: the fastest kind for this CPU
     /// (`BLASKernels.bestCore`), whatever the library picked, named in the log's `blas:` line, and
     /// the header says when dim-dist overrode the library (it re-ran itself with the variable set),
