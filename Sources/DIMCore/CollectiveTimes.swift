@@ -29,7 +29,7 @@ public final class CollectiveTimes: CollectiveObserver {
 
     public func reset() { byName = [:] }
 
-    /// One kind of collective over the ranks, per step: calls on rank 0, and the seconds of the
+    /// One kind of collective over the ranks, per step: this rank's calls, and the seconds of the
     /// mean rank, the rank that spent least and the one that spent most.
     public struct Line: Equatable {
         public var name: String

@@ -24,9 +24,10 @@ final class DistributedBenchTests: XCTestCase {
         }
         let inCollectives = try XCTUnwrap(r.phases.first { $0.0 == "(of which in collectives)" }).1
         let byKind = times.byName.values.reduce(0) { $0 + $1.seconds } / Double(r.steps)
-        // The observer's clock starts just before the communicator's and stops just after it.
+        // The observer's clock starts just before the communicator's and stops just after it (a
+        // rank descheduled between the two, with 4 ranks on 2 cores, adds up to a time slice).
         XCTAssertGreaterThanOrEqual(byKind, inCollectives, "rank \(comm.rank)")
-        XCTAssertLessThan(byKind - inCollectives, 20e-6 + 0.01 * inCollectives, "rank \(comm.rank)")
+        XCTAssertLessThan(byKind - inCollectives, 1e-3 + 0.05 * inCollectives, "rank \(comm.rank)")
         XCTAssertNil(times.byName["MPI_Barrier"], "rank \(comm.rank)")
         // BatchNorm's moments are summed over ranks in every step; so are the losses.
         let moments = try XCTUnwrap(r.collectives.first { $0.name == "MPI_Allreduce (sum, double)" })
