@@ -7,6 +7,9 @@
 #include <string.h>
 #include <stdlib.h>
 #include <pthread.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
@@ -191,6 +194,28 @@ int dim_all_finite(const float *x, size_t n) {
     case 1: return all_finite_avx2(x, n);
     default: return all_finite_baseline(x, n);
     }
+}
+
+void dim_zero_streaming(float *x, size_t n) {
+#if defined(__SSE2__)
+    // Ordinary stores up to a 64-byte boundary and after the last whole line; streaming stores of
+    // 16 bytes in between (SSE2: every x86-64; the write-combining buffers join them into lines).
+    size_t head = (size_t)((64 - ((uintptr_t)x & 63)) & 63) / sizeof(float);
+    if (((uintptr_t)x & 3) != 0 || head > n) { memset(x, 0, n * sizeof(float)); return; }
+    memset(x, 0, head * sizeof(float));
+    float *p = x + head, *end = x + n;
+    const __m128 zero = _mm_setzero_ps();
+    for (; p + 16 <= end; p += 16) {
+        _mm_stream_ps(p, zero);
+        _mm_stream_ps(p + 4, zero);
+        _mm_stream_ps(p + 8, zero);
+        _mm_stream_ps(p + 12, zero);
+    }
+    _mm_sfence();  // the streamed lines are visible before anything after this call
+    memset(p, 0, (size_t)(end - p) * sizeof(float));
+#else
+    memset(x, 0, n * sizeof(float));
+#endif
 }
 
 void dim_moments(const float *x, size_t n, double *sums) { DISPATCH(moments, (x, n, sums)) }

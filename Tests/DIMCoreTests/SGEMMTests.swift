@@ -43,4 +43,37 @@ final class SGEMMTests: XCTestCase {
             }
         }
     }
+
+    /// `zeroFloats` (beta = 0's zeroing and the gradients' zeroing): the ordinary path and the
+    /// streaming one (non-temporal stores between a memset head and tail), at offsets across a
+    /// cache line and lengths around the switch and around whole lines, on 1 and 2 threads. Every
+    /// float of the range must be +0.0 and every neighbour untouched.
+    func testZeroFloatsClearsItsRangeAndNothingElse() {
+        defer { setBLASThreads(1) }
+        let big = streamingZeroFloats
+        let small = [0, 1, 15, 16, 17, 100], large = [big - 1, big, big + 1, big + 15, big + 16, big + 17]
+        let count = big + 64
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        for threads in [1, 2] {
+            setBLASThreads(threads)
+            for offset in 0..<16 {
+                for n in small + ([0, 1, 7, 15].contains(offset) ? large : []) where offset + n + 8 <= count {
+                    buffer.update(repeating: .nan, count: count)
+                    zeroFloats(buffer + offset, count: n)
+                    var notZero = 0, touched = 0
+                    for i in 0..<count {
+                        if i >= offset && i < offset + n {
+                            if buffer[i].bitPattern != 0 { notZero += 1 }
+                        } else if !buffer[i].isNaN {
+                            touched += 1
+                        }
+                    }
+                    let label = "\(threads) thread(s), offset \(offset), \(n) floats"
+                    XCTAssertEqual(notZero, 0, "\(label): \(notZero) of the range not +0.0")
+                    XCTAssertEqual(touched, 0, "\(label): \(touched) floats outside the range written")
+                }
+            }
+        }
+    }
 }

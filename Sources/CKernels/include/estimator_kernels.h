@@ -48,6 +48,11 @@ void dim_normalized_row_sums(const float *dy, const float *x, const float *mean,
 // 1 when no x[i] is infinite or NaN.
 int dim_all_finite(const float *x, size_t n);
 
+// x[0..<n] = +0.0 with non-temporal stores: whole cache lines go to memory without first being
+// read into the cache, as an ordinary store (memset included) does. For buffers larger than the
+// caches, which the next pass (a GEMM accumulating into them) reads back from memory either way.
+void dim_zero_streaming(float *x, size_t n);
+
 // The instruction set of the variant in use ("AVX-512", "AVX2+FMA" or "baseline x86-64").
 const char *dim_kernels_isa(void);
 

@@ -99,9 +99,7 @@ public final class ParameterStore {
     /// serial pass over the whole buffer would be a fixed cost the rest of the step does not pay).
     public func zeroGrads() {
         guard let g = grads else { return }
-        parallelRanges(count, grain: parallelGrain(floatsPerItem: 1)) { r in
-            (g + r.lowerBound).update(repeating: 0, count: r.count)
-        }
+        zeroFloats(g, count: count)
     }
 
     /// True when no gradient is NaN or infinite (the divergence guard), checked on the rank's threads.
