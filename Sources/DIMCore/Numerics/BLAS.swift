@@ -87,10 +87,11 @@ func zeroRows(_ c: UnsafeMutablePointer<Float>, rows: Int, columns: Int, stride:
 }
 
 /// Zeroes `count` floats on the rank's threads. From `streamingZeroFloats` on, with non-temporal
-/// stores: an ordinary store first reads each line into the cache, and a buffer this large is
-/// evicted before the GEMM that accumulates into it reads it back from memory. On a Zen 3, 16.8 MB
-/// (the encoder's fc weight gradient) zeroes in 0.56-0.61 ms this way against 1.16-1.24 with
-/// memset, and the GEMM after it takes as long (docs/results.md, sixteenth session).
+/// stores: an ordinary store (memset's too) first reads its line from memory, and for a buffer
+/// larger than the caches that read is wasted, since the GEMM accumulating into the buffer reads
+/// it from memory again. On a Zen 3, 16.8 MB (the encoder's fc weight gradient) zeroes in
+/// 0.56-0.61 ms this way against 1.16-1.24 with memset, and the GEMM after it takes as long
+/// (docs/results.md, sixteenth session).
 func zeroFloats(_ x: UnsafeMutablePointer<Float>, count: Int) {
     let streaming = count >= streamingZeroFloats
     parallelRanges(count, grain: parallelGrain(floatsPerItem: 1)) { r in
