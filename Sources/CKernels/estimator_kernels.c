@@ -201,7 +201,7 @@ void dim_zero_streaming(float *x, size_t n) {
     // Ordinary stores up to a 64-byte boundary and after the last whole line; streaming stores of
     // 16 bytes in between (SSE2: every x86-64; the write-combining buffers join them into lines).
     size_t head = (size_t)((64 - ((uintptr_t)x & 63)) & 63) / sizeof(float);
-    if (((uintptr_t)x & 3) != 0 || head > n) { memset(x, 0, n * sizeof(float)); return; }
+    if (head > n) { memset(x, 0, n * sizeof(float)); return; }
     memset(x, 0, head * sizeof(float));
     float *p = x + head, *end = x + n;
     const __m128 zero = _mm_setzero_ps();
