@@ -163,6 +163,13 @@ final class EstimatorGradientTests: XCTestCase {
             let sum = softplusSum(x, count: count, sign: sign, gradScale: 0.5, grad: &g)
             let expected = x.reduce(0.0) { $0 + softplus(Double(sign * $1)) }
             XCTAssertEqual(sum, expected, accuracy: 1e-6 * expected)
+            // In place (JSD's column terms write the sigmoids over their scores): the same bits.
+            var inPlace = x
+            let sumInPlace = inPlace.withUnsafeMutableBufferPointer {
+                softplusSum($0.baseAddress!, count: count, sign: sign, gradScale: 0.5, grad: $0.baseAddress!)
+            }
+            XCTAssertEqual(sumInPlace, sum)
+            XCTAssertEqual(inPlace, g)
             for i in 0..<count {
                 let s = 0.5 * sigmoid(Double(sign * x[i]))
                 XCTAssertEqual(Double(g[i]), s, accuracy: max(3e-7 * s, 1e-37), "sigmoid(\(sign * x[i]))")

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 // Over x[0..<n]: grad[i] = grad_scale * sigmoid(sign * x[i]); returns the sum of softplus(sign * x[i]).
-// grad may be x (in place).
+// sign is +1 or -1 (applied as a flip of the sign bit). grad may be x (in place).
 double dim_softplus_sum(const float *x, size_t n, float sign, float grad_scale, float *grad);
 
 // Sum of e^(x[i] - shift) over x[0..<n]; with grad, grad[i] = grad_scale * e^(x[i] - shift).

@@ -13,12 +13,13 @@ import CBLAS
 public var estimatorKernelISA: String { String(cString: dim_kernels_isa()) }
 
 /// Over `x[0..<count]`: writes `gradScale * sigmoid(sign * x)` into `grad` and returns the sum of
-/// softplus(sign * x). sign = +1 is JSD's negative term, -1 its positive term. `grad` may be `x`
-/// itself (each vector is read before its result is written).
+/// softplus(sign * x). sign is +1 (JSD's negative term) or -1 (its positive term). `grad` may be
+/// `x` itself (each block of values is read before its results are written).
 @inline(__always)
 public func softplusSum(_ x: UnsafePointer<Float>, count: Int, sign: Float, gradScale: Float,
                         grad: UnsafeMutablePointer<Float>) -> Double {
-    dim_softplus_sum(x, count, sign, gradScale, grad)
+    precondition(sign == 1 || sign == -1, "softplusSum: sign \(sign), expected +1 or -1")
+    return dim_softplus_sum(x, count, sign, gradScale, grad)
 }
 
 /// The largest of `x[0..<count]` (at least `initial`).
