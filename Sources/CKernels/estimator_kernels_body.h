@@ -6,9 +6,11 @@
 //
 // softplus_sum takes a block in two passes, e^-|x| for the whole block into `exps` (L1), then
 // softplus and sigmoid from it: the same operations on every value as in one pass (the same
-// bits), but each pass's chain of dependent operations is half as long, so the core overlaps
-// more steps. Zen 3, AVX2, one thread, 16 K scores (best of 2000): 1.01 -> 0.92 ns/score; with
-// the sign applied as a bit flip rather than a product, 0.90 -> 0.75 at 256 K scores.
+// bits), but each pass's chain of dependent operations is about half as long and keeps fewer
+// values live in AVX2's 16 registers, so the core overlaps more steps. The sign is a bit flip
+// rather than a product (one FMA-pipe operation less). Zen 3, AVX2, one thread, 256 K scores,
+// A/B in one process (best of 2000 calls): 0.90-0.93 -> 0.75-0.78 ns/score; `bench`'s JSD, 8
+// alternating runs: 0.94-1.26 -> 0.75-0.97 (docs/results.md, seventeenth session).
 // `sign` is +1 or -1: sign * x is x with its sign bit flipped when `sign` is negative.
 TARGET static double KERNEL(softplus_sum)(const float *x, size_t n, float sign, float grad_scale, float *grad) {
     double total = 0;
