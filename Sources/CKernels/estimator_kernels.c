@@ -204,6 +204,10 @@ int dim_all_finite(const float *x, size_t n) {
     }
 }
 
+void dim_sum_sources(float *out, const float *const *src, size_t k, size_t n) {
+    DISPATCH(sum_sources, (out, src, k, n))
+}
+
 void dim_zero_streaming(float *x, size_t n) {
 #if defined(__SSE2__)
     // Ordinary stores up to a 64-byte boundary and after the last whole line; streaming stores of

@@ -79,3 +79,19 @@ TARGET static int KERNEL(all_finite)(const float *restrict x, size_t n) {
     }
     return !bad;
 }
+
+// out[i] = ((src[0][i] + src[1][i]) + src[2][i]) + ... over k sources, in that order (the ranks' order,
+// as InProcessCommunicator adds them). out may be one of the sources: each i is read before written.
+TARGET static void KERNEL(sum_sources)(float *out, const float *const *src, size_t k, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f s = LOAD8(src[0] + i);
+        for (size_t r = 1; r < k; r++) s += LOAD8(src[r] + i);
+        STORE8(out + i, s);
+    }
+    for (; i < n; i++) {
+        float s = src[0][i];
+        for (size_t r = 1; r < k; r++) s += src[r][i];
+        out[i] = s;
+    }
+}

@@ -29,6 +29,12 @@ public protocol Communicator: AnyObject {
     /// The same for bfloat16 values (stored as UInt16): pairs are added in float and rounded back
     /// to bf16 (half the bytes of float32 on the wire; used by `--grad-reduce bf16`).
     func startAllreduceSum(bf16 buffer: UnsafeMutablePointer<UInt16>, count: Int) -> PendingCollective
+    /// Memory that every rank maps: `floatsPerRank` floats per rank, rank r's at `segments[r]`
+    /// (64-byte aligned), zeroed. Nil unless every rank runs on one host (MPI:
+    /// MPI_Win_allocate_shared, nil too when /dev/shm lacks twice the room), and for one
+    /// process. A collective call. The memory lives until
+    /// the process ends (freeing it would be a collective call too, which no deinit may make).
+    func hostSharedMemory(floatsPerRank: Int) -> HostSharedMemory?
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)
     func barrier()
@@ -51,6 +57,13 @@ public final class CompletedCollective: PendingCollective {
     public init() {}
     public func test() -> Bool { true }
     public func wait() {}
+}
+
+/// Memory shared by the ranks of one host (Communicator.hostSharedMemory).
+public struct HostSharedMemory {
+    /// Every rank's segment, in rank order, as this process sees it.
+    public let segments: [UnsafeMutablePointer<Float>]
+    public init(segments: [UnsafeMutablePointer<Float>]) { self.segments = segments }
 }
 
 /// Told when a collective starts and ends, so that a watchdog can name the collective a stalled
@@ -128,6 +141,7 @@ public final class SingleProcess: Communicator {
     public func startAllreduceSum(bf16 buffer: UnsafeMutablePointer<UInt16>, count: Int) -> PendingCollective {
         CompletedCollective()
     }
+    public func hostSharedMemory(floatsPerRank: Int) -> HostSharedMemory? { nil }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
     public func barrier() {}
     public func abort(_ message: String, code: Int32) -> Never {

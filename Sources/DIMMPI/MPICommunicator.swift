@@ -211,6 +211,41 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// One MPI_Win_allocate_shared window over all ranks (they share one host), never freed:
+    /// MPI_Finalize releases it. Open MPI places segments 8-byte aligned, so each gets a line
+    /// more and starts at its first 64-byte boundary (the same offset in every process: the
+    /// window is mapped page-aligned).
+    public func hostSharedMemory(floatsPerRank: Int) -> HostSharedMemory? {
+        guard size > 1, hosts == 1 else { return nil }
+        let floats = (Swift.max(floatsPerRank, 1) + 15) / 16 * 16, allocated = (floats + 16) * 4
+        // Open MPI backs the window with a file in /dev/shm (osc_sm_backing_directory); a
+        // container's is often 64 MB, and touching a page past a full tmpfs is SIGBUS, not an error.
+        let directory = getenv("OMPI_MCA_osc_sm_backing_directory").map { String(cString: $0) } ?? "/dev/shm"
+        var fs = statvfs()
+        let free = statvfs(directory, &fs) == 0 ? Int(fs.f_bavail) * Int(fs.f_frsize) : Int.max
+        if any(free < 2 * size * allocated) { return nil }
+        var base: UnsafeMutableRawPointer? = nil
+        var window: MPI_Win? = nil
+        timed("MPI_Win_allocate_shared", floats) {
+            MPI_Win_allocate_shared(MPI_Aint(allocated), 4, dim_MPI_INFO_NULL(), world, &base, &window)
+        }
+        var segments: [UnsafeMutablePointer<Float>] = []
+        for r in 0..<size {
+            var bytes: MPI_Aint = 0, unit: Int32 = 0
+            var segment: UnsafeMutableRawPointer? = nil
+            timed("MPI_Win_shared_query", 0) { MPI_Win_shared_query(window, Int32(r), &bytes, &unit, &segment) }
+            guard let segment, Int(bytes) >= allocated, Int(bitPattern: segment) % 4 == 0 else {
+                abort("rank \(rank): MPI_Win_shared_query gave rank \(r)'s segment as \(bytes) bytes at "
+                      + "\(String(describing: segment)); expected \(allocated), float-aligned", code: 3)
+            }
+            let aligned = segment + (64 - Int(bitPattern: segment) % 64) % 64
+            segments.append(aligned.bindMemory(to: Float.self, capacity: floats))
+        }
+        segments[rank].initialize(repeating: 0, count: floats)
+        barrier()
+        return HostSharedMemory(segments: segments)
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {
         timed("MPI_Bcast", bytes) { MPI_Bcast(buffer, Int32(bytes), dim_MPI_BYTE(), Int32(root), world) }
     }

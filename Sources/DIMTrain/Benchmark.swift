@@ -15,8 +15,11 @@ public struct BenchmarkResult {
     public var phases: [(String, Double)]  // seconds per step
     /// Per step: the wait for the gradient allreduce after backward (overlapped with it).
     public var exposedAllreduceSeconds = 0.0
-    /// The same allreduce alone and blocking (nil on one rank).
+    /// The same allreduce alone and blocking (nil on one rank, and with a sharded update).
     public var blockingAllreduceSeconds: Double?
+    /// Whether the host's ranks summed and updated shards of the parameters (HostShardedUpdate)
+    /// instead of allreducing all gradients.
+    public var shardedUpdate = false
     /// The model's parameters.
     public var parameterCount = 0
     /// Gradients in the allreduce (all but those backward sums itself).
@@ -71,14 +74,14 @@ public func median(_ values: [Double]) -> Double {
 /// `collectiveTimes`: `comm`'s observer, if any, to time its collectives by kind.
 public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
                          gradientPrecision: GradientPrecision = .fp32, fcGradientReduce: FCGradientReduce = .auto,
-                         steps: Int, warmup: Int, rounds roundCount: Int = 1, comm: Communicator,
+                         optimizerSharding: OptimizerSharding = .auto, steps: Int, warmup: Int, rounds roundCount: Int = 1, comm: Communicator,
                          recordShapes: Bool = false, collectiveTimes: CollectiveTimes? = nil,
                          log: (String) -> Void) throws -> BenchmarkResult {
     precondition(roundCount >= 1, "runBenchmark: at least one round")
     let n = try config.localBatch(ranks: comm.size)
     let state = TrainingState(config: config, precision: precision)
-    let train = TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision,
-                          fcGradientReduce: fcGradientReduce)
+    let train = try TrainStep(config: config, state: state, comm: comm, gradientPrecision: gradientPrecision,
+                              fcGradientReduce: fcGradientReduce, optimizerSharding: optimizerSharding)
     let model = state.model, sync = train.sync
     let x = randomImages(config.model, localBatch: n, rank: comm.rank)
     var exposed = 0.0, stepStart = 0.0, announcement = 0, recording = false
@@ -166,7 +169,8 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     // The same reduction alone and blocking, for how much of it the overlap hid.
     let summed = train.gradientsSummedByBackward
     result.allreducedCount = model.params.count - summed.reduce(0) { $0 + $1.count }
-    if comm.size > 1 {
+    result.shardedUpdate = train.sharded != nil
+    if comm.size > 1 && !result.shardedUpdate {
         result.blockingAllreduceSeconds = timeBlockingAllreduce(model.params, sync: sync, summedByBackward: summed)
     }
     return result

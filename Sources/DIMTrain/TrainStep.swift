@@ -35,12 +35,18 @@ public final class TrainStep {
     /// Whether backward computes the fc blocks' weight gradients from factors gathered over ranks
     /// (FCGradientReduce, resolved for this run's ranks and hosts) instead of allreducing them.
     public let gathersFCFactors: Bool
+    /// The model's gradient sum and update shared out over the host's ranks (nil: GradientSync
+    /// allreduces every gradient and every rank updates every parameter).
+    public private(set) var sharded: HostShardedUpdate? = nil
 
     /// `sync` defaults to a GradientSync over `comm` in `gradientPrecision`; a test may pass its
     /// own (small buckets, or a sum over ranks the model does not see).
+    /// `optimizerSharding`: whether the host's ranks share the model's gradient sum and Adam
+    /// (HostShardedUpdate; throws for `host` where it cannot run). The discriminator's small
+    /// store is always allreduced.
     public init(config: TrainConfig, state: TrainingState, comm: Communicator,
                 gradientPrecision: GradientPrecision = .fp32, fcGradientReduce: FCGradientReduce = .auto,
-                sync: GradientSync? = nil) {
+                optimizerSharding: OptimizerSharding = .auto, sync: GradientSync? = nil) throws {
         precondition(state.config == config, "TrainStep: the state was built for another configuration")
         self.config = config
         self.state = state
@@ -49,6 +55,16 @@ public final class TrainStep {
         gathersFCFactors = fcGradientReduce.gathersFactors(comm: comm, globalBatch: config.globalBatch,
                                                            outputs: config.model.fcUnits,
                                                            inputs: config.model.flatFeatures)
+        if try optimizerSharding.shards(comm: comm, gradientPrecision: self.sync.precision) {
+            sharded = HostShardedUpdate(comm: comm, store: state.model.params,
+                                        summedByBackward: gradientsSummedByBackward)
+            if sharded == nil && optimizerSharding == .host {
+                let megabytes = 2 * (comm.size + 1) * state.model.params.count * 4 / 1_000_000
+                throw DIMError("--optimizer-sharding host: the host's shared memory has no room for the ranks' "
+                               + "gradients (about \(megabytes) MB free needed in /dev/shm: `df -h /dev/shm`; "
+                               + "docker run --shm-size)")
+            }
+        }
     }
 
     /// The slices of the model's gradients that backward sums over ranks itself (the fc weights,
@@ -61,6 +77,12 @@ public final class TrainStep {
     /// Whether this run matches Y to the prior (the discriminator and its Adam exist and train).
     public var priorMatching: Bool { config.loss.priorMatching }
 
+    /// Every rank's Adam moments complete on every rank (with sharding each rank keeps only its
+    /// shard's current): call before writing or comparing the optimizer state. Collective.
+    public func gatherOptimizerState() {
+        sharded?.gatherMoments(state.adam)
+    }
+
     /// Runs step `state.step` on this rank's images `[Cin, n, H, W]` (n = global batch / ranks)
     /// and advances `state.step`. Throws, before any parameter moves, when a loss or a gradient is
     /// not finite.
@@ -69,9 +91,9 @@ public final class TrainStep {
         let model = state.model, step = state.step
         onPhase?(.forwardBackward)
         if priorMatching { fillPriorSample(step: step) }
-        sync.begin(model.params, summedByBackward: gradientsSummedByBackward)
-        let announce: (Range<Int>) -> Void = { [sync, onGradientsFinal] range in
-            sync.gradientsFinal(range)
+        if sharded == nil { sync.begin(model.params, summedByBackward: gradientsSummedByBackward) }
+        let announce: (Range<Int>) -> Void = { [sync, sharded, onGradientsFinal] range in
+            if sharded == nil { sync.gradientsFinal(range) }
             onGradientsFinal?(range)
         }
         let losses = model.forwardBackward(images, priorSample: priorMatching ? priorSample : nil,
@@ -79,26 +101,31 @@ public final class TrainStep {
                                            gatherFCFactors: gathersFCFactors, gradientsFinal: announce)
         onPhase?(.gradientAllreduce)
         model.timer.start()
-        sync.finish()
+        let shardFinite = sharded?.sumShard()
+        if sharded == nil { sync.finish() }
         if priorMatching { sync.allreduce(model.discParams) }
         model.timer.mark("gradient allreduce")
         onPhase?(.optimizer)
-        try checkFinite(losses, step: step)
+        try checkFinite(losses, step: step, shardFinite: shardFinite)
+        // With sharding, this rank updates its shard of the model's parameters and takes the
+        // others' from their ranks (the moments of other shards stay stale here: gatherMoments).
+        let range = sharded?.shard ?? 0..<model.params.count
         switch update {
         case .adam:
             let rate = config.learningRate(step: step)
             state.adam.lr = rate
-            state.adam.update(model.params)
+            state.adam.update(model.params, range: range)
             if priorMatching {
                 state.discAdam.lr = rate
                 state.discAdam.update(model.discParams)
             }
         case .sgd(let rate):
-            for store in [model.params, model.discParams] where store.count > 0 {
+            for (store, r) in [(model.params, range), (model.discParams, 0..<model.discParams.count)] where !r.isEmpty {
                 let (p, g) = (store.values!, store.grads!)
-                for i in 0..<store.count { p[i] -= rate * g[i] }
+                for i in r { p[i] -= rate * g[i] }
             }
         }
+        sharded?.shareParameters()
         model.timer.mark("optimizer")
         state.step += 1
         state.lastLosses = losses
@@ -119,8 +146,10 @@ public final class TrainStep {
         }
     }
 
-    /// Divergence guard: every rank sees the same summed values, so all stop together.
-    private func checkFinite(_ losses: DIMModel.Losses, step: Int) throws {
+    /// Divergence guard: every rank sees the same summed values (or the same verdict on the
+    /// shards), so all stop together.
+    /// `shardFinite`: with sharding, HostShardedUpdate.sumShard's verdict on the summed gradients.
+    private func checkFinite(_ losses: DIMModel.Losses, step: Int, shardFinite: Bool?) throws {
         let terms = [("local", losses.local), ("global", losses.global), ("prior", losses.prior),
                      ("discriminator", losses.discriminator)]
         let untouched = "stopping (the last checkpoint is untouched)"
@@ -128,7 +157,8 @@ public final class TrainStep {
             throw DIMError("step \(step + 1): the \(bad.0) loss is \(bad.1); \(untouched)")
         }
         let model = state.model
-        if !model.params.gradientsAreFinite() || (priorMatching && !model.discParams.gradientsAreFinite()) {
+        let paramsFinite = shardFinite ?? model.params.gradientsAreFinite()
+        if !paramsFinite || (priorMatching && !model.discParams.gradientsAreFinite()) {
             throw DIMError("step \(step + 1): a gradient is NaN or infinite; \(untouched)")
         }
     }

@@ -21,6 +21,7 @@ public final class Trainer {
         public var gradientPrecision = GradientPrecision.fp32
         /// How the fc weights' gradients are summed over ranks (not checkpointed either).
         public var fcGradientReduce = FCGradientReduce.auto
+        public var optimizerSharding = OptimizerSharding.auto
         /// Stop after this many seconds of training (checked every step, decided by all ranks
         /// together) and write a final checkpoint; nil: run to totalSteps.
         public var timeLimit: Double? = nil
@@ -68,8 +69,8 @@ public final class Trainer {
         reader = try BatchReader(data: data, globalBatch: config.globalBatch, rank: comm.rank, ranks: comm.size,
                                  seed: config.seed, augmentation: config.augmentation)
         state = TrainingState(config: config, precision: options.precision)
-        step = TrainStep(config: config, state: state, comm: comm, gradientPrecision: options.gradientPrecision,
-                         fcGradientReduce: options.fcGradientReduce)
+        step = try TrainStep(config: config, state: state, comm: comm, gradientPrecision: options.gradientPrecision,
+                             fcGradientReduce: options.fcGradientReduce, optimizerSharding: options.optimizerSharding)
         runLog = RunLog(config: config, run: RunDirectory(path: options.outDirectory), totalSteps: options.totalSteps,
                         batchesPerEpoch: reader.batchesPerEpoch, comm: comm, quiet: options.quiet)
         step.onPhase = watchdog.map { w in { w.enter($0) } }
@@ -214,8 +215,12 @@ public final class Trainer {
             + "steps \(state.step)..<\(options.totalSteps)")
         if comm.size > 1 {
             let fc = step.gathersFCFactors ? "from factors gathered over ranks" : "in the allreduce"
-            runLog.message("gradients: \(options.gradientPrecision.rawValue) allreduce over \(comm.size) ranks on "
-                + "\(comm.hosts) host(s); fc weights \(fc) (--fc-grad-reduce \(options.fcGradientReduce.rawValue))")
+            let sum = step.sharded != nil
+                ? "fp32 sums and Adam in \(comm.size) shards in the host's shared memory"
+                : "\(options.gradientPrecision.rawValue) allreduce"
+            runLog.message("gradients: \(sum) over \(comm.size) ranks on \(comm.hosts) host(s) (--optimizer-sharding "
+                + "\(options.optimizerSharding.rawValue)); fc weights \(fc) (--fc-grad-reduce "
+                + "\(options.fcGradientReduce.rawValue))")
         }
     }
 

@@ -25,6 +25,7 @@ extension Trainer {
 
     /// Rank 0 writes; every rank waits so no rank runs ahead of a checkpoint it may need.
     public func saveCheckpoint() throws {
+        step.gatherOptimizerState()
         try comm.rootActs("checkpoint") {
             let path = try checkpoints.save(step: state.step) { tmp in
                 try CheckpointFile.write(path: tmp, model: state.model, adam: state.adam, discAdam: state.discAdam,

@@ -30,6 +30,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Gradient allreduce in fp32 or bf16 (as train --grad-reduce).") var gradReduce: GradientPrecision = .fp32
     @Option(help: "fc weights' gradients: auto, allreduce or factors (as train --fc-grad-reduce).")
     var fcGradReduce: FCGradientReduce = .auto
+    @Option(help: "Ranks on one host share the gradient sum and Adam: auto, off or host (as train --optimizer-sharding).")
+    var optimizerSharding: OptimizerSharding = .auto
     @Flag(help: "Time the collectives (allreduce, allgather, reduce-scatter) over message sizes instead.") var collectives = false
     @Option(help: "Message sizes in bytes for --collectives, comma-separated.") var sizes = "4096,65536,1048576,8388608,58720256"
     @Option(help: "Repetitions per size for --collectives.") var repeats = 20
@@ -70,7 +72,7 @@ struct Bench: ParsableCommand {
         var training = TrainConfig(model: config, loss: loss, globalBatch: batchSize)
         training.scoredRows = scoredRows
         let r = try runBenchmark(training, precision: model.precision, gradientPrecision: gradReduce,
-                                 fcGradientReduce: fcGradReduce, steps: steps,
+                                 fcGradientReduce: fcGradReduce, optimizerSharding: optimizerSharding, steps: steps,
                                  warmup: warmup, rounds: rounds, comm: comm,
                                  recordShapes: gemmShapes, collectiveTimes: collectiveTimes, log: { _ in })
         // Every rank times the shapes alone at once, as the reference was measured.
@@ -161,6 +163,10 @@ struct Bench: ParsableCommand {
                     print("    \(padRight(c.name, 28)) \(pad(fmt(c.calls, 1), 6)) calls \(pad(fmt(c.meanSeconds * 1000, 1), 7)) ms "
                           + "(\(fmt(c.leastSeconds * 1000, 1))-\(fmt(c.mostSeconds * 1000, 1)))")
                 }
+            }
+            if r.shardedUpdate {
+                print("  gradient sum and Adam: \(ranks) shards in the host's shared memory (--optimizer-sharding), "
+                      + "in the gradient allreduce and optimizer phases")
             }
             if let blocking = r.blockingAllreduceSeconds {
                 let hidden = max(0, 1 - r.exposedAllreduceSeconds / blocking)

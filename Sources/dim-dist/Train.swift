@@ -68,6 +68,13 @@ struct Train: ParsableCommand {
         batch up to 204 at 32x32); the log's gradients: line says which.
         """))
     var fcGradReduce: FCGradientReduce = .auto
+    @Option(help: ArgumentHelp("Whether ranks on one host share the gradient sum and Adam: auto, off, or host.",
+                               discussion: """
+        host: each rank sums 1/k of the gradients over the host's ranks in shared memory and runs \
+        Adam on them alone, instead of every rank allreducing and updating all of them (ZeRO-1 \
+        within the host). auto: host when all ranks are on one host and --grad-reduce is fp32.
+        """))
+    var optimizerSharding: OptimizerSharding = .auto
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"
     @Option(help: "Log a progress line and a metrics record every N steps.") var logEvery = 10
     @Option(help: ArgumentHelp("Write a checkpoint every N steps, or every so long: 30m, 2h, 600s (0: only at the end).",
@@ -149,6 +156,7 @@ struct Train: ParsableCommand {
         opts.precision = model.precision
         opts.gradientPrecision = gradReduce
         opts.fcGradientReduce = fcGradReduce
+        opts.optimizerSharding = optimizerSharding
         opts.timeLimit = timeLimit
         if let budget = timeBudget {
             try fitToBudget(budget, config: &cfg, options: &opts, trainImages: trainImages, started: started,
@@ -217,3 +225,4 @@ enum ScheduleName: String, ExpressibleByArgument, CaseIterable { case constant, 
 
 extension GradientPrecision: ExpressibleByArgument {}
 extension FCGradientReduce: ExpressibleByArgument {}
+extension OptimizerSharding: ExpressibleByArgument {}

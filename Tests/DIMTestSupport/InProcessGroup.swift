@@ -11,6 +11,8 @@ public final class InProcessGroup {
     private let condition = NSCondition()
     private var arrived = 0, generation = 0
     fileprivate var slots: [UnsafeRawPointer?]
+    /// hostSharedMemory's buffers, freed with the group.
+    fileprivate var sharedBuffers: [UnsafeMutablePointer<Float>] = []
 
     private init(size: Int, hosts: Int) {
         self.size = size
@@ -42,6 +44,8 @@ public final class InProcessGroup {
     public static func run<T>(ranks: Int, hosts: Int = 1, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
         try run(ranks: ranks, hosts: hosts) { comm in Result { try body(comm) } }.map { try $0.get() }
     }
+
+    deinit { for b in sharedBuffers { b.deallocate() } }
 
     fileprivate func barrier() {
         condition.lock()
@@ -155,6 +159,23 @@ public final class InProcessCommunicator: Communicator {
     }
 
     public func barrier() { group.barrier() }
+
+    /// One zeroed buffer for all ranks (threads of one process), allocated by rank 0; `hosts` as
+    /// the group was told (several pretend hosts share no memory).
+    public func hostSharedMemory(floatsPerRank: Int) -> HostSharedMemory? {
+        guard size > 1, hosts == 1 else { return nil }
+        let floats = (Swift.max(floatsPerRank, 1) + 15) / 16 * 16
+        if rank == 0 {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: size * floats * 4, alignment: 64)
+            let buffer = raw.bindMemory(to: Float.self, capacity: size * floats)
+            buffer.initialize(repeating: 0, count: size * floats)
+            group.sharedBuffers.append(buffer)
+        }
+        group.barrier()
+        let base = group.sharedBuffers.last!
+        group.barrier()
+        return HostSharedMemory(segments: (0..<size).map { base + $0 * floats })
+    }
 
     public func abort(_ message: String, code: Int32) -> Never {
         fatalError("rank \(rank): \(message) (exit \(code))")

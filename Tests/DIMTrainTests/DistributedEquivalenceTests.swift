@@ -57,17 +57,20 @@ struct EquivalenceFixture {
     /// summed over `comm`: not DIM's loss, to show the gathers matter. Small buckets started as
     /// soon as backward finishes them: under mpirun, many non-blocking allreduces in flight
     /// between synchronised BatchNorm's blocking ones; bf16 for every tensor of 256 values or more
-    /// (the test model's are small).
+    /// (the test model's are small). `sharding`: as TrainStep's (`auto` shards the update on one
+    /// host, as `dim-dist train` does; the summed gradients are then nowhere whole).
     func trainStep(_ loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, localOnly: Bool = false,
                    precision: Precision = .fp32, gradientPrecision: GradientPrecision = .fp32,
-                   fcGradient: FCGradientReduce = .auto, update: TrainStep.Update = .adam) -> TrainStep {
+                   fcGradient: FCGradientReduce = .auto, update: TrainStep.Update = .adam,
+                   sharding: OptimizerSharding = .auto) throws -> TrainStep {
         let config = trainConfig(loss, scoredRows: scoredRows,
                                  globalBatch: localOnly ? globalBatch / comm.size : globalBatch)
         let sync = GradientSync(comm: comm, precision: gradientPrecision, bf16MinimumTensor: 256)
         sync.bucketFloats = 256
         sync.minimumBucketFloats = 1
-        let step = TrainStep(config: config, state: TrainingState(config: config, precision: precision),
-                             comm: localOnly ? SingleProcess() : comm, fcGradientReduce: fcGradient, sync: sync)
+        let step = try TrainStep(config: config, state: TrainingState(config: config, precision: precision),
+                                 comm: localOnly ? SingleProcess() : comm, fcGradientReduce: fcGradient,
+                                 optimizerSharding: sharding, sync: sync)
         step.update = update
         return step
     }
@@ -79,8 +82,8 @@ struct EquivalenceFixture {
     func stepGradients(loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, step: Int = 0,
                        gradientPrecision: GradientPrecision = .fp32,
                        fcGradient: FCGradientReduce = .auto) throws -> [Float] {
-        let train = trainStep(loss, comm: comm, scoredRows: scoredRows, gradientPrecision: gradientPrecision,
-                              fcGradient: fcGradient)
+        let train = try trainStep(loss, comm: comm, scoredRows: scoredRows, gradientPrecision: gradientPrecision,
+                                  fcGradient: fcGradient, sharding: .off)
         precondition(fcGradient != .factors || comm.size == 1 || train.gathersFCFactors)
         train.state.step = step
         try train.run(images: images(step: step, comm: comm))
@@ -98,9 +101,9 @@ struct EquivalenceFixture {
     /// the comparison about the gradients.
     func train(loss: LossConfig, comm: Communicator, scoredRows: Int? = nil, localOnly: Bool = false,
                precision: Precision = .fp32, fcGradient: FCGradientReduce = .auto,
-               update: TrainStep.Update = .adam) throws -> [Float] {
-        let train = trainStep(loss, comm: comm, scoredRows: scoredRows, localOnly: localOnly, precision: precision,
-                              fcGradient: fcGradient, update: update)
+               update: TrainStep.Update = .adam, sharding: OptimizerSharding = .auto) throws -> [Float] {
+        let train = try trainStep(loss, comm: comm, scoredRows: scoredRows, localOnly: localOnly, precision: precision,
+                                  fcGradient: fcGradient, update: update, sharding: sharding)
         precondition(fcGradient != .factors || comm.size == 1 || localOnly || train.gathersFCFactors)
         for s in 0..<steps { try train.run(images: images(step: s, comm: comm)) }
         let m = train.state.model
@@ -131,6 +134,33 @@ final class DistributedEquivalenceTests: XCTestCase {
         let comm = Self.comm
         guard comm.size > 1 else { throw XCTSkip("multi-rank test: run under mpirun (.ci/run does)") }
         return comm
+    }
+
+    /// Under mpirun on one host: the host's ranks sharing the gradient sum and Adam in an MPI
+    /// shared-memory window, against every rank allreducing with MPI and updating everything.
+    /// Every estimator, the global term and prior matching, Adam and SGD. With 2 ranks both add
+    /// the same two values (bit-identical); with 4, Open MPI adds in pairs and the shards in rank
+    /// order.
+    func testShardedUpdateMatchesAllreduce() throws {
+        let comm = try requireRanks()
+        let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .jsd, beta: 1,
+                alpha: 0.5, gamma: 0.1)]
+        for loss in losses {
+            for update in [TrainStep.Update.adam, .sgd(rate: 0.005)] {
+                let sharded = try fixture.train(loss: loss, comm: comm, update: update, sharding: .host)
+                let allreduced = try fixture.train(loss: loss, comm: comm, update: update, sharding: .off)
+                let (err, name) = worstDifference(allreduced, sharded, loss: loss)
+                if comm.isRoot {
+                    print("sharded update np=\(comm.size) \(loss.estimator) alpha \(loss.alpha) \(update): worst relative "
+                          + "difference \(sci(err)) (\(name))")
+                }
+                if comm.size == 2 {
+                    XCTAssertEqual(sharded, allreduced, "\(loss.estimator) \(update): \(name) differs by \(err)")
+                } else {
+                    XCTAssertLessThan(err, 1e-4, "\(loss.estimator) \(update): \(name) differs by \(err)")
+                }
+            }
+        }
     }
 
     func testEveryEstimatorMatchesOneProcess() throws {
@@ -228,7 +258,7 @@ final class DistributedEquivalenceTests: XCTestCase {
     func testZeroBySymmetryGradientIsNoise() throws {
         for estimator in [Estimator.nce, .jsd] {
             let loss = LossConfig(estimator: estimator, alpha: 0.5)
-            let train = fixture.trainStep(loss, comm: SingleProcess())
+            let train = try fixture.trainStep(loss, comm: SingleProcess())
             try train.run(images: fixture.images(step: 0, comm: SingleProcess()))
             let model = train.state.model
             let norm = { (p: Parameter) in p.grad.array.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }

@@ -22,12 +22,18 @@ final class TrainerEquivalenceTests: XCTestCase {
 
     /// Trains `steps` steps on `np` in-process ranks; returns the final checkpoint.
     static func train(np: Int, config: TrainConfig, data: String, out: String, steps: Int,
-                      precision: Precision = .fp32, update: TrainStep.Update = .adam) throws -> String {
+                      precision: Precision = .fp32, update: TrainStep.Update = .adam,
+                      options: @escaping (inout Trainer.Options) -> Void = { _ in },
+                      sharded: Bool? = nil) throws -> String {
         var run = TinyRun(data: data)
         run.config = config
         _ = try InProcessGroup.run(ranks: np) { comm in
-            let trainer = try run.trainer(out: out, steps: steps, comm: comm) { $0.precision = precision }
+            let trainer = try run.trainer(out: out, steps: steps, comm: comm) {
+                $0.precision = precision
+                options(&$0)
+            }
             trainer.step.update = update
+            if let sharded { XCTAssertEqual(trainer.step.sharded != nil, sharded, "np \(np): the update's sharding") }
             try trainer.run()
         }
         return out + "/checkpoints/" + CheckpointDirectory.fileName(step: steps)
@@ -88,6 +94,37 @@ final class TrainerEquivalenceTests: XCTestCase {
     /// Adam, four steps: every tensor of the checkpoint, the discriminator and both Adams included.
     func testTrainerWithAdamMatchesOneProcess() throws {
         try compareRanks(steps: 4, update: .adam, bound: { _ in Self.fp32Bound })
+    }
+
+    /// The host's ranks sharing the gradient sum and Adam (the default on one host) against every
+    /// rank allreducing and updating everything: the in-process ranks add in rank order both
+    /// ways, so every tensor of the checkpoint (both Adams' moments included) is bit-identical,
+    /// with the fc weights' gradients from gathered factors too (left out of the shards' sums).
+    func testShardedUpdateIsBitIdenticalToAllreduce() throws {
+        let dir = temporaryDirectory()
+        try TinyRun.makeData(dir + "/data")
+        for (estimator, rows) in [(Estimator.jsd, nil), (.nce, 3)] as [(Estimator, Int?)] {
+            let config = Self.config(estimator, scoredRows: rows, data: dir + "/data")
+            for np in [2, 4] {
+                for fc in [FCGradientReduce.allreduce, .factors] {
+                    for update in [TrainStep.Update.adam, .sgd(rate: 0.002)] {
+                        let tag = "\(estimator.rawValue)-\(rows.map(String.init) ?? "all")-np\(np)-\(fc.rawValue)-\(update)"
+                        let out = { (s: OptimizerSharding) in "\(dir)/\(tag)-\(s.rawValue)".replacingOccurrences(of: " ", with: "") }
+                        let checkpoints = try [OptimizerSharding.off, .host].map { sharding in
+                            try Self.train(np: np, config: config, data: dir + "/data", out: out(sharding), steps: 3,
+                                           update: update, options: {
+                                $0.optimizerSharding = sharding
+                                $0.fcGradientReduce = fc
+                            }, sharded: sharding == .host)
+                        }
+                        let c = try CheckpointComparison.compare(checkpoints[0], checkpoints[1], ignoring: [])
+                        XCTAssertEqual(c.fields.filter { $0.role == .state }.map(\.name), [], tag)
+                        let g = c.groups.max { $0.worst < $1.worst }!
+                        XCTAssertEqual(g.worst, 0, "\(tag): \(g.name)/\(g.worstTensor) differs by \(g.worst)")
+                    }
+                }
+            }
+        }
     }
 
     /// bf16 GEMMs: a float32 value one ulp away (another summation order) can round to the

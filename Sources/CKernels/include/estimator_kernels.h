@@ -45,6 +45,10 @@ void dim_column_centred_scale(float *g, const float *x, const float *mean, const
 void dim_normalized_row_sums(const float *dy, const float *x, const float *mean, const float *r, size_t n,
                              double *sums);
 
+// out[i] = the sum of src[0][i] .. src[k-1][i], added in that order (the same bits on every
+// instruction set); out may be one of the sources.
+void dim_sum_sources(float *out, const float *const *src, size_t k, size_t n);
+
 // 1 when no x[i] is infinite or NaN.
 int dim_all_finite(const float *x, size_t n);
 

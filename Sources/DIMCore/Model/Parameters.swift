@@ -47,12 +47,14 @@ public final class ParameterStore {
     public private(set) var values: UnsafeMutablePointer<Float>? = nil
     public private(set) var grads: UnsafeMutablePointer<Float>? = nil
     private var byName: [String: Parameter] = [:]
+    /// False once the gradients live in memory the store does not own (`moveGradients(to:)`).
+    private var ownsGradients = true
 
     public init(trainable: Bool = true) { self.trainable = trainable }
 
     deinit {
         values?.deallocate()
-        grads?.deallocate()
+        if ownsGradients { grads?.deallocate() }
     }
 
     public func declare(_ name: String, _ shape: [Int], _ initializer: Initializer) -> Parameter {
@@ -93,6 +95,18 @@ public final class ParameterStore {
                 for i in 0..<min(nIn, p.shape[0]) { x[i * cols + i] = 1 }
             }
         }
+    }
+
+    /// Moves the gradients to `buffer` (`count` floats that outlive the store: the host's shared
+    /// memory, HostShardedUpdate): they are copied there and every parameter's `grad` views it
+    /// from now on. Layers read `grad` at each call, never keep its address.
+    public func moveGradients(to buffer: UnsafeMutablePointer<Float>) {
+        guard let old = grads else { preconditionFailure("ParameterStore.moveGradients: no gradients to move") }
+        buffer.update(from: old, count: count)
+        if ownsGradients { old.deallocate() }
+        ownsGradients = false
+        grads = buffer
+        for p in parameters { p.grad = Tensor(view: buffer + p.offset, shape: p.shape) }
     }
 
     /// Zeroes every gradient (on the rank's threads: at one rank per node with many threads a

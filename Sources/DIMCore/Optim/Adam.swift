@@ -21,11 +21,15 @@ public final class Adam {
     /// Sets the step counter from a checkpoint (the moments are loaded into `m` and `v` directly).
     public func restore(step: Int) { self.step = step }
 
-    /// One step. With `recordUpdate`, the step each parameter receives is also written there (the
+    /// One step over the parameters in `range` (all by default; HostShardedUpdate gives a rank its
+    /// share, and the moments outside it are then another rank's). With `recordUpdate`, the step each parameter receives is also written there (the
     /// reference check compares it: a float32 weight near 1 cannot hold a 1e-4 step to better than
     /// ~3e-4 relative, so params_after - params would measure storage rounding, not Adam).
-    public func update(_ store: ParameterStore, recordUpdate: UnsafeMutablePointer<Float>? = nil) {
+    public func update(_ store: ParameterStore, range: Range<Int>? = nil,
+                       recordUpdate: UnsafeMutablePointer<Float>? = nil) {
         precondition(store.count == count)
+        let range = range ?? 0..<count
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "Adam.update: range outside the store")
         guard let p = store.values, let g = store.grads else { return }
         step += 1
         let bc1 = 1 - pow(Double(beta1), Double(step))
@@ -35,8 +39,8 @@ public final class Adam {
         // The loop in C, vectorised for the CPU (CKernels): memory-bound, 28 bytes per parameter;
         // every parameter is updated on its own, so several threads take ranges of them.
         let (m, v, b1, b2, eps) = (m, v, beta1, beta2, eps)
-        parallelRanges(count, grain: parallelGrain(floatsPerItem: 7)) { r in
-            let i = r.lowerBound
+        parallelRanges(range.count, grain: parallelGrain(floatsPerItem: 7)) { r in
+            let i = range.lowerBound + r.lowerBound
             dim_adam_update(p + i, g + i, m + i, v + i, r.count, b1, b2, stepSize, invSqrtBC2, eps,
                             recordUpdate.map { $0 + i })
         }
