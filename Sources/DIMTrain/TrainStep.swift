@@ -5,7 +5,8 @@ import DIMCore
 /// (runBenchmark) and every equivalence, resume and fault test run this code.
 ///
 /// A step on this rank's images: the prior sample of the step (when prior matching is on), the
-/// model's forward and backward with the gradient allreduce overlapped (GradientSync), the
+/// model's forward and backward with the gradient allreduce overlapped (GradientSync) or, for
+/// ranks on one host, followed by each rank's sum of its shard (HostShardedUpdate), the
 /// discriminator's allreduce, the divergence guard, and the update of both models. The step's
 /// index is `state.step`; every random choice in it (prior sample, scored rows) is a function of
 /// (seed, step), so a step computes the same on any number of ranks and after a resume.
