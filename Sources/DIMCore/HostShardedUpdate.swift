@@ -91,12 +91,13 @@ public final class HostShardedUpdate {
     /// over ranks (false on every rank when any rank's are not).
     public func sumShard() -> Bool {
         comm.barrier()
-        let own = segments[comm.rank]
-        var sources: [UnsafePointer<Float>?] = segments.map { UnsafePointer($0) }
+        let own = segments[comm.rank], segments = segments
+        // On the rank's threads, each summing a range of the piece (every value is its own sum).
         for piece in GradientSync.subtracting(summedByBackward, from: shard) {
-            for r in sources.indices { sources[r] = UnsafePointer(segments[r] + piece.lowerBound) }
-            sources.withUnsafeBufferPointer { src in
-                dim_sum_sources(own + piece.lowerBound, src.baseAddress, src.count, piece.count)
+            parallelRanges(piece.count, grain: parallelGrain(floatsPerItem: segments.count + 1)) { r in
+                let first = piece.lowerBound + r.lowerBound
+                let sources: [UnsafePointer<Float>?] = segments.map { UnsafePointer($0 + first) }
+                sources.withUnsafeBufferPointer { dim_sum_sources(own + first, $0.baseAddress, $0.count, r.count) }
             }
         }
         let finite = shard.isEmpty || dim_all_finite(own + shard.lowerBound, shard.count) != 0

@@ -143,6 +143,7 @@ final class DistributedEquivalenceTests: XCTestCase {
     /// order.
     func testShardedUpdateMatchesAllreduce() throws {
         let comm = try requireRanks()
+        guard comm.hosts == 1 else { throw XCTSkip("the sharded update runs on one host (\(comm.hosts) here)") }
         let losses = Estimator.allCases.map { LossConfig(estimator: $0) } + [LossConfig(estimator: .jsd, beta: 1,
                 alpha: 0.5, gamma: 0.1)]
         for loss in losses {
