@@ -226,9 +226,16 @@ public final class MPICommunicator: Communicator {
         if any(free < 2 * size * allocated) { return nil }
         var base: UnsafeMutableRawPointer? = nil
         var window: MPI_Win? = nil
-        timed("MPI_Win_allocate_shared", floats) {
-            MPI_Win_allocate_shared(MPI_Aint(allocated), 4, dim_MPI_INFO_NULL(), world, &base, &window)
+        // An MPI without shared-memory windows (Open MPI with `--mca osc ^sm`, say) refuses the
+        // call: then every rank learns it and the caller keeps the allreduce.
+        var rc: Int32 = 0
+        let t0 = monotonicSeconds()
+        rc = MPI_Win_allocate_shared(MPI_Aint(allocated), 4, dim_MPI_INFO_NULL(), world, &base, &window)
+        communicationSeconds += monotonicSeconds() - t0
+        if rc != 0 {
+            printError("rank \(rank): MPI_Win_allocate_shared: \(Self.errorString(rc)): no memory shared between the ranks")
         }
+        if any(rc != 0) { return nil }  // (a window some ranks got stays: freeing it is collective)
         var segments: [UnsafeMutablePointer<Float>] = []
         for r in 0..<size {
             var bytes: MPI_Aint = 0, unit: Int32 = 0

@@ -61,9 +61,9 @@ public final class TrainStep {
                                         summedByBackward: gradientsSummedByBackward)
             if sharded == nil && optimizerSharding == .host {
                 let megabytes = 2 * (comm.size + 1) * state.model.params.count * 4 / 1_000_000
-                throw DIMError("--optimizer-sharding host: the host's shared memory has no room for the ranks' "
-                               + "gradients (about \(megabytes) MB free needed in /dev/shm: `df -h /dev/shm`; "
-                               + "docker run --shm-size)")
+                throw DIMError("--optimizer-sharding host: the ranks got no shared memory for their gradients "
+                               + "(it needs about \(megabytes) MB free in /dev/shm: `df -h /dev/shm`, docker run "
+                               + "--shm-size; and MPI shared-memory windows: Open MPI's osc sm)")
             }
         }
     }
