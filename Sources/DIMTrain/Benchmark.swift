@@ -186,6 +186,8 @@ public struct BenchRecord: Codable {
     /// (BenchmarkResult.shareOfReference).
     public var referenceGemmGflops: Double, shareOfReference: Double
     public var exposedAllreduceMs: Double, blockingAllreduceMs: Double?
+    /// Whether the host's ranks shared the gradient sum and Adam (then nothing was allreduced).
+    public var shardedUpdate: Bool
     public var estimatorKernels: String, estimatorNsPerScore: [String: Double], phaseMs: [String: Double]
     /// [first, end, ms]: gradients [first, end) of the flat buffer were final that many ms into the step.
     public var gradientReady: [[Double]]
@@ -198,7 +200,8 @@ public struct BenchRecord: Codable {
         case msPerStep = "ms_per_step", gflopsPerRank = "gflops_per_rank", gemmGflops = "gemm_gflops"
         case referenceGemmGflops = "reference_gemm_gflops", shareOfReference = "share_of_reference"
         case exposedAllreduceMs = "exposed_allreduce_ms"
-        case blockingAllreduceMs = "blocking_allreduce_ms", estimatorKernels = "estimator_kernels"
+        case blockingAllreduceMs = "blocking_allreduce_ms", shardedUpdate = "sharded_update"
+        case estimatorKernels = "estimator_kernels"
         case estimatorNsPerScore = "estimator_ns_per_score", phaseMs = "phase_ms"
         case gradientReady = "gradient_ready", backwardEndMs = "backward_end_ms"
     }
@@ -214,6 +217,7 @@ public struct BenchRecord: Codable {
         shareOfReference = r.shareOfReference
         exposedAllreduceMs = r.exposedAllreduceSeconds * 1000
         blockingAllreduceMs = r.blockingAllreduceSeconds.map { $0 * 1000 }
+        shardedUpdate = r.shardedUpdate
         estimatorKernels = estimatorKernelISA
         estimatorNsPerScore = Dictionary(uniqueKeysWithValues: estimators.map { ($0.0.rawValue, $0.1) })
         phaseMs = Dictionary(uniqueKeysWithValues: r.phases.map { ($0.0, $0.1 * 1000) })
