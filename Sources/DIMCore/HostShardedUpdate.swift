@@ -38,9 +38,9 @@ public enum OptimizerSharding: String, CaseIterable, Codable, Sendable {
 /// 4. rank r publishes its updated shard in the shared memory, and copies the others' shards
 ///    from there into its own parameters.
 /// A rank thus reads k shards and writes 3 where the allreduce made MPI copy and sum the whole
-/// buffer, and runs 1/k of Adam's 28 bytes per parameter: on a 2-vCPU Zen 3 at 512-unit heads
-/// the gradient allreduce and Adam took 20-23 ms of a rank's step, the sharded form 9-12
-/// (docs/results.md, nineteenth session). The collectives around it are barriers.
+/// buffer, and runs 1/k of Adam's 28 bytes per parameter. On a 2-vCPU Zen 3 that gave 1.04-1.05x
+/// the images/s at 2 ranks and 1.3x at 8 (docs/results.md, nineteenth session). The collectives
+/// around it are two barriers and the finiteness verdict's max allreduce.
 ///
 /// Nothing overlaps backward (GradientSync's buckets do): on one host that overlap measured as
 /// nothing (eleventh session), between hosts it is most of the allreduce, so this runs on one
