@@ -30,10 +30,10 @@ public protocol Communicator: AnyObject {
     /// to bf16 (half the bytes of float32 on the wire; used by `--grad-reduce bf16`).
     func startAllreduceSum(bf16 buffer: UnsafeMutablePointer<UInt16>, count: Int) -> PendingCollective
     /// Memory that every rank maps: `floatsPerRank` floats per rank, rank r's at `segments[r]`
-    /// (64-byte aligned), zeroed. Nil unless every rank runs on one host (MPI:
-    /// MPI_Win_allocate_shared, nil too when /dev/shm lacks twice the room), and for one
-    /// process. A collective call. The memory lives until
-    /// the process ends (freeing it would be a collective call too, which no deinit may make).
+    /// (64-byte aligned), zeroed. Nil for one process and unless every rank runs on one host
+    /// (MPI: MPI_Win_allocate_shared; nil too when /dev/shm lacks twice the room or MPI has no
+    /// shared-memory windows). A collective call. The memory lives until the process ends
+    /// (freeing it would be a collective call too, which no deinit may make).
     func hostSharedMemory(floatsPerRank: Int) -> HostSharedMemory?
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)

@@ -228,9 +228,8 @@ public final class MPICommunicator: Communicator {
         var window: MPI_Win? = nil
         // An MPI without shared-memory windows (Open MPI with `--mca osc ^sm`, say) refuses the
         // call: then every rank learns it and the caller keeps the allreduce.
-        var rc: Int32 = 0
         let t0 = monotonicSeconds()
-        rc = MPI_Win_allocate_shared(MPI_Aint(allocated), 4, dim_MPI_INFO_NULL(), world, &base, &window)
+        let rc = MPI_Win_allocate_shared(MPI_Aint(allocated), 4, dim_MPI_INFO_NULL(), world, &base, &window)
         communicationSeconds += monotonicSeconds() - t0
         if rc != 0 {
             printError("rank \(rank): MPI_Win_allocate_shared: \(Self.errorString(rc)): no memory shared between the ranks")

@@ -72,7 +72,8 @@ struct Train: ParsableCommand {
                                discussion: """
         host: each rank sums 1/k of the gradients over the host's ranks in shared memory and runs \
         Adam on them alone, instead of every rank allreducing and updating all of them (ZeRO-1 \
-        within the host). auto: host when all ranks are on one host and --grad-reduce is fp32.
+        within the host). auto: host when all ranks are on one host, --grad-reduce is fp32 and \
+        /dev/shm has room (else the allreduce); the log's gradients: line says which.
         """))
     var optimizerSharding: OptimizerSharding = .auto
     @Option(help: "Output directory for metrics and checkpoints.") var out = "runs/train"

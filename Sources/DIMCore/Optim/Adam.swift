@@ -22,9 +22,10 @@ public final class Adam {
     public func restore(step: Int) { self.step = step }
 
     /// One step over the parameters in `range` (all by default; HostShardedUpdate gives a rank its
-    /// share, and the moments outside it are then another rank's). With `recordUpdate`, the step each parameter receives is also written there (the
-    /// reference check compares it: a float32 weight near 1 cannot hold a 1e-4 step to better than
-    /// ~3e-4 relative, so params_after - params would measure storage rounding, not Adam).
+    /// share, and the moments outside it are then another rank's). With `recordUpdate`, the step
+    /// each parameter receives is also written there (the reference check compares it: a float32
+    /// weight near 1 cannot hold a 1e-4 step to better than ~3e-4 relative, so params_after -
+    /// params would measure storage rounding, not Adam).
     public func update(_ store: ParameterStore, range: Range<Int>? = nil,
                        recordUpdate: UnsafeMutablePointer<Float>? = nil) {
         precondition(store.count == count)
