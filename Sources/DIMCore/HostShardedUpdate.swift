@@ -121,15 +121,10 @@ public final class HostShardedUpdate {
     /// before a checkpoint is written. A collective call.
     public func gatherMoments(_ adam: Adam) {
         let counts = shards.map(\.count)
-        var own = [Float](repeating: 0, count: shard.count)
         for moments in [adam.m, adam.v] {
-            own.withUnsafeMutableBufferPointer { buffer in
-                guard let o = buffer.baseAddress else { return }
-                o.update(from: moments + shard.lowerBound, count: shard.count)
-            }
-            own.withUnsafeBufferPointer { buffer in
-                comm.allgather(buffer.baseAddress ?? UnsafePointer(moments), counts: counts, into: moments)
-            }
+            // A copy of this rank's shard: MPI's input may not lie inside its output.
+            let own = Array(UnsafeBufferPointer(start: moments + shard.lowerBound, count: shard.count))
+            own.withUnsafeBufferPointer { comm.allgather($0.baseAddress ?? UnsafePointer(moments), counts: counts, into: moments) }
         }
     }
 }
