@@ -34,6 +34,8 @@ public struct BenchmarkResult {
     /// With `collectiveTimes` (the communicator's observer): per kind of collective in the timed
     /// steps, calls and seconds per step over the ranks (empty on one rank).
     public var collectives: [CollectiveTimes.Line] = []
+    /// The same by call of the step, in call order (empty when steps made different calls).
+    public var collectiveSites: [CollectiveTimes.SiteLine] = []
     /// The reference GEMM's rate (GFLOP/s) before the first round and after each round (every
     /// rank at once), and every timed step's seconds.
     public var references: [Double] = []
@@ -57,6 +59,16 @@ public struct BenchmarkResult {
     public var gemmShareOfReference: Double { median(roundGEMMShares) }
     /// The median of the references (GFLOP/s).
     public var reference: Double { median(references) }
+
+    /// The phase of the step (`phases`, in order) that was running `seconds` into a step.
+    public func phase(at seconds: Double) -> String {
+        var end = 0.0
+        for (name, s) in phases where !name.hasPrefix("(") {
+            end += s
+            if seconds <= end { return name }
+        }
+        return phases.last { !$0.0.hasPrefix("(") }?.0 ?? "?"
+    }
 }
 
 /// The middle value (the mean of the two middle ones for an even count; 0 for none).
@@ -98,6 +110,7 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
     }
     func step() throws {
         stepStart = monotonicSeconds()
+        if recording { collectiveTimes?.beginStep() }
         announcement = 0
         try train.run(images: x)
         if recording { exposed += sync.exposedSeconds }
@@ -165,7 +178,10 @@ public func runBenchmark(_ config: TrainConfig, precision: Precision = .fp32,
         .map { (shape: $0.key, calls: Double($0.value.calls) / Double(timedSteps),
                 seconds: $0.value.seconds / Double(timedSteps)) }
         .sorted { $0.seconds > $1.seconds }
-    if let times = collectiveTimes, comm.size > 1 { result.collectives = times.summary(steps: timedSteps, comm: comm) }
+    if let times = collectiveTimes, comm.size > 1 {
+        result.collectives = times.summary(steps: timedSteps, comm: comm)
+        result.collectiveSites = times.sitesSummary(steps: timedSteps, comm: comm)
+    }
     // The same reduction alone and blocking, for how much of it the overlap hid.
     let summed = train.gradientsSummedByBackward
     result.allreducedCount = model.params.count - summed.reduce(0) { $0 + $1.count }

@@ -164,6 +164,17 @@ struct Bench: ParsableCommand {
                           + "(\(fmt(c.leastSeconds * 1000, 1))-\(fmt(c.mostSeconds * 1000, 1)))")
                 }
             }
+            if !r.collectiveSites.isEmpty {
+                // The same waits by call: where in the step one rank ran ahead of another.
+                print("  where the ranks waited: the 5 longest of the step's \(r.collectiveSites.count) collective calls, "
+                      + "ms on the mean rank (least-most rank), when the call ended (ms into the step) and its phase")
+                for c in r.collectiveSites.sorted(by: { $0.meanSeconds > $1.meanSeconds }).prefix(5) {
+                    let what = c.count > 0 ? "\(c.name) [\(c.count)]" : c.name
+                    print("    #\(padRight("\(c.index + 1) \(what)", 38)) \(pad(fmt(c.meanSeconds * 1000, 1), 6)) ms "
+                          + "(\(fmt(c.leastSeconds * 1000, 1))-\(fmt(c.mostSeconds * 1000, 1)))  at "
+                          + "\(fmt(c.endOffset * 1000, 1)) ms, \(r.phase(at: c.endOffset))")
+                }
+            }
             if r.shardedUpdate {
                 print("  gradient sum and Adam: \(ranks) shards in the host's shared memory (--optimizer-sharding), "
                       + "in the gradient allreduce and optimizer phases")

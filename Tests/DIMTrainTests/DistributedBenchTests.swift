@@ -10,7 +10,8 @@ final class DistributedBenchTests: XCTestCase {
     /// The step's "(of which in collectives)" covers the timed steps only (not the barriers
     /// between rounds, which wait for the slowest rank's warm-up and reference GEMM), and the
     /// breakdown by kind, timed by the communicator's observer, adds up to it on every rank; each
-    /// rank's own time per kind lies between the least and the most over the ranks.
+    /// rank's own time per kind lies between the least and the most over the ranks; the same
+    /// by call of the step.
     /// Under mpirun on one host (CI), the step shards the update (OptimizerSharding.auto).
     func testCollectivesAreTimedByKindOverTheTimedStepsOnly() throws {
         let times = CollectiveTimes()
@@ -21,6 +22,7 @@ final class DistributedBenchTests: XCTestCase {
                                  log: { _ in })
         guard comm.size > 1 else {
             XCTAssertTrue(r.collectives.isEmpty)
+            XCTAssertTrue(r.collectiveSites.isEmpty)
             return
         }
         let inCollectives = try XCTUnwrap(r.phases.first { $0.0 == "(of which in collectives)" }).1
@@ -36,6 +38,21 @@ final class DistributedBenchTests: XCTestCase {
         // BatchNorm's moments are summed over ranks in every step; so are the losses.
         let moments = try XCTUnwrap(r.collectives.first { $0.name == "MPI_Allreduce (sum, double)" })
         XCTAssertGreaterThanOrEqual(moments.calls, 2)
+        // The same time by call of the step: every timed step made the same calls, and each
+        // call's time lies between the least and the most over the ranks.
+        let calls = times.byName.values.reduce(0) { $0 + $1.calls }
+        XCTAssertEqual(r.collectiveSites.count * r.steps, calls, "rank \(comm.rank)")
+        XCTAssertEqual(r.collectiveSites.map(\.index), Array(0..<r.collectiveSites.count))
+        XCTAssertEqual(times.sites.reduce(0) { $0 + $1.seconds }, times.byName.values.reduce(0) { $0 + $1.seconds },
+                       accuracy: 1e-9)
+        for (line, next) in zip(r.collectiveSites, r.collectiveSites.dropFirst()) {
+            XCTAssertLessThanOrEqual(line.endOffset, next.endOffset * (1 + 1e-12), "calls \(line.index) and \(next.index)")
+        }
+        for line in r.collectiveSites {
+            let own = times.sites[line.index].seconds / Double(r.steps)
+            XCTAssertLessThanOrEqual(line.leastSeconds, own * (1 + 1e-12), "call \(line.index), rank \(comm.rank)")
+            XCTAssertGreaterThanOrEqual(line.mostSeconds, own * (1 - 1e-12), "call \(line.index), rank \(comm.rank)")
+        }
         for line in r.collectives {
             let own = (times.byName[line.name]?.seconds ?? 0) / Double(r.steps)
             XCTAssertLessThanOrEqual(line.leastSeconds, own * (1 + 1e-12), "\(line.name), rank \(comm.rank)")

@@ -86,10 +86,11 @@ public final class DIMModel {
                                 gradientsFinal: (Range<Int>) -> Void = { _ in }) -> Losses {
         let lc = lossConfig
         precondition(!lc.priorMatching || priorSample != nil, "prior matching (gamma > 0) needs a prior sample")
+        timer.start()
         params.zeroGrads()
         discParams.zeroGrads()
+        timer.mark("zeroing gradients")
         var losses = Losses()
-        timer.start()
         encoder.forward(x, training: true, comm: comm)
         timer.mark("encoder")
         gradY.resize(encoder.globalVector.shape, zero: true)
