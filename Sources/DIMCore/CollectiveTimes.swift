@@ -87,17 +87,24 @@ public final class CollectiveTimes: CollectiveObserver {
         if length > 0 { comm.broadcast(&bytes, bytes: bytes.count, root: 0) }
         names = length == 0 ? [] : String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
         let perStep = 1 / Double(max(steps, 1))
-        let own = names.map { (byName[$0]?.seconds ?? 0) * perStep }
-        var total = own, most = own, negatedLeast = own.map { -$0 }
-        if !names.isEmpty {
-            comm.allreduceSum(&total, count: names.count)
-            comm.allreduceMax(&most, count: names.count)
-            comm.allreduceMax(&negatedLeast, count: names.count)
-        }
+        let spread = Self.overRanks(names.map { (byName[$0]?.seconds ?? 0) * perStep }, comm: comm)
         return names.indices.map { i in
             Line(name: names[i], calls: Double(byName[names[i]]?.calls ?? 0) * perStep,
-                 meanSeconds: total[i] / Double(comm.size), leastSeconds: -negatedLeast[i], mostSeconds: most[i])
+                 meanSeconds: spread.mean[i], leastSeconds: spread.least[i], mostSeconds: spread.most[i])
         }.sorted { $0.meanSeconds > $1.meanSeconds }
+    }
+
+    /// Each entry of `own` (this rank's value) over the ranks: the mean, the least and the most.
+    /// A collective call (three allreduces; none for no entries).
+    private static func overRanks(_ own: [Double], comm: Communicator)
+        -> (mean: [Double], least: [Double], most: [Double]) {
+        var total = own, most = own, negatedLeast = own.map { -$0 }
+        if !own.isEmpty {
+            comm.allreduceSum(&total, count: own.count)
+            comm.allreduceMax(&most, count: own.count)
+            comm.allreduceMax(&negatedLeast, count: own.count)
+        }
+        return (total.map { $0 / Double(comm.size) }, negatedLeast.map { -$0 }, most)
     }
 
     /// One call of the step over the ranks, per step: its place (0-based) among the step's
@@ -118,16 +125,11 @@ public final class CollectiveTimes: CollectiveObserver {
         // Every rank saw the same number of calls per step (max = min), and its steps agreed.
         guard shape[0] > 0, shape[0] == -shape[1] else { return [] }
         let perStep = 1 / Double(max(steps, 1))
-        let own = sites.map { $0.seconds * perStep }
-        var total = own, most = own, negatedLeast = own.map { -$0 }, ends = sites.map { $0.endOffset * perStep }
-        comm.allreduceSum(&total, count: own.count)
-        comm.allreduceMax(&most, count: own.count)
-        comm.allreduceMax(&negatedLeast, count: own.count)
-        comm.allreduceSum(&ends, count: own.count)
-        let ranks = Double(comm.size)
+        let spread = Self.overRanks(sites.map { $0.seconds * perStep }, comm: comm)
+        let ends = Self.overRanks(sites.map { $0.endOffset * perStep }, comm: comm).mean
         return sites.indices.map { i in
-            SiteLine(index: i, name: sites[i].name, count: sites[i].count, meanSeconds: total[i] / ranks,
-                     leastSeconds: -negatedLeast[i], mostSeconds: most[i], endOffset: ends[i] / ranks)
+            SiteLine(index: i, name: sites[i].name, count: sites[i].count, meanSeconds: spread.mean[i],
+                     leastSeconds: spread.least[i], mostSeconds: spread.most[i], endOffset: ends[i])
         }
     }
 }
